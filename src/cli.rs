@@ -1,0 +1,215 @@
+//! Command-line surface: clap derive structs only, one args struct per subcommand.
+//!
+//! Nothing here acts; `commands::run` dispatches on what clap parsed. Keeping the
+//! whole surface in one file lets `completions` and `man` be generated from it
+//! and the help snapshots read it as users will.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// PostgreSQL in a container, with your data safe, in one command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgbox",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Print nothing but data and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more detail (engine calls, build output)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When to use colours on stderr
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Machine-readable JSON on stdout, for commands that report
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Use this pgbox.toml instead of searching upwards from the current folder
+    #[arg(long, global = true, value_name = "FILE", env = "PGBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`
+    #[arg(long, global = true, value_name = "ENGINE", env = "PGBOX_ENGINE")]
+    pub engine: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create pgbox.toml, a generated password and the data folder
+    Init(InitArgs),
+    /// Build the PostgreSQL image from the embedded templates
+    Build(BuildArgs),
+    /// Start PostgreSQL and wait until it accepts connections
+    Up(UpArgs),
+    /// Stop PostgreSQL gracefully; data is kept
+    Down(DownArgs),
+    /// Show the state of this project's server (exit 0 only when healthy)
+    Status(StatusArgs),
+    /// Show the server's log
+    Logs(LogsArgs),
+    /// Open psql inside the container, or run it with arguments
+    Psql(PsqlArgs),
+    /// Print the connection string on stdout
+    Url(UrlArgs),
+    /// List every pgbox-managed container on this host
+    Ls(LsArgs),
+    /// Print a shell completion script on stdout
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Project name, used for the container and volume names
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Host port PostgreSQL is published on (default: 5432, or the next free one)
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Address the port is published on
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+
+    /// Storage mode
+    #[arg(long, value_enum)]
+    pub storage: Option<StorageModeArg>,
+
+    /// Data folder for direct mode, relative to the project folder
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Base image the PostgreSQL image is built from
+    #[arg(long, value_name = "IMAGE")]
+    pub base_image: Option<String>,
+
+    /// PostgreSQL major version
+    #[arg(long, value_name = "MAJOR")]
+    pub pg_version: Option<u32>,
+
+    /// Read the password from stdin instead of generating one
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Accept defaults for everything not given as a flag
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Rewrite pgbox.toml even when it exists (the password and data are kept)
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageModeArg {
+    Auto,
+    Direct,
+    Fallback,
+    Volume,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Build even when an image with the same content hash exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Seconds to wait for PostgreSQL to accept connections
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// Remove the container after stopping it (data is kept)
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Remove the container and delete the data (asks first)
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Keep following the log
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Number of lines from the end (`all` for everything)
+    #[arg(short = 'n', long, default_value = "200", value_name = "N")]
+    pub tail: String,
+
+    /// Prefix each line with the engine's timestamp
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PsqlArgs {
+    /// Database to connect to (default: the project database)
+    #[arg(long, value_name = "NAME")]
+    pub db: Option<String>,
+
+    /// Arguments passed to psql, e.g. `-c 'select 1'`
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PSQL ARGS"
+    )]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UrlArgs {
+    /// Include the password in the URL
+    #[arg(long)]
+    pub with_password: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,103 @@
+//! `pgbox down`: graceful stop, optionally removing the container or the data.
+//!
+//! Data is deleted only with `--purge`, after a confirmation (or `--yes`). The
+//! question is asked before anything is stopped, so a refused or impossible
+//! confirmation leaves everything as it was. Files in a direct-mode folder belong
+//! to the container's UID, so they are deleted through the engine.
+
+use std::time::Instant;
+
+use crate::cli::{DownArgs, GlobalArgs};
+use crate::config::StorageMode;
+use crate::error::{Fail, EXIT_USAGE};
+use crate::printer::Printer;
+use crate::project::{self, STOP_TIMEOUT};
+use crate::storage::ProjectState;
+
+pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
+    let (s, engine) = super::load(g).await?;
+    let name = s.container_name();
+    let decision = ProjectState::load(&s).storage;
+    let mode = decision.as_ref().map(|d| d.mode).unwrap_or(s.storage_mode);
+    let what = match mode {
+        StorageMode::Volume => format!("volume `{}`", s.volume),
+        _ => format!("data folder `{}`", s.data_dir.display()),
+    };
+
+    if args.purge && !args.yes {
+        if !p.can_prompt() {
+            return Err(
+                Fail::new(format!("`--purge` deletes {what} and needs a confirmation"))
+                    .hint("pass `--yes` to confirm without a terminal")
+                    .code(EXIT_USAGE)
+                    .into(),
+            );
+        }
+        let ok = dialoguer::Confirm::new()
+            .with_prompt(format!("Delete {what} of `{}` for good?", s.project))
+            .default(false)
+            .interact()?;
+        if !ok {
+            p.info("nothing deleted");
+            return Ok(1);
+        }
+    }
+
+    let container = engine.inspect(&name).await?;
+    if let Some(c) = &container {
+        project::check_ownership(&s, &c.labels)?;
+        if c.running {
+            let bar = p.spinner(format!("stopping `{name}`"));
+            let t = Instant::now();
+            let r = engine.stop_container(&name, STOP_TIMEOUT).await;
+            bar.finish_and_clear();
+            r?;
+            p.done(format!(
+                "stopped `{name}` in {:.1}s",
+                t.elapsed().as_secs_f64()
+            ));
+        } else {
+            p.info(format!("`{name}` is not running"));
+        }
+        if args.rm || args.purge {
+            engine.remove_container(&name, false).await?;
+            p.done(format!("removed container `{name}`"));
+        }
+    } else {
+        p.info(format!("`{name}` does not exist; nothing to stop"));
+    }
+
+    if args.purge {
+        match mode {
+            StorageMode::Volume => {
+                if engine.volume_exists(&s.volume).await? {
+                    engine.remove_volume(&s.volume).await?;
+                }
+            }
+            _ if s.data_dir.exists() => {
+                let image = container
+                    .map(|c| c.image)
+                    .unwrap_or_else(|| s.base_image.clone());
+                let cmd = vec![
+                    "find".into(),
+                    "/target".into(),
+                    "-mindepth".into(),
+                    "1".into(),
+                    "-delete".into(),
+                ];
+                let code = engine.run_oneshot(&image, &s.data_dir, cmd).await?;
+                if code != 0 {
+                    return Err(Fail::new(format!(
+                        "deleting the files in `{}` failed (exit {code})",
+                        s.data_dir.display()
+                    ))
+                    .into());
+                }
+                std::fs::remove_dir(&s.data_dir)?;
+            }
+            _ => {}
+        }
+        p.done(format!("deleted {what}"));
+    }
+    Ok(0)
+}

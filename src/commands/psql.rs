@@ -1,0 +1,38 @@
+//! `pgbox psql`: psql inside the server's container, so versions always match.
+//!
+//! A TTY is attached only when stdin and stdout are terminals; otherwise stdin is
+//! streamed (so `pgbox psql < dump.sql` works) and psql's exit code is passed on.
+
+use crate::cli::{GlobalArgs, PsqlArgs};
+use crate::engine::ExecSpec;
+use crate::error::Fail;
+
+pub async fn run(args: PsqlArgs, g: &GlobalArgs) -> super::Outcome {
+    let (s, engine) = super::load(g).await?;
+    let name = s.container_name();
+    match engine.inspect(&name).await? {
+        Some(c) if c.running => {}
+        _ => {
+            return Err(
+                Fail::new(format!("PostgreSQL for `{}` is not running", s.project))
+                    .hint("start it with `pgbox up`")
+                    .into(),
+            )
+        }
+    }
+    let mut cmd = vec![
+        "psql".to_string(),
+        "--username".into(),
+        s.user.clone(),
+        "--dbname".into(),
+        args.db.unwrap_or_else(|| s.database.clone()),
+    ];
+    cmd.extend(args.args);
+    let spec = ExecSpec {
+        cmd,
+        user: Some("postgres".into()),
+        env: Vec::new(),
+    };
+    let code = engine.exec_attached(&name, &spec).await?;
+    Ok(u8::try_from(code).unwrap_or(1))
+}

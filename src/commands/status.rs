@@ -1,0 +1,136 @@
+//! `pgbox status`: what runs, whether it answers, and where the data lives.
+//!
+//! Exit 0 only when the container runs and PostgreSQL answers a protocol ping on
+//! the published port; 4 otherwise, so scripts and monitors can rely on it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::GlobalArgs;
+use crate::config::StorageMode;
+use crate::engine::ExecSpec;
+use crate::error::EXIT_UNHEALTHY;
+use crate::printer::Printer;
+use crate::probe::{self, Ping};
+use crate::project;
+use crate::storage::ProjectState;
+
+#[derive(Serialize)]
+struct Storage {
+    mode: String,
+    reason: Option<String>,
+    location: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    project: String,
+    container: String,
+    state: String,
+    running: bool,
+    health: Option<String>,
+    entrypoint_state: Option<String>,
+    ready: bool,
+    url: String,
+    port: u16,
+    bind: String,
+    image: Option<String>,
+    started_at: Option<String>,
+    storage: Storage,
+    engine: String,
+    config: String,
+}
+
+pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
+    let (s, engine) = super::load(g).await?;
+    let name = s.container_name();
+    let info = engine.inspect(&name).await?;
+    let running = info.as_ref().is_some_and(|c| c.running);
+    let (ready, entrypoint_state) = if running {
+        let host = s.url_host();
+        let cat = ExecSpec {
+            cmd: vec!["cat".into(), "/tmp/container-state".into()],
+            ..Default::default()
+        };
+        let ping = probe::ping(&host, s.port, Duration::from_secs(2));
+        let state = engine.exec_capture(&name, &cat);
+        let (ping, state) = tokio::join!(ping, state);
+        let state = state
+            .ok()
+            .filter(|o| o.code == 0)
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        (ping == Ping::Ready, state)
+    } else {
+        (false, None)
+    };
+    let decision = ProjectState::load(&s).storage;
+    let mode = decision.as_ref().map(|d| d.mode).unwrap_or(s.storage_mode);
+    let report = Report {
+        project: s.project.clone(),
+        container: name,
+        state: info
+            .as_ref()
+            .map(|c| c.state.clone())
+            .unwrap_or_else(|| "absent".into()),
+        running,
+        health: info.as_ref().and_then(|c| c.health.clone()),
+        entrypoint_state,
+        ready,
+        url: project::url(&s, None),
+        port: s.port,
+        bind: s.bind.clone(),
+        image: info.as_ref().map(|c| c.image.clone()),
+        started_at: info
+            .as_ref()
+            .and_then(|c| c.started_at.clone())
+            .filter(|_| running),
+        storage: Storage {
+            mode: mode.to_string(),
+            reason: decision.map(|d| d.reason),
+            location: match mode {
+                StorageMode::Volume => format!("volume {}", s.volume),
+                _ => s.data_dir.display().to_string(),
+            },
+        },
+        engine: engine.describe(),
+        config: s.config_path.display().to_string(),
+    };
+    if p.json() {
+        p.data(serde_json::to_string_pretty(&report)?);
+    } else {
+        let dash = || "-".to_string();
+        let rows = [
+            ("project", report.project.clone()),
+            ("container", report.container.clone()),
+            ("state", report.state.clone()),
+            (
+                "entrypoint",
+                report.entrypoint_state.clone().unwrap_or_else(dash),
+            ),
+            ("health", report.health.clone().unwrap_or_else(dash)),
+            (
+                "ready",
+                if report.ready {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+            ),
+            ("url", report.url.clone()),
+            (
+                "storage",
+                format!("{} ({})", report.storage.mode, report.storage.location),
+            ),
+            ("why", report.storage.reason.clone().unwrap_or_else(dash)),
+            ("image", report.image.clone().unwrap_or_else(dash)),
+            ("started", report.started_at.clone().unwrap_or_else(dash)),
+            ("engine", report.engine.clone()),
+            ("config", report.config.clone()),
+        ];
+        for (k, v) in rows {
+            p.data(format!("{k:<11}{v}"));
+        }
+    }
+    Ok(if ready { 0 } else { EXIT_UNHEALTHY })
+}

@@ -1,0 +1,164 @@
+//! `pgbox up`: build if needed, create or start the container, wait until ready.
+//!
+//! Readiness comes from the entrypoint itself: it prints `state=RUNNING` only after
+//! a TCP connection to 127.0.0.1 inside the container succeeds against the real
+//! server (the first-start init server listens on no TCP port). pgbox attaches
+//! to the container before starting it, so it sees that line the moment it is
+//! written, then confirms the published port from the host with a protocol ping.
+
+use std::time::{Duration, Instant};
+
+use crate::cli::{GlobalArgs, UpArgs};
+use crate::engine::{EngineError, WaitError, LABEL_SPEC};
+use crate::error::Fail;
+use crate::printer::Printer;
+use crate::probe::{self, Ping};
+use crate::project::{self, READY_MARKER};
+
+fn port_taken(bind: &str, port: u16) -> Fail {
+    Fail::new(format!("port `{port}` on `{bind}` is already in use")).hint(format!(
+        "stop what listens there (`ss -ltnp 'sport = :{port}'` shows it), or choose another port: \
+             `port = {}` under `[network]` in pgbox.toml, or `PGBOX_PORT={}`",
+        port.saturating_add(1),
+        port.saturating_add(1)
+    ))
+}
+
+fn is_port_conflict(e: &EngineError) -> bool {
+    let m = e.to_string();
+    m.contains("port is already allocated") || m.contains("address already in use")
+}
+
+/// Ping the published port until it answers (the engine's proxy may lag a moment).
+async fn confirm_port(host: &str, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match probe::ping(host, port, Duration::from_secs(2)).await {
+            Ping::Ready => return Ok(()),
+            other if Instant::now() > deadline => return Err(format!("{other:?}")),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
+    let started = Instant::now();
+    let (s, engine) = super::load(g).await?;
+    project::ensure_secret(&s, None)?;
+    let tag = project::ensure_image(&engine, &s, p, false).await?;
+    let decision = project::storage_decision(&engine, &s, &tag).await?;
+    let spec = project::container_spec(&s, &tag, &decision);
+    let name = spec.name.clone();
+
+    let mut create = true;
+    if let Some(c) = engine.inspect(&name).await? {
+        project::check_ownership(&s, &c.labels)?;
+        let current = c.labels.get(LABEL_SPEC) == spec.labels.get(LABEL_SPEC);
+        if c.running {
+            if !current {
+                p.warn("pgbox.toml or the image changed since this container started; run `pgbox down && pgbox up` to apply");
+            }
+            if let Err(why) = confirm_port(&s.url_host(), s.port).await {
+                return Err(Fail::new(format!(
+                    "`{name}` is running but PostgreSQL does not answer on port {}: {why}",
+                    s.port
+                ))
+                .hint("see `pgbox logs`; `pgbox down && pgbox up` restarts it")
+                .into());
+            }
+            p.info(format!("PostgreSQL for `{}` is already running", s.project));
+            p.data(project::url(&s, None));
+            return Ok(0);
+        }
+        if current {
+            create = false;
+        } else {
+            p.detail("settings changed: recreating the container (data is kept)");
+            engine.remove_container(&name, false).await?;
+        }
+    }
+
+    project::prepare_storage(&engine, &s, &decision).await?;
+    if std::net::TcpListener::bind((s.bind.as_str(), s.port)).is_err() {
+        return Err(port_taken(&s.bind, s.port).into());
+    }
+    if create {
+        engine.create_container(&spec).await?;
+    }
+
+    let bar = p.spinner(format!(
+        "starting PostgreSQL {} for `{}`",
+        s.pg_version, s.project
+    ));
+    let verbose = p.verbose();
+    let waited = engine
+        .start_and_wait(
+            &name,
+            READY_MARKER,
+            Duration::from_secs(args.timeout),
+            |line| {
+                if verbose {
+                    bar.suspend(|| eprintln!("  {line}"));
+                }
+                if let Some(state) = line.split("state=").nth(1) {
+                    bar.set_message(format!(
+                        "starting PostgreSQL {} ({})",
+                        s.pg_version,
+                        state.trim()
+                    ));
+                }
+            },
+        )
+        .await;
+    bar.finish_and_clear();
+    match waited {
+        Ok(_) => {}
+        Err(WaitError::Engine(e)) if is_port_conflict(&e) => return Err(port_taken(&s.bind, s.port).into()),
+        Err(WaitError::Died { exit_code, last_lines }) => {
+            return Err(Fail::new(format!(
+                "PostgreSQL did not start: the container exited with code {exit_code}; its last lines:\n{}",
+                indent(&last_lines)
+            ))
+            .hint("fix the cause above, then run `pgbox up` again; `pgbox logs` shows the whole log")
+            .into())
+        }
+        Err(WaitError::Timeout(t, last_lines)) => {
+            return Err(Fail::new(format!(
+                "PostgreSQL was not ready after {}s; the container's last lines:\n{}",
+                t.as_secs(),
+                indent(&last_lines)
+            ))
+            .hint("`pgbox logs -f` shows what it is doing; `--timeout SECONDS` waits longer")
+            .into())
+        }
+        Err(WaitError::Engine(e)) => return Err(e.into()),
+    }
+    if let Err(why) = confirm_port(&s.url_host(), s.port).await {
+        return Err(Fail::new(format!(
+            "PostgreSQL is running in the container but does not answer on {}:{}: {why}",
+            s.url_host(),
+            s.port
+        ))
+        .hint(
+            "check the engine's port forwarding (`docker port`); `pgbox logs` shows the server log",
+        )
+        .into());
+    }
+    p.done(format!(
+        "PostgreSQL {} for `{}` is ready in {:.1}s ({} storage)",
+        s.pg_version,
+        s.project,
+        started.elapsed().as_secs_f64(),
+        decision.mode
+    ));
+    p.data(project::url(&s, None));
+    Ok(0)
+}
+
+fn indent(lines: &[String]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,603 @@
+//! `pgbox.toml`: the schema, where it is found, and how settings are resolved.
+//!
+//! Every source is parsed into the same all-optional [`FileConfig`] with
+//! `deny_unknown_fields`, so a typo is an error with file, line and column rather
+//! than a silently ignored key. Values are checked while they are deserialised,
+//! which lets toml attach the position of the offending value. Sources are then
+//! layered: flags > `PGBOX_*` env > pgbox.toml > user config > defaults, and the
+//! result is the fully resolved [`Settings`] that commands work from.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::{Fail, EXIT_USAGE};
+
+pub const CONFIG_FILE: &str = "pgbox.toml";
+pub const STATE_DIR: &str = ".pgbox";
+pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
+pub const DEFAULT_PG_VERSION: u32 = 15;
+pub const DEFAULT_PORT: u16 = 5432;
+pub const DEFAULT_UID: u32 = 999;
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSection>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    #[serde(
+        default,
+        deserialize_with = "de_project_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    #[serde(
+        default,
+        deserialize_with = "de_pg_version",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub version: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "de_nonempty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub base_image: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_identifier",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub database: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_identifier",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    #[serde(
+        default,
+        deserialize_with = "de_bind",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bind: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_port",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<StorageMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(
+        default,
+        deserialize_with = "de_volume",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub volume: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    Auto,
+    Direct,
+    Fallback,
+    Volume,
+}
+
+impl fmt::Display for StorageMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageMode::Auto => "auto",
+            StorageMode::Direct => "direct",
+            StorageMode::Fallback => "fallback",
+            StorageMode::Volume => "volume",
+        })
+    }
+}
+
+// ---- value checks, run inside deserialisation so errors carry a position ----
+
+fn de_with<'de, D, T, F>(d: D, check: F) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+    F: FnOnce(&T) -> Result<(), String>,
+{
+    let v = T::deserialize(d)?;
+    check(&v).map_err(serde::de::Error::custom)?;
+    Ok(Some(v))
+}
+
+fn de_project_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| check_project_name(s))
+}
+
+fn de_pg_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_with(d, |v: &u32| {
+        if (10..=40).contains(v) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{v}` is not a PostgreSQL major version (10 or later, e.g. 15)"
+            ))
+        }
+    })
+}
+
+fn de_nonempty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| {
+        if s.trim().is_empty() {
+            Err("must not be empty".into())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+fn de_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| check_identifier(s))
+}
+
+fn de_bind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| check_bind(s))
+}
+
+fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let v = i64::deserialize(d)?;
+    check_port(v).map_err(serde::de::Error::custom).map(Some)
+}
+
+fn de_volume<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| check_volume(s))
+}
+
+pub fn check_project_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 48
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid project name: use 1-48 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+        ))
+    }
+}
+
+fn check_identifier(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 63 || s.contains('\0') {
+        Err(format!(
+            "`{s}` is not a valid PostgreSQL name: 1-63 bytes, no NUL"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_bind(s: &str) -> Result<(), String> {
+    s.parse::<IpAddr>()
+        .map(|_| ())
+        .map_err(|_| format!("`{s}` is not an IP address (use 127.0.0.1 for this machine only)"))
+}
+
+fn check_port(v: i64) -> Result<u16, String> {
+    match u16::try_from(v) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!("`{v}` is not a port number (1-65535)")),
+    }
+}
+
+fn check_volume(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid volume name: letters, digits, `_`, `.` or `-`"
+        ))
+    }
+}
+
+/// Make a project name out of a folder name: lowercase, other characters as `-`.
+pub fn sanitize_project_name(raw: &str) -> String {
+    let mut out: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    out = out.trim_matches(|c| c == '-' || c == '_').to_string();
+    out.truncate(48);
+    if out.is_empty() {
+        "pgbox".into()
+    } else {
+        out
+    }
+}
+
+// ---- parsing with positions ----
+
+/// Parse one config file's text; errors name the file, line and column.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, Fail> {
+    toml::from_str::<FileConfig>(text).map_err(|e| {
+        let (line, col) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .unwrap_or((1, 1));
+        Fail::new(format!("{}:{line}:{col}: {}", path.display(), e.message().trim_end()))
+            .hint(format!(
+                "fix the value in `{}`; the keys pgbox knows are listed in the README under `pgbox.toml`",
+                path.display()
+            ))
+            .code(EXIT_USAGE)
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Find pgbox.toml: `--config`, else walk up from `start`.
+pub fn find_config(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Fail> {
+    if let Some(p) = explicit {
+        let p = absolute(start, p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Fail::new(format!("config file `{}` does not exist", p.display()))
+                .hint("pass the path of an existing pgbox.toml, or run `pgbox init` to create one")
+                .code(EXIT_USAGE))
+        };
+    }
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        let candidate = d.join(CONFIG_FILE);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(Fail::new(format!(
+        "no `{CONFIG_FILE}` in `{}` or any folder above it",
+        start.display()
+    ))
+    .hint("run `pgbox init` in your project folder, or pass `--config PATH`")
+    .code(EXIT_USAGE))
+}
+
+pub fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn user_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "pgbox").map(|d| d.config_dir().join("config.toml"))
+}
+
+fn read_user_config() -> Result<FileConfig, Fail> {
+    match user_config_path() {
+        Some(p) if p.is_file() => {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", p.display())))?;
+            parse_file(&p, &text)
+        }
+        _ => Ok(FileConfig::default()),
+    }
+}
+
+// ---- layering ----
+
+fn to_table(c: &FileConfig) -> toml::Table {
+    toml::Table::try_from(c).expect("FileConfig serialises to a table")
+}
+
+fn merge_into(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_into(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// (variable, section, key, is_integer)
+const ENV_KEYS: &[(&str, &str, &str, bool)] = &[
+    ("PGBOX_PROJECT", "project", "name", false),
+    ("PGBOX_PG_VERSION", "postgres", "version", true),
+    ("PGBOX_BASE_IMAGE", "postgres", "base_image", false),
+    ("PGBOX_DATABASE", "postgres", "database", false),
+    ("PGBOX_USER", "postgres", "user", false),
+    ("PGBOX_BIND", "network", "bind", false),
+    ("PGBOX_PORT", "network", "port", true),
+    ("PGBOX_STORAGE", "storage", "mode", false),
+    ("PGBOX_DATA_DIR", "storage", "path", false),
+    ("PGBOX_BACKUP_DIR", "backup", "dir", false),
+];
+
+fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<FileConfig, Fail> {
+    let mut table = toml::Table::new();
+    for (var, section, key, integer) in ENV_KEYS {
+        let Some(raw) = get(var) else { continue };
+        let value = if *integer {
+            let n: i64 = raw.trim().parse().map_err(|_| {
+                Fail::new(format!("{var}=`{raw}` is not a number"))
+                    .hint(format!("set {var} to a whole number or unset it"))
+                    .code(EXIT_USAGE)
+            })?;
+            toml::Value::Integer(n)
+        } else {
+            toml::Value::String(raw)
+        };
+        table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("section is a table")
+            .insert(key.to_string(), value);
+    }
+    FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+        Fail::new(format!(
+            "invalid PGBOX_* environment variable: {}",
+            e.message().trim_end()
+        ))
+        .hint("fix or unset the variable; see `pgbox.toml` in the README for accepted values")
+        .code(EXIT_USAGE)
+    })
+}
+
+/// Fully resolved settings for one project.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub config_path: PathBuf,
+    pub project_dir: PathBuf,
+    pub project: String,
+    pub pg_version: u32,
+    pub base_image: String,
+    pub database: String,
+    pub user: String,
+    pub bind: String,
+    pub port: u16,
+    pub storage_mode: StorageMode,
+    pub data_dir: PathBuf,
+    pub volume: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub backup_dir: PathBuf,
+    pub keep_last: Option<u32>,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Settings {
+    /// Load from disk, layering user config, the project file and the environment.
+    pub fn load(explicit: Option<&Path>) -> Result<Settings, Fail> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Fail::new(format!("cannot read the current folder: {e}")))?;
+        let path = find_config(explicit, &cwd)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", path.display())))?;
+        let file = parse_file(&path, &text)?;
+        let user = read_user_config()?;
+        let env = env_layer(&|k| std::env::var(k).ok())?;
+        Ok(Settings::resolve(&path, &[user, file, env]))
+    }
+
+    /// Resolve layers (lowest priority first) into settings with defaults.
+    pub fn resolve(config_path: &Path, layers: &[FileConfig]) -> Settings {
+        let mut merged = toml::Table::new();
+        for l in layers {
+            merge_into(&mut merged, to_table(l));
+        }
+        let c = FileConfig::deserialize(toml::Value::Table(merged))
+            .expect("merged layers were each valid");
+        let project_dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let project = c
+            .project
+            .as_ref()
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| {
+                sanitize_project_name(
+                    &project_dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            });
+        let pg = c.postgres.unwrap_or_default();
+        let net = c.network.unwrap_or_default();
+        let st = c.storage.unwrap_or_default();
+        let bk = c.backup.unwrap_or_default();
+        let database = pg.database.unwrap_or_else(|| project.replace('-', "_"));
+        Settings {
+            config_path: config_path.to_path_buf(),
+            project_dir: project_dir.clone(),
+            pg_version: pg.version.unwrap_or(DEFAULT_PG_VERSION),
+            base_image: pg.base_image.unwrap_or_else(|| DEFAULT_BASE_IMAGE.into()),
+            user: pg.user.unwrap_or_else(|| database.clone()),
+            database,
+            bind: net.bind.unwrap_or_else(|| "127.0.0.1".into()),
+            port: net.port.unwrap_or(DEFAULT_PORT),
+            storage_mode: st.mode.unwrap_or(StorageMode::Auto),
+            data_dir: absolute(
+                &project_dir,
+                &st.path.unwrap_or_else(|| PathBuf::from(".pgbox/data")),
+            ),
+            volume: st.volume.unwrap_or_else(|| format!("pgbox-{project}-data")),
+            uid: st.uid,
+            gid: st.gid,
+            backup_dir: absolute(
+                &project_dir,
+                &bk.dir.unwrap_or_else(|| PathBuf::from("backups")),
+            ),
+            keep_last: bk.keep_last,
+            keep_daily: bk.keep_daily.unwrap_or(7),
+            keep_weekly: bk.keep_weekly.unwrap_or(4),
+            keep_monthly: bk.keep_monthly.unwrap_or(6),
+            project,
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.project_dir.join(STATE_DIR)
+    }
+
+    pub fn secret_path(&self) -> PathBuf {
+        self.state_dir().join("secrets").join("postgres_password")
+    }
+
+    pub fn container_name(&self) -> String {
+        format!("pgbox-{}", self.project)
+    }
+
+    /// Host used in URLs: the bind address, or loopback when bound to all addresses.
+    pub fn url_host(&self) -> String {
+        match self.bind.parse::<IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => "127.0.0.1".into(),
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => self.bind.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        let text = "[project]\nname = \"a\"\n\n[network]\nprot = 5432\n";
+        let err = parse_file(Path::new("pgbox.toml"), text).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("pgbox.toml:5:1: unknown field `prot`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn bad_value_reports_position_of_value() {
+        let text = "[network]\nport = 70000\n";
+        let err = parse_file(Path::new("x.toml"), text).unwrap_err();
+        assert!(err.message.starts_with("x.toml:2:8:"), "{}", err.message);
+        assert!(
+            err.message.contains("`70000` is not a port number"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn layers_resolve_in_priority_order() {
+        let user = parse_file(
+            Path::new("u"),
+            "[network]\nport = 6000\nbind = \"0.0.0.0\"\n",
+        )
+        .unwrap();
+        let file = parse_file(Path::new("f"), "[network]\nport = 6001\n").unwrap();
+        let env = env_layer(&|k| (k == "PGBOX_PORT").then(|| "6002".to_string())).unwrap();
+        let s = Settings::resolve(
+            Path::new("/p/my-app/pgbox.toml"),
+            &[user.clone(), file.clone()],
+        );
+        assert_eq!(s.port, 6001);
+        assert_eq!(s.bind, "0.0.0.0");
+        assert_eq!(s.url_host(), "127.0.0.1");
+        assert_eq!(s.project, "my-app");
+        assert_eq!(s.database, "my_app");
+        let s = Settings::resolve(Path::new("/p/my-app/pgbox.toml"), &[user, file, env]);
+        assert_eq!(s.port, 6002);
+    }
+
+    #[test]
+    fn env_values_are_checked() {
+        let err = env_layer(&|k| (k == "PGBOX_PORT").then(|| "http".to_string())).unwrap_err();
+        assert!(err.message.contains("PGBOX_PORT=`http` is not a number"));
+        let err = env_layer(&|k| (k == "PGBOX_STORAGE").then(|| "nfs".to_string())).unwrap_err();
+        assert!(err.message.contains("nfs"), "{}", err.message);
+    }
+
+    #[test]
+    fn folder_names_become_project_names() {
+        assert_eq!(sanitize_project_name("My App!"), "my-app");
+        assert_eq!(sanitize_project_name("..."), "pgbox");
+        assert!(check_project_name("-x").is_err());
+    }
+}

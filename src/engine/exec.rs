@@ -1,0 +1,224 @@
+//! Running commands inside a container: captured, or wired to the host's stdio.
+//!
+//! A data stream never gets a TTY (a TTY rewrites `\n` as `\r\n`); a TTY is
+//! allocated only for an interactive session whose stdin and stdout are both
+//! terminals, in which case the host terminal is put in raw mode and window
+//! size changes are forwarded. Closing the exec's input delivers EOF.
+
+use std::io::IsTerminal;
+
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Engine, EngineError, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    pub user: Option<String>,
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub code: i64,
+    pub stdout: Vec<u8>,
+}
+
+/// Puts the terminal on fd 0 in raw mode and restores it when dropped.
+struct RawMode(libc::termios);
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed termios they fill in.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(RawMode(saved))
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `enable`.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.0);
+        }
+    }
+}
+
+fn terminal_size() -> Option<(u16, u16)> {
+    let (rows, cols) = console::Term::stdout().size_checked()?;
+    Some((rows, cols))
+}
+
+impl Engine {
+    async fn create_exec(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        stdin: bool,
+        tty: bool,
+    ) -> Result<String> {
+        let opts = CreateExecOptions {
+            cmd: Some(spec.cmd.clone()),
+            user: spec.user.clone(),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            attach_stdin: Some(stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty),
+            ..Default::default()
+        };
+        Ok(self.docker.create_exec(container, opts).await?.id)
+    }
+
+    async fn exec_code(&self, id: &str) -> Result<i64> {
+        // The exit code can lag the end of the stream by a moment.
+        for _ in 0..50 {
+            let info = self.docker.inspect_exec(id).await?;
+            if info.running != Some(true) {
+                if let Some(code) = info.exit_code {
+                    return Ok(code);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(EngineError::Other(
+            "the engine did not report the exit code of the command".into(),
+        ))
+    }
+
+    /// Run a command and collect its stdout (no TTY, no stdin; stderr is dropped).
+    pub async fn exec_capture(&self, container: &str, spec: &ExecSpec) -> Result<ExecOutput> {
+        let id = self.create_exec(container, spec, false, false).await?;
+        let mut stdout = Vec::new();
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&id, None).await?
+        {
+            while let Some(chunk) = output.next().await {
+                if let bollard::container::LogOutput::StdOut { message } = chunk? {
+                    stdout.extend_from_slice(&message);
+                }
+            }
+        }
+        Ok(ExecOutput {
+            code: self.exec_code(&id).await?,
+            stdout,
+        })
+    }
+
+    /// Run a command wired to this process's stdin/stdout/stderr; returns its exit code.
+    /// A TTY is used only when both stdin and stdout are terminals.
+    pub async fn exec_attached(&self, container: &str, spec: &ExecSpec) -> Result<i64> {
+        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let id = self.create_exec(container, spec, true, tty).await?;
+        let started = self
+            .docker
+            .start_exec(
+                &id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty,
+                    output_capacity: Some(64 * 1024),
+                }),
+            )
+            .await?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
+            return Err(EngineError::Other(
+                "the engine did not attach to the command".into(),
+            ));
+        };
+        let raw = if tty { RawMode::enable() } else { None };
+        if tty {
+            if let Some((h, w)) = terminal_size() {
+                let _ = self
+                    .docker
+                    .resize_exec(
+                        &id,
+                        ResizeExecOptions {
+                            height: h,
+                            width: w,
+                        },
+                    )
+                    .await;
+            }
+        }
+        // stdin pump: copy until EOF, then close the exec's input (EOF inside).
+        let pump = tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if input.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        let _ = input.flush().await;
+                    }
+                }
+            }
+            let _ = input.shutdown().await;
+        });
+        let resize = tty.then(|| {
+            let docker = self.docker.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let Ok(mut sig) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+                else {
+                    return;
+                };
+                while sig.recv().await.is_some() {
+                    if let Some((h, w)) = terminal_size() {
+                        let _ = docker
+                            .resize_exec(
+                                &id,
+                                ResizeExecOptions {
+                                    height: h,
+                                    width: w,
+                                },
+                            )
+                            .await;
+                    }
+                }
+            })
+        });
+        let mut stdout = tokio::io::stdout();
+        let mut stderr = tokio::io::stderr();
+        while let Some(chunk) = output.next().await {
+            let res = match chunk? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.write_all(&message).await.and(stderr.flush().await)
+                }
+                other => stdout
+                    .write_all(&other.into_bytes())
+                    .await
+                    .and(stdout.flush().await),
+            };
+            if res.is_err() {
+                break;
+            }
+        }
+        pump.abort();
+        if let Some(r) = resize {
+            r.abort();
+        }
+        drop(raw);
+        self.exec_code(&id).await
+    }
+}

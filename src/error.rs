@@ -1,0 +1,75 @@
+//! Error types that carry what went wrong, how to fix it, and the exit code.
+//!
+//! Modules return their own `thiserror` enums or a [`Fail`]; commands work with
+//! `anyhow`. `main` prints the chain as `error:` / `caused by:` / `hint:` and
+//! maps it to an exit code with [`exit_code`]. The codes are documented in the
+//! README: 0 ok, 1 failure, 2 usage or configuration, 3 no engine, 4 unhealthy,
+//! 130 interrupted; `psql` passes its own code through.
+
+use std::fmt;
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_NO_ENGINE: u8 = 3;
+pub const EXIT_UNHEALTHY: u8 = 4;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// A failure the user can act on: a message, an optional hint, an exit code.
+#[derive(Debug)]
+pub struct Fail {
+    pub message: String,
+    pub hint: Option<String>,
+    pub code: u8,
+}
+
+impl Fail {
+    pub fn new(message: impl Into<String>) -> Self {
+        Fail {
+            message: message.into(),
+            hint: None,
+            code: EXIT_FAILURE,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+/// Ctrl-C while a command ran.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+fn find_fail(err: &anyhow::Error) -> Option<&Fail> {
+    err.downcast_ref::<Fail>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<Fail>()))
+}
+
+pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<Fail>())
+        .chain(err.downcast_ref::<Fail>())
+        .find_map(|f| f.hint.as_deref())
+}
+
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<Interrupted>().is_some() {
+        return EXIT_INTERRUPTED;
+    }
+    find_fail(err).map_or(EXIT_FAILURE, |f| f.code)
+}

@@ -1,0 +1,71 @@
+//! Small file-system helpers: atomic writes with a chosen mode, private folders.
+//!
+//! Anything pgbox writes for the user (pgbox.toml, the password, state) goes to a
+//! temporary name in the same folder, is fsynced, then renamed into place, so a
+//! crash or a full disk never leaves a half-written file behind.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Write `bytes` to `path` atomically with permission bits `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Create `dir` (and parents) and set its mode.
+pub fn private_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn atomic_write_sets_mode_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("secret");
+        write_atomic(&p, b"abc", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"abc");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        write_atomic(&p, b"xyz", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"xyz");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failed_write_leaves_old_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("missing-dir").join("f");
+        assert!(write_atomic(&p, b"abc", 0o600).is_err());
+        assert!(!p.exists());
+    }
+}

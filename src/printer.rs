@@ -1,0 +1,129 @@
+//! All output goes through one `Printer`: data on stdout, everything else on stderr.
+//!
+//! Commands never call `println!`/`eprintln!` directly. The printer knows whether
+//! stderr is a terminal, whether colours are wanted (`--color`, `NO_COLOR`) and
+//! whether the user asked for silence (`-q`), so spinners, progress bars and
+//! prompts are switched on or off in one place.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use console::{style, Style};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{ColorChoice, GlobalArgs};
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    quiet: bool,
+    verbose: u8,
+    json: bool,
+    stderr_tty: bool,
+    stdin_tty: bool,
+}
+
+impl Printer {
+    pub fn new(args: &GlobalArgs) -> Self {
+        let stderr_tty = std::io::stderr().is_terminal();
+        let colors = match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stderr_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        };
+        console::set_colors_enabled_stderr(colors);
+        console::set_colors_enabled(colors && std::io::stdout().is_terminal());
+        Printer {
+            quiet: args.quiet,
+            verbose: args.verbose,
+            json: args.json,
+            stderr_tty,
+            stdin_tty: std::io::stdin().is_terminal(),
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose > 0
+    }
+
+    /// True when prompts may be shown: stdin and stderr are terminals and not quiet.
+    pub fn can_prompt(&self) -> bool {
+        self.stdin_tty && self.stderr_tty && !self.quiet
+    }
+
+    /// A step that finished: `✓ message`.
+    pub fn done(&self, msg: impl AsRef<str>) {
+        self.line(&style("✓").green().to_string(), msg.as_ref());
+    }
+
+    /// Neutral status information.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    /// Detail shown with `-v`.
+    pub fn detail(&self, msg: impl AsRef<str>) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("{}", style(msg.as_ref()).dim());
+        }
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{} {}", style("warning:").yellow().bold(), msg.as_ref());
+        }
+    }
+
+    fn line(&self, mark: &str, msg: &str) {
+        if !self.quiet {
+            eprintln!("{mark} {msg}");
+        }
+    }
+
+    /// Data for stdout: one line, flushed.
+    pub fn data(&self, line: impl AsRef<str>) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", line.as_ref());
+        let _ = out.flush();
+    }
+
+    /// Print an error with its causes and hint, as `error:` / `caused by:` / `hint:`.
+    pub fn error(&self, err: &anyhow::Error) {
+        let red = Style::new().red().bold().for_stderr();
+        eprintln!("{} {}", red.apply_to("error:"), err);
+        for cause in err.chain().skip(1) {
+            let text = cause.to_string();
+            if text != err.to_string() {
+                eprintln!("{} {}", style("caused by:").bold().for_stderr(), text);
+            }
+        }
+        if let Some(hint) = crate::error::hint_of(err) {
+            eprintln!("{} {}", style("hint:").cyan().bold().for_stderr(), hint);
+        }
+    }
+
+    /// A spinner on stderr; hidden when stderr is not a terminal or with `-q`.
+    pub fn spinner(&self, msg: impl Into<String>) -> ProgressBar {
+        let pb = if self.quiet || !self.stderr_tty {
+            ProgressBar::hidden()
+        } else {
+            let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                    .expect("static template")
+                    .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
+            );
+            pb.enable_steady_tick(Duration::from_millis(80));
+            pb
+        };
+        pb.set_message(msg.into());
+        pb
+    }
+}

@@ -1,0 +1,227 @@
+//! Where PostgreSQL's data lives on the host: mode decision and folder preparation.
+//!
+//! Direct mode bind-mounts a host folder that must be owned by the container's
+//! postgres UID with mode 700. pgbox can only hand a folder to another UID when
+//! it runs as root (or already is that UID); otherwise `auto` picks a named
+//! volume, whose ownership the engine manages. The decision and its reason are
+//! recorded in `.pgbox/state.json` so `status` can say which mode is used and why.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Settings, StorageMode};
+use crate::error::{Fail, EXIT_USAGE};
+
+/// The mode in use, why, and the container's postgres ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub mode: StorageMode,
+    pub reason: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Decide the storage mode for `requested` given the container's postgres ids.
+pub fn decide(requested: StorageMode, uid: u32, gid: u32) -> Result<Decision, Fail> {
+    let me = euid();
+    let (mode, reason) = match requested {
+        StorageMode::Direct => (StorageMode::Direct, "set in pgbox.toml".to_string()),
+        StorageMode::Volume => (StorageMode::Volume, "set in pgbox.toml".to_string()),
+        StorageMode::Fallback => {
+            return Err(Fail::new("storage mode `fallback` (tarball persistence) is not available in this version")
+                .hint("use `mode = \"auto\"`, `\"direct\"` or `\"volume\"` under `[storage]` in pgbox.toml")
+                .code(EXIT_USAGE))
+        }
+        StorageMode::Auto if me == 0 || me == uid => (
+            StorageMode::Direct,
+            format!("the data folder can be owned by the container's postgres uid {uid}"),
+        ),
+        StorageMode::Auto => (
+            StorageMode::Volume,
+            format!("uid {me} cannot give a folder to the container's postgres uid {uid} without root; a named volume keeps ownership inside the engine"),
+        ),
+    };
+    Ok(Decision {
+        mode,
+        reason,
+        uid,
+        gid,
+    })
+}
+
+/// What `prepare_direct` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Prepared {
+    pub created: bool,
+    pub changed_owner: bool,
+    pub changed_mode: bool,
+}
+
+fn fix_command(dir: &Path, uid: u32, gid: u32) -> String {
+    let d = dir.display();
+    format!("sudo chown -R {uid}:{gid} '{d}' && sudo chmod 700 '{d}'")
+}
+
+fn wrong_owner(dir: &Path, owner: u32, uid: u32, gid: u32) -> Fail {
+    Fail::new(format!(
+        "data folder `{}` is owned by uid {owner}, but PostgreSQL in the container runs as uid {uid}",
+        dir.display()
+    ))
+    .hint(format!(
+        "run `{}`, or set `mode = \"volume\"` under `[storage]` in pgbox.toml",
+        fix_command(dir, uid, gid)
+    ))
+}
+
+/// Make `dir` ready for direct mode: exists, owned by uid:gid, mode 700.
+/// A folder that already holds files of another owner is never taken over.
+pub fn prepare_direct(dir: &Path, uid: u32, gid: u32) -> Result<Prepared, Fail> {
+    let mut done = Prepared::default();
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|e| {
+            Fail::new(format!(
+                "cannot create data folder `{}`: {e}",
+                dir.display()
+            ))
+        })?;
+        done.created = true;
+    }
+    let meta = fs::metadata(dir)
+        .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(
+            Fail::new(format!("data path `{}` is not a folder", dir.display()))
+                .hint("point `path` under `[storage]` in pgbox.toml at a folder"),
+        );
+    }
+    if meta.uid() != uid || meta.gid() != gid {
+        let empty = fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty && meta.uid() != uid {
+            return Err(wrong_owner(dir, meta.uid(), uid, gid));
+        }
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| {
+            Fail::new(format!(
+                "cannot give data folder `{}` to uid {uid}: {e}",
+                dir.display()
+            ))
+            .hint(format!(
+                "run `{}`, or use `mode = \"volume\"`",
+                fix_command(dir, uid, gid)
+            ))
+        })?;
+        done.changed_owner = true;
+    }
+    let meta = fs::metadata(dir)
+        .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
+    if meta.mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| {
+            Fail::new(format!("cannot set mode 700 on `{}`: {e}", dir.display()))
+                .hint(format!("run `{}`", fix_command(dir, uid, gid)))
+        })?;
+        done.changed_mode = true;
+    }
+    verify_direct(dir, uid, gid)?;
+    Ok(done)
+}
+
+/// Check, without changing anything, that `dir` is ready for direct mode.
+pub fn verify_direct(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
+    let meta = fs::metadata(dir)
+        .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
+    if meta.uid() != uid {
+        return Err(wrong_owner(dir, meta.uid(), uid, gid));
+    }
+    if meta.mode() & 0o777 != 0o700 {
+        return Err(Fail::new(format!(
+            "data folder `{}` has mode {:o}; PostgreSQL requires 700",
+            dir.display(),
+            meta.mode() & 0o777
+        ))
+        .hint(format!("run `{}`", fix_command(dir, uid, gid))));
+    }
+    Ok(())
+}
+
+/// The recorded state of a project (`.pgbox/state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProjectState {
+    #[serde(default)]
+    pub storage: Option<Decision>,
+}
+
+impl ProjectState {
+    fn path(s: &Settings) -> std::path::PathBuf {
+        s.state_dir().join("state.json")
+    }
+
+    pub fn load(s: &Settings) -> ProjectState {
+        fs::read(Self::path(s))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
+        crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
+        let json = serde_json::to_vec_pretty(self)?;
+        crate::fsutil::write_atomic(&Self::path(s), &json, 0o600)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_as_root_or_same_uid_is_direct() {
+        let me = euid();
+        let d = decide(StorageMode::Auto, me, me).unwrap();
+        assert_eq!(d.mode, StorageMode::Direct);
+        if me != 0 {
+            assert_eq!(
+                decide(StorageMode::Auto, me + 1, me + 1).unwrap().mode,
+                StorageMode::Volume
+            );
+        }
+        assert!(decide(StorageMode::Fallback, 999, 999).is_err());
+    }
+
+    #[test]
+    fn prepare_creates_and_sets_mode_for_own_uid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let (uid, gid) = (euid(), unsafe { libc::getegid() });
+        let done = prepare_direct(&dir, uid, gid).unwrap();
+        assert!(done.created);
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(prepare_direct(&dir, uid, gid).unwrap(), Prepared::default());
+    }
+
+    #[test]
+    fn occupied_folder_of_another_owner_is_refused_with_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("file"), "x").unwrap();
+        let other = euid() + 4321;
+        let err = prepare_direct(tmp.path(), other, other).unwrap_err();
+        assert!(
+            err.message.contains(&format!("runs as uid {other}")),
+            "{}",
+            err.message
+        );
+        assert!(err
+            .hint
+            .unwrap()
+            .contains(&format!("sudo chown -R {other}:{other}")));
+    }
+}

@@ -1,0 +1,187 @@
+//! Every file pgbox writes or builds from, embedded at compile time and rendered here.
+//!
+//! Files ending in `.j2` are minijinja templates; everything else (the shell
+//! scripts that run inside the container) is copied byte for byte, so shell
+//! syntax never collides with template syntax. A project can override any
+//! template by placing a file of the same name under `.pgbox/templates/`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use minijinja::Environment;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Settings;
+
+/// (name, body) of every embedded template.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "image/Containerfile.j2",
+        include_str!("../templates/image/Containerfile.j2"),
+    ),
+    (
+        "image/entrypoint.sh",
+        include_str!("../templates/image/entrypoint.sh"),
+    ),
+    (
+        "image/healthcheck.sh",
+        include_str!("../templates/image/healthcheck.sh"),
+    ),
+    ("pgbox.toml.j2", include_str!("../templates/pgbox.toml.j2")),
+];
+
+/// The text of a template: the project's override when present, else the embedded one.
+pub fn source(project_dir: Option<&Path>, name: &str) -> anyhow::Result<String> {
+    if let Some(dir) = project_dir {
+        let path = dir.join(".pgbox/templates").join(name);
+        if path.is_file() {
+            return std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read template override `{}`", path.display()));
+        }
+    }
+    EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, body)| body.to_string())
+        .with_context(|| format!("no template named `{name}`"))
+}
+
+/// Render a template with a serialisable context; non-`.j2` files come back unchanged.
+pub fn render(
+    project_dir: Option<&Path>,
+    name: &str,
+    ctx: impl Serialize,
+) -> anyhow::Result<String> {
+    let body = source(project_dir, name)?;
+    if !name.ends_with(".j2") {
+        return Ok(body);
+    }
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.render_str(&body, ctx)
+        .with_context(|| format!("cannot render template `{name}`"))
+}
+
+/// One file of an image build context.
+pub struct ContextFile {
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The image build context and the tag derived from its content.
+pub struct ImageContext {
+    pub files: Vec<ContextFile>,
+    pub tag: String,
+}
+
+#[derive(Serialize)]
+struct ImageVars<'a> {
+    pgbox_version: &'a str,
+    base_image: &'a str,
+    pg_major: u32,
+    postgres_uid: u32,
+    postgres_gid: u32,
+}
+
+impl ImageContext {
+    pub fn for_settings(s: &Settings) -> anyhow::Result<ImageContext> {
+        let uid = s.uid.unwrap_or(crate::config::DEFAULT_UID);
+        let vars = ImageVars {
+            pgbox_version: env!("CARGO_PKG_VERSION"),
+            base_image: &s.base_image,
+            pg_major: s.pg_version,
+            postgres_uid: uid,
+            postgres_gid: s.gid.unwrap_or(uid),
+        };
+        let dir = Some(s.project_dir.as_path());
+        let files = vec![
+            ContextFile {
+                path: "Containerfile",
+                body: render(dir, "image/Containerfile.j2", &vars)?.into_bytes(),
+                mode: 0o644,
+            },
+            ContextFile {
+                path: "entrypoint.sh",
+                body: render(dir, "image/entrypoint.sh", &vars)?.into_bytes(),
+                mode: 0o755,
+            },
+            ContextFile {
+                path: "healthcheck.sh",
+                body: render(dir, "image/healthcheck.sh", &vars)?.into_bytes(),
+                mode: 0o755,
+            },
+        ];
+        let mut h = Sha256::new();
+        for f in &files {
+            h.update(f.path.as_bytes());
+            h.update([0]);
+            h.update(f.mode.to_le_bytes());
+            h.update((f.body.len() as u64).to_le_bytes());
+            h.update(&f.body);
+        }
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(ImageContext {
+            files,
+            tag: format!("pgbox-postgres:{}-{hex}", s.pg_version),
+        })
+    }
+
+    /// The build context as an uncompressed tar archive.
+    pub fn tar(&self) -> anyhow::Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        for f in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(f.body.len() as u64);
+            header.set_mode(f.mode);
+            header.set_mtime(0);
+            header.set_cksum();
+            b.append_data(&mut header, f.path, f.body.as_slice())?;
+        }
+        Ok(b.into_inner()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    fn settings(dir: &Path) -> Settings {
+        Settings::resolve(&dir.join("pgbox.toml"), &[])
+    }
+
+    #[test]
+    fn tag_follows_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        let a = ImageContext::for_settings(&s).unwrap();
+        let mut s2 = s.clone();
+        s2.base_image = "postgres:16".into();
+        let b = ImageContext::for_settings(&s2).unwrap();
+        assert_ne!(a.tag, b.tag);
+        assert_eq!(a.tag, ImageContext::for_settings(&s).unwrap().tag);
+        let containerfile = String::from_utf8(b.files[0].body.clone()).unwrap();
+        assert!(containerfile.contains("FROM postgres:16"));
+    }
+
+    #[test]
+    fn project_override_wins_and_changes_tag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        let before = ImageContext::for_settings(&s).unwrap().tag;
+        let dir = tmp.path().join(".pgbox/templates/image");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("healthcheck.sh"), "#!/bin/sh\nexit 0\n").unwrap();
+        let ctx = ImageContext::for_settings(&s).unwrap();
+        assert_ne!(ctx.tag, before);
+        assert_eq!(ctx.files[2].body, b"#!/bin/sh\nexit 0\n");
+    }
+}
