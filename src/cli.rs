@@ -127,6 +127,24 @@ pub struct InitArgs {
     pub force: bool,
 }
 
+impl InitArgs {
+    /// What `pgbox init --yes` would do: every default, no prompts.
+    pub fn defaults() -> Self {
+        InitArgs {
+            name: None,
+            port: None,
+            bind: None,
+            storage: None,
+            data_dir: None,
+            base_image: None,
+            pg_version: None,
+            password_stdin: false,
+            yes: true,
+            force: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageModeArg {
     Auto,

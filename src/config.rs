@@ -17,6 +17,7 @@ use crate::error::{Fail, EXIT_USAGE};
 
 pub const CONFIG_FILE: &str = "pgbox.toml";
 pub const STATE_DIR: &str = ".pgbox";
+const NOT_FOUND: &str = "no `pgbox.toml`";
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
 pub const DEFAULT_PG_VERSION: u32 = 15;
 pub const DEFAULT_PORT: u16 = 5432;
@@ -305,6 +306,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// True for the error `find_config` gives when no pgbox.toml exists above `start`.
+pub fn is_not_found(f: &Fail) -> bool {
+    f.message.starts_with(NOT_FOUND)
+}
+
 /// Find pgbox.toml: `--config`, else walk up from `start`.
 pub fn find_config(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Fail> {
     if let Some(p) = explicit {
@@ -326,7 +332,7 @@ pub fn find_config(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Fai
         dir = d.parent();
     }
     Err(Fail::new(format!(
-        "no `{CONFIG_FILE}` in `{}` or any folder above it",
+        "{NOT_FOUND} in `{}` or any folder above it",
         start.display()
     ))
     .hint("run `pgbox init` in your project folder, or pass `--config PATH`")

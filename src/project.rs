@@ -160,23 +160,34 @@ pub async fn storage_decision(
     image: &str,
 ) -> anyhow::Result<Decision> {
     let mut state = ProjectState::load(s);
-    let (uid, gid) = match (s.uid, s.gid) {
-        (Some(u), g) => (u, g.unwrap_or(u)),
+    let known = state
+        .storage
+        .as_ref()
+        .filter(|_| state.image.as_deref() == Some(image))
+        .map(|d| (d.uid, d.gid));
+    let (uid, gid) = match (s.uid, s.gid, known) {
+        (Some(u), g, _) => (u, g.unwrap_or(u)),
+        (None, _, Some(ids)) => ids,
         _ => engine
             .image_user_ids(image, "postgres")
             .await
             .with_context(|| format!("cannot read the postgres user from image `{image}`"))?,
     };
-    if let Some(d) = &state.storage {
+    if let Some(d) = state.storage.clone() {
         let still_valid = d.uid == uid
             && d.gid == gid
             && (s.storage_mode == StorageMode::Auto || s.storage_mode == d.mode);
         if still_valid {
-            return Ok(d.clone());
+            if state.image.as_deref() != Some(image) {
+                state.image = Some(image.to_string());
+                state.save(s)?;
+            }
+            return Ok(d);
         }
     }
     let d = storage::decide(s.storage_mode, uid, gid)?;
     state.storage = Some(d.clone());
+    state.image = Some(image.to_string());
     state.save(s)?;
     Ok(d)
 }

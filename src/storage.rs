@@ -157,6 +157,9 @@ pub fn verify_direct(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
 pub struct ProjectState {
     #[serde(default)]
     pub storage: Option<Decision>,
+    /// The image whose postgres ids `storage` was decided with.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 impl ProjectState {

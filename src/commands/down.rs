@@ -69,11 +69,10 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
 
     if args.purge {
         match mode {
-            StorageMode::Volume => {
-                if engine.volume_exists(&s.volume).await? {
-                    engine.remove_volume(&s.volume).await?;
-                }
+            StorageMode::Volume if engine.volume_exists(&s.volume).await? => {
+                engine.remove_volume(&s.volume).await?;
             }
+            StorageMode::Volume => {}
             _ if s.data_dir.exists() => {
                 let image = container
                     .map(|c| c.image)

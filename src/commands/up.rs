@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::{GlobalArgs, UpArgs};
+use crate::cli::{GlobalArgs, InitArgs, UpArgs};
 use crate::engine::{EngineError, WaitError, LABEL_SPEC};
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -43,7 +43,19 @@ async fn confirm_port(host: &str, port: u16) -> Result<(), String> {
 
 pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let started = Instant::now();
-    let (s, engine) = super::load(g).await?;
+    let (s, engine) = match super::load(g).await {
+        Err(e)
+            if g.config.is_none()
+                && e.downcast_ref::<Fail>()
+                    .is_some_and(crate::config::is_not_found) =>
+        {
+            // `pgbox up` in a fresh folder: initialise it with the embedded defaults.
+            p.info("no pgbox.toml here or above: initialising this folder with the defaults");
+            super::init::run(InitArgs::defaults(), g, p).await?;
+            super::load(g).await?
+        }
+        other => other?,
+    };
     project::ensure_secret(&s, None)?;
     let tag = project::ensure_image(&engine, &s, p, false).await?;
     let decision = project::storage_decision(&engine, &s, &tag).await?;

@@ -37,6 +37,13 @@ fail() {
     exit "$code"
 }
 
+# Seconds since an $EPOCHREALTIME value, with milliseconds.
+elapsed() {
+    local now=${EPOCHREALTIME/./} then=${1/./}
+    local ms=$(((now - then) / 1000))
+    printf '%d.%03d' $((ms / 1000)) $((ms % 1000))
+}
+
 as_postgres() {
     setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
 }
@@ -114,25 +121,34 @@ initialise_cluster() {
 PG_PID=""
 STOP_REQUESTED=""
 
+# True while the process runs. `kill -0` is not enough: an exited child stays a
+# zombie until it is reaped, and kill -0 succeeds on zombies.
+alive() {
+    local _pid _comm state
+    [ -r "/proc/$1/stat" ] || return 1
+    read -r _pid _comm state _ <"/proc/$1/stat" || return 1
+    [ "$state" != Z ]
+}
+
 shutdown() {
     MODULE=shutdown
     STOP_REQUESTED=1
     set_state STOPPING
-    local started=$SECONDS
-    if [ -n "$PG_PID" ] && kill -0 "$PG_PID" 2>/dev/null; then
+    local started=$EPOCHREALTIME
+    if [ -n "$PG_PID" ] && alive "$PG_PID"; then
         kill -INT "$PG_PID" # fast shutdown: roll back transactions, checkpoint, exit
         local deadline=$((SECONDS + SHUTDOWN_TIMEOUT))
-        while kill -0 "$PG_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-        if kill -0 "$PG_PID" 2>/dev/null; then
+        while alive "$PG_PID" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+        if alive "$PG_PID"; then
             log WARN "fast shutdown exceeded ${SHUTDOWN_TIMEOUT}s, switching to immediate shutdown"
             kill -QUIT "$PG_PID"
             deadline=$((SECONDS + 5))
-            while kill -0 "$PG_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-            kill -0 "$PG_PID" 2>/dev/null && kill -KILL "$PG_PID"
+            while alive "$PG_PID" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+            alive "$PG_PID" && kill -KILL "$PG_PID"
         fi
         wait "$PG_PID" 2>/dev/null || true
     fi
-    log INFO "PostgreSQL stopped in $((SECONDS - started))s"
+    log INFO "PostgreSQL stopped in $(elapsed "$started")s"
     set_state STOPPED
     exit 0
 }
@@ -141,11 +157,14 @@ run_postgres() {
     MODULE=startup
     set_state STARTING
     trap shutdown TERM INT
-    as_postgres postgres -D "$PGDATA" -c listen_addresses='*' -c port=5432 &
+    # Not through the as_postgres function: `function &` would fork a subshell and
+    # $! would name it instead of the postmaster that must receive the signals.
+    setpriv --reuid=postgres --regid=postgres --init-groups -- \
+        postgres -D "$PGDATA" -c listen_addresses='*' -c port=5432 &
     PG_PID=$!
     # Ready means: a TCP connection to 127.0.0.1 is accepted by the real server.
     until pg_isready --host=127.0.0.1 --port=5432 --timeout=1 --quiet; do
-        kill -0 "$PG_PID" 2>/dev/null || { wait "$PG_PID" || true; fail 4 "PostgreSQL exited during startup"; }
+        alive "$PG_PID" || { wait "$PG_PID" || true; fail 4 "PostgreSQL exited during startup"; }
         sleep 0.05
     done
     set_state RUNNING

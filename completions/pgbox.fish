@@ -1,0 +1,193 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pgbox_global_optspecs
+    string join \n q/quiet v/verbose color= json config= engine= h/help V/version
+end
+
+function __fish_pgbox_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pgbox_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pgbox_using_subcommand
+    set -l cmd (__fish_pgbox_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pgbox -n "__fish_pgbox_needs_command" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_needs_command" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_needs_command" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_needs_command" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_needs_command" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_needs_command" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_needs_command" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "logs" -d 'Show the server\'s log'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "url" -d 'Print the connection string on stdout'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "completions" -d 'Print a shell completion script on stdout'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "man" -d 'Print the man page (roff) on stdout'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l name -d 'Project name, used for the container and volume names' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l port -d 'Host port PostgreSQL is published on (default: 5432, or the next free one)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l bind -d 'Address the port is published on' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l storage -d 'Storage mode' -r -f -a "auto\t''
+direct\t''
+fallback\t''
+volume\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l data-dir -d 'Data folder for direct mode, relative to the project folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l base-image -d 'Base image the PostgreSQL image is built from' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l pg-version -d 'PostgreSQL major version' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l password-stdin -d 'Read the password from stdin instead of generating one'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -s y -l yes -d 'Accept defaults for everything not given as a flag'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l force -d 'Rewrite pgbox.toml even when it exists (the password and data are kept)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -l force -d 'Build even when an image with the same content hash exists'
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand build" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l timeout -d 'Seconds to wait for PostgreSQL to accept connections' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -l rm -d 'Remove the container after stopping it (data is kept)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -l purge -d 'Remove the container and delete the data (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -s y -l yes -d 'Do not ask for confirmation'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand down" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand status" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s n -l tail -d 'Number of lines from the end (`all` for everything)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s f -l follow -d 'Keep following the log'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s t -l timestamps -d 'Prefix each line with the engine\'s timestamp'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l db -d 'Database to connect to (default: the project database)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l with-password -d 'Include the password in the URL'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "logs" -d 'Show the server\'s log'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "url" -d 'Print the connection string on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): engine up, lints, all tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    scripts/ensure-engine.sh
+else
+    sudo -n scripts/ensure-engine.sh 2>/dev/null || scripts/ensure-engine.sh
+fi
+
+echo "== cargo fmt --check" >&2
+cargo fmt --check
+echo "== shellcheck" >&2
+shellcheck templates/image/*.sh scripts/*.sh .ci/run
+echo "== cargo clippy" >&2
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test" >&2
+cargo test --locked

@@ -1,0 +1,9 @@
+//! pgbox's integration tests: one crate driving the real binary.
+//!
+//! `cli` needs no engine (help, config errors, missing engine, no TTY,
+//! completions). `e2e` drives a real container engine and fails, with the
+//! command that starts one, when none answers; it never skips.
+
+mod cli;
+mod e2e;
+mod support;
