@@ -78,6 +78,10 @@ pub enum Command {
     Url(UrlArgs),
     /// List every pgbox-managed container on this host
     Ls(LsArgs),
+    /// Fallback storage: save the running cluster to pgsql.tar.zst now
+    Save,
+    /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
+    Maintenance(MaintenanceArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout
@@ -165,6 +169,10 @@ pub struct UpArgs {
     /// Seconds to wait for PostgreSQL to accept connections
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub timeout: u64,
+
+    /// Validate the image, settings and data location in a throwaway container; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -224,6 +232,19 @@ pub struct UrlArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LsArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceArgs {
+    /// `on` stops PostgreSQL and keeps the container; `off` starts PostgreSQL again
+    #[arg(value_enum)]
+    pub action: OnOff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {

@@ -112,6 +112,16 @@ pub struct StorageSection {
     pub uid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,
+    /// Fallback mode: how often a live copy is saved, e.g. "15m" (default: only at stop).
+    #[serde(
+        default,
+        deserialize_with = "de_interval",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub save_interval: Option<String>,
+    /// Health check: minimum free MB on the data location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_mb: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -199,6 +209,24 @@ fn de_bind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
 fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     let v = i64::deserialize(d)?;
     check_port(v).map_err(serde::de::Error::custom).map(Some)
+}
+
+fn de_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| parse_interval(s).map(|_| ()))
+}
+
+/// Seconds in "90", "90s", "15m", "2h" ("0" turns it off).
+pub fn parse_interval(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        _ => (t, 1),
+    };
+    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
+        format!("`{s}` is not an interval: use seconds or a number with s, m or h, e.g. \"15m\"")
+    })
 }
 
 fn de_volume<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -441,6 +469,8 @@ pub struct Settings {
     pub volume: String,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    pub save_interval: u64,
+    pub min_free_mb: u32,
     pub backup_dir: PathBuf,
     pub keep_last: Option<u32>,
     pub keep_daily: u32,
@@ -508,6 +538,11 @@ impl Settings {
             volume: st.volume.unwrap_or_else(|| format!("pgbox-{project}-data")),
             uid: st.uid,
             gid: st.gid,
+            save_interval: st
+                .save_interval
+                .as_deref()
+                .map_or(0, |s| parse_interval(s).unwrap_or(0)),
+            min_free_mb: st.min_free_mb.unwrap_or(100),
             backup_dir: absolute(
                 &project_dir,
                 &bk.dir.unwrap_or_else(|| PathBuf::from("backups")),
@@ -605,5 +640,18 @@ mod tests {
         assert_eq!(sanitize_project_name("My App!"), "my-app");
         assert_eq!(sanitize_project_name("..."), "pgbox");
         assert!(check_project_name("-x").is_err());
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("90").unwrap(), 90);
+        assert_eq!(parse_interval("15m").unwrap(), 900);
+        assert_eq!(parse_interval("2h").unwrap(), 7200);
+        let err = parse_file(Path::new("p"), "[storage]\nsave_interval = \"soon\"\n").unwrap_err();
+        assert!(
+            err.message.starts_with("p:2:17: `soon` is not an interval"),
+            "{}",
+            err.message
+        );
     }
 }

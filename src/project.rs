@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Settings, StorageMode};
 use crate::engine::{
-    ContainerSpec, Engine, MountSource, MountSpec, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT,
-    LABEL_SPEC, LABEL_VERSION,
+    ContainerSpec, Engine, ExecOutput, ExecSpec, MountSource, MountSpec, LABEL_CONFIG, LABEL_PORT,
+    LABEL_PROJECT, LABEL_SPEC, LABEL_VERSION,
 };
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -24,11 +24,19 @@ use crate::templates::ImageContext;
 
 /// Where the password is mounted inside the container.
 pub const SECRET_TARGET: &str = "/run/secrets/postgres_password";
-/// PGDATA inside the container.
-pub const PGDATA: &str = "/var/lib/postgresql/data";
+/// Where the data folder or volume is mounted (PGDATA, except in fallback mode).
+pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
 /// Bound of the entrypoint's fast shutdown; the engine's stop timeout exceeds it.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The engine's stop timeout: the shutdown bound, the immediate-shutdown grace,
+/// and in fallback mode the time to save the tarball.
+pub fn stop_timeout(mode: StorageMode) -> Duration {
+    match mode {
+        StorageMode::Fallback => Duration::from_secs(300),
+        _ => Duration::from_secs(45),
+    }
+}
 /// Line the entrypoint prints once PostgreSQL accepts TCP connections.
 pub const READY_MARKER: &str = "state=RUNNING";
 
@@ -207,6 +215,14 @@ pub async fn prepare_storage(engine: &Engine, s: &Settings, d: &Decision) -> any
                 engine.create_volume(&s.volume, labels).await?;
             }
         }
+        StorageMode::Fallback => {
+            // The folder stays the user's; the container only writes the tarball into it.
+            if !s.data_dir.exists() {
+                crate::fsutil::private_dir(&s.data_dir, 0o700).with_context(|| {
+                    format!("cannot create data folder `{}`", s.data_dir.display())
+                })?;
+            }
+        }
         _ => {
             storage::prepare_direct(&s.data_dir, d.uid, d.gid)?;
         }
@@ -221,10 +237,13 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
         _ => MountSource::Bind(s.data_dir.clone()),
     };
     let env = vec![
-        format!("PGDATA={PGDATA}"),
         format!("POSTGRES_USER={}", s.user),
         format!("POSTGRES_DB={}", s.database),
         format!("POSTGRES_PASSWORD_FILE={SECRET_TARGET}"),
+        format!("PGBOX_MOUNT={DATA_MOUNT}"),
+        format!("PGBOX_STORAGE_MODE={}", d.mode),
+        format!("PGBOX_SAVE_INTERVAL={}", s.save_interval),
+        format!("PGBOX_DISK_MIN_MB={}", s.min_free_mb),
         format!("PGBOX_SHUTDOWN_TIMEOUT={}", SHUTDOWN_BOUND.as_secs()),
     ];
     let mut spec = ContainerSpec {
@@ -246,7 +265,7 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
         mounts: vec![
             MountSpec {
                 source: data,
-                target: PGDATA.into(),
+                target: DATA_MOUNT.into(),
                 read_only: false,
             },
             MountSpec {
@@ -257,7 +276,10 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
         ],
         port: Some((s.bind.clone(), s.port, 5432)),
         healthcheck: vec!["CMD".into(), "/usr/local/bin/pgbox-healthcheck".into()],
-        stop_timeout: STOP_TIMEOUT,
+        stop_timeout: stop_timeout(d.mode),
+        entrypoint: None,
+        user: None,
+        service: true,
     };
     let hash = spec_hash(&spec);
     spec.labels.insert(LABEL_SPEC.to_string(), hash);
@@ -283,6 +305,40 @@ fn spec_hash(spec: &ContainerSpec) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Run `pgbox-ctl ARGS` inside the container as root.
+pub async fn ctl(engine: &Engine, container: &str, args: &[&str]) -> anyhow::Result<ExecOutput> {
+    let mut cmd = vec!["pgbox-ctl".to_string()];
+    cmd.extend(args.iter().map(|a| a.to_string()));
+    let spec = ExecSpec {
+        cmd,
+        user: Some("0".into()),
+        env: Vec::new(),
+    };
+    Ok(engine.exec_capture(container, &spec).await?)
+}
+
+/// The entrypoint's state (RUNNING, MAINTENANCE, ...), or None when unknown.
+pub async fn entrypoint_state(engine: &Engine, container: &str) -> Option<String> {
+    let out = ctl(engine, container, &["state"]).await.ok()?;
+    (out.code == 0).then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A running container of this project, or an error saying how to start it.
+pub async fn running_container(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
+    let name = s.container_name();
+    match engine.inspect(&name).await? {
+        Some(c) if c.running => {
+            check_ownership(s, &c.labels)?;
+            Ok(name)
+        }
+        _ => Err(
+            Fail::new(format!("PostgreSQL for `{}` is not running", s.project))
+                .hint("start it with `pgbox up`")
+                .into(),
+        ),
+    }
 }
 
 /// Refuse to manage a container of the same name that belongs to another pgbox.toml.

@@ -2,8 +2,9 @@
 //!
 //! Direct mode bind-mounts a host folder that must be owned by the container's
 //! postgres UID with mode 700. pgbox can only hand a folder to another UID when
-//! it runs as root (or already is that UID); otherwise `auto` picks a named
-//! volume, whose ownership the engine manages. The decision and its reason are
+//! it runs as root (or already is that UID); otherwise `auto` picks fallback:
+//! PostgreSQL runs on a folder inside the container and the entrypoint saves it
+//! as `pgsql.tar.zst` in the (user-owned) data folder. The decision and its reason are
 //! recorded in `.pgbox/state.json` so `status` can say which mode is used and why.
 
 use std::fs;
@@ -13,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Settings, StorageMode};
-use crate::error::{Fail, EXIT_USAGE};
+use crate::error::Fail;
 
 /// The mode in use, why, and the container's postgres ids.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,18 +36,14 @@ pub fn decide(requested: StorageMode, uid: u32, gid: u32) -> Result<Decision, Fa
     let (mode, reason) = match requested {
         StorageMode::Direct => (StorageMode::Direct, "set in pgbox.toml".to_string()),
         StorageMode::Volume => (StorageMode::Volume, "set in pgbox.toml".to_string()),
-        StorageMode::Fallback => {
-            return Err(Fail::new("storage mode `fallback` (tarball persistence) is not available in this version")
-                .hint("use `mode = \"auto\"`, `\"direct\"` or `\"volume\"` under `[storage]` in pgbox.toml")
-                .code(EXIT_USAGE))
-        }
+        StorageMode::Fallback => (StorageMode::Fallback, "set in pgbox.toml".to_string()),
         StorageMode::Auto if me == 0 || me == uid => (
             StorageMode::Direct,
             format!("the data folder can be owned by the container's postgres uid {uid}"),
         ),
         StorageMode::Auto => (
-            StorageMode::Volume,
-            format!("uid {me} cannot give a folder to the container's postgres uid {uid} without root; a named volume keeps ownership inside the engine"),
+            StorageMode::Fallback,
+            format!("uid {me} cannot give a folder to the container's postgres uid {uid} without root; PostgreSQL runs on a data folder inside the container, saved as pgsql.tar.zst in the data folder"),
         ),
     };
     Ok(Decision {
@@ -197,7 +194,10 @@ mod tests {
                 StorageMode::Volume
             );
         }
-        assert!(decide(StorageMode::Fallback, 999, 999).is_err());
+        assert_eq!(
+            decide(StorageMode::Fallback, 0, 0).unwrap().mode,
+            StorageMode::Fallback
+        );
     }
 
     #[test]

@@ -14,21 +14,30 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
 
+macro_rules! embedded {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../templates/", $name)))),*]
+    };
+}
+
 /// (name, body) of every embedded template.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "image/Containerfile.j2",
-        include_str!("../templates/image/Containerfile.j2"),
-    ),
-    (
-        "image/entrypoint.sh",
-        include_str!("../templates/image/entrypoint.sh"),
-    ),
-    (
-        "image/healthcheck.sh",
-        include_str!("../templates/image/healthcheck.sh"),
-    ),
-    ("pgbox.toml.j2", include_str!("../templates/pgbox.toml.j2")),
+const EMBEDDED: &[(&str, &str)] = embedded![
+    "image/Containerfile.j2",
+    "image/entrypoint.sh",
+    "image/utils/logging.sh",
+    "image/utils/validation.sh",
+    "image/utils/security.sh",
+    "image/init/01-directories.sh",
+    "image/init/02-database.sh",
+    "image/init/03-config.sh",
+    "image/init/04-backup.sh",
+    "image/runtime/common.sh",
+    "image/runtime/persist.sh",
+    "image/runtime/startup.sh",
+    "image/runtime/shutdown.sh",
+    "image/runtime/healthcheck.sh",
+    "image/runtime/ctl.sh",
+    "pgbox.toml.j2",
 ];
 
 /// The text of a template: the project's override when present, else the embedded one.
@@ -66,7 +75,7 @@ pub fn render(
 
 /// One file of an image build context.
 pub struct ContextFile {
-    pub path: &'static str,
+    pub path: String,
     pub body: Vec<u8>,
     pub mode: u32,
 }
@@ -97,23 +106,21 @@ impl ImageContext {
             postgres_gid: s.gid.unwrap_or(uid),
         };
         let dir = Some(s.project_dir.as_path());
-        let files = vec![
-            ContextFile {
-                path: "Containerfile",
-                body: render(dir, "image/Containerfile.j2", &vars)?.into_bytes(),
-                mode: 0o644,
-            },
-            ContextFile {
-                path: "entrypoint.sh",
-                body: render(dir, "image/entrypoint.sh", &vars)?.into_bytes(),
-                mode: 0o755,
-            },
-            ContextFile {
-                path: "healthcheck.sh",
-                body: render(dir, "image/healthcheck.sh", &vars)?.into_bytes(),
-                mode: 0o755,
-            },
-        ];
+        let mut files = vec![ContextFile {
+            path: "Containerfile".into(),
+            body: render(dir, "image/Containerfile.j2", &vars)?.into_bytes(),
+            mode: 0o644,
+        }];
+        // Every script under image/ goes to lib/ in the context, executable.
+        for (name, _) in EMBEDDED {
+            if let Some(rel) = name.strip_prefix("image/").filter(|r| r.ends_with(".sh")) {
+                files.push(ContextFile {
+                    path: format!("lib/{rel}"),
+                    body: render(dir, name, &vars)?.into_bytes(),
+                    mode: 0o755,
+                });
+            }
+        }
         let mut h = Sha256::new();
         for f in &files {
             h.update(f.path.as_bytes());
@@ -143,7 +150,7 @@ impl ImageContext {
             header.set_mode(f.mode);
             header.set_mtime(0);
             header.set_cksum();
-            b.append_data(&mut header, f.path, f.body.as_slice())?;
+            b.append_data(&mut header, &f.path, f.body.as_slice())?;
         }
         Ok(b.into_inner()?)
     }
@@ -179,9 +186,16 @@ mod tests {
         let before = ImageContext::for_settings(&s).unwrap().tag;
         let dir = tmp.path().join(".pgbox/templates/image");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("healthcheck.sh"), "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::create_dir_all(dir.join("runtime")).unwrap();
+        std::fs::write(dir.join("runtime/healthcheck.sh"), "#!/bin/sh\nexit 0\n").unwrap();
         let ctx = ImageContext::for_settings(&s).unwrap();
         assert_ne!(ctx.tag, before);
-        assert_eq!(ctx.files[2].body, b"#!/bin/sh\nexit 0\n");
+        let hc = ctx
+            .files
+            .iter()
+            .find(|f| f.path == "lib/runtime/healthcheck.sh")
+            .unwrap();
+        assert_eq!(hc.body, b"#!/bin/sh\nexit 0\n");
+        assert_eq!(hc.mode, 0o755);
     }
 }

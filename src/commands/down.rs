@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::config::StorageMode;
+use crate::engine::{ContainerSpec, MountSource, MountSpec};
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::project::{self, STOP_TIMEOUT};
+use crate::project;
 use crate::storage::ProjectState;
 
 pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
@@ -49,7 +50,9 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         if c.running {
             let bar = p.spinner(format!("stopping `{name}`"));
             let t = Instant::now();
-            let r = engine.stop_container(&name, STOP_TIMEOUT).await;
+            let r = engine
+                .stop_container(&name, project::stop_timeout(mode))
+                .await;
             bar.finish_and_clear();
             r?;
             p.done(format!(
@@ -77,18 +80,21 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
                 let image = container
                     .map(|c| c.image)
                     .unwrap_or_else(|| s.base_image.clone());
-                let cmd = vec![
-                    "find".into(),
-                    "/target".into(),
-                    "-mindepth".into(),
-                    "1".into(),
-                    "-delete".into(),
-                ];
-                let code = engine.run_oneshot(&image, &s.data_dir, cmd).await?;
+                let mut spec = ContainerSpec::oneshot(format!("{name}-purge"), image);
+                let find = ["find", "/target", "-mindepth", "1", "-delete"];
+                spec.entrypoint = Some(find.map(String::from).to_vec());
+                spec.user = Some("0:0".into());
+                spec.mounts = vec![MountSpec {
+                    source: MountSource::Bind(s.data_dir.clone()),
+                    target: "/target".into(),
+                    read_only: false,
+                }];
+                let (code, output) = engine.run_to_completion(&spec).await?;
                 if code != 0 {
                     return Err(Fail::new(format!(
-                        "deleting the files in `{}` failed (exit {code})",
-                        s.data_dir.display()
+                        "deleting the files in `{}` failed (exit {code}): {}",
+                        s.data_dir.display(),
+                        output.join("\n")
                     ))
                     .into());
                 }

@@ -10,7 +10,9 @@ mod down;
 mod init;
 mod logs;
 mod ls;
+mod maintenance;
 mod psql;
+mod save;
 mod status;
 mod up;
 mod url;
@@ -34,6 +36,8 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Psql(a) => psql::run(a, g).await,
         Command::Url(a) => url::run(a, g, p),
         Command::Ls(_) => ls::run(g, p).await,
+        Command::Save => save::run(g, p).await,
+        Command::Maintenance(a) => maintenance::run(a, g, p).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

@@ -6,19 +6,18 @@
 use crate::cli::{GlobalArgs, PsqlArgs};
 use crate::engine::ExecSpec;
 use crate::error::Fail;
+use crate::project;
 
 pub async fn run(args: PsqlArgs, g: &GlobalArgs) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
-    let name = s.container_name();
-    match engine.inspect(&name).await? {
-        Some(c) if c.running => {}
-        _ => {
-            return Err(
-                Fail::new(format!("PostgreSQL for `{}` is not running", s.project))
-                    .hint("start it with `pgbox up`")
-                    .into(),
-            )
-        }
+    let name = project::running_container(&engine, &s).await?;
+    if project::entrypoint_state(&engine, &name).await.as_deref() == Some("MAINTENANCE") {
+        return Err(Fail::new(format!(
+            "`{}` is in maintenance mode: PostgreSQL is stopped",
+            s.project
+        ))
+        .hint("run `pgbox maintenance off` to start it again")
+        .into());
     }
     let mut cmd = vec![
         "psql".to_string(),

@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::cli::GlobalArgs;
 use crate::config::StorageMode;
-use crate::engine::ExecSpec;
 use crate::error::EXIT_UNHEALTHY;
 use crate::printer::Printer;
 use crate::probe::{self, Ping};
@@ -49,17 +48,9 @@ pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let running = info.as_ref().is_some_and(|c| c.running);
     let (ready, entrypoint_state) = if running {
         let host = s.url_host();
-        let cat = ExecSpec {
-            cmd: vec!["cat".into(), "/tmp/container-state".into()],
-            ..Default::default()
-        };
         let ping = probe::ping(&host, s.port, Duration::from_secs(2));
-        let state = engine.exec_capture(&name, &cat);
+        let state = project::entrypoint_state(&engine, &name);
         let (ping, state) = tokio::join!(ping, state);
-        let state = state
-            .ok()
-            .filter(|o| o.code == 0)
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         (ping == Ping::Ready, state)
     } else {
         (false, None)

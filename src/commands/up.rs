@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use crate::cli::{GlobalArgs, InitArgs, UpArgs};
-use crate::engine::{EngineError, WaitError, LABEL_SPEC};
+use crate::engine::{
+    ContainerSpec, EngineError, MountSource, WaitError, LABEL_PROJECT, LABEL_SPEC,
+};
 use crate::error::Fail;
 use crate::printer::Printer;
 use crate::probe::{self, Ping};
@@ -61,6 +63,9 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let decision = project::storage_decision(&engine, &s, &tag).await?;
     let spec = project::container_spec(&s, &tag, &decision);
     let name = spec.name.clone();
+    if args.dry_run {
+        return dry_run(&engine, spec, p).await;
+    }
 
     let mut create = true;
     if let Some(c) = engine.inspect(&name).await? {
@@ -69,6 +74,14 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         if c.running {
             if !current {
                 p.warn("pgbox.toml or the image changed since this container started; run `pgbox down && pgbox up` to apply");
+            }
+            if project::entrypoint_state(&engine, &name).await.as_deref() == Some("MAINTENANCE") {
+                return Err(Fail::new(format!(
+                    "`{}` is in maintenance mode: PostgreSQL is stopped",
+                    s.project
+                ))
+                .hint("run `pgbox maintenance off` to start it")
+                .into());
             }
             if let Err(why) = confirm_port(&s.url_host(), s.port).await {
                 return Err(Fail::new(format!(
@@ -123,6 +136,12 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         )
         .await;
     bar.finish_and_clear();
+    if matches!(waited, Err(WaitError::Died { .. } | WaitError::Timeout(..))) {
+        // Keep the restart policy from looping on a start that cannot succeed.
+        let _ = engine
+            .stop_container(&name, std::time::Duration::from_secs(5))
+            .await;
+    }
     match waited {
         Ok(_) => {}
         Err(WaitError::Engine(e)) if is_port_conflict(&e) => return Err(port_taken(&s.bind, s.port).into()),
@@ -164,6 +183,45 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         decision.mode
     ));
     p.data(project::url(&s, None));
+    Ok(0)
+}
+
+/// Run the entrypoint with DRY_RUN=1 against the real mounts: it validates every
+/// module and changes nothing. A data folder that does not exist yet is not created.
+async fn dry_run(
+    engine: &crate::engine::Engine,
+    mut spec: ContainerSpec,
+    p: &Printer,
+) -> super::Outcome {
+    spec.name = format!("{}-dryrun", spec.name);
+    spec.port = None;
+    spec.healthcheck.clear();
+    spec.service = false;
+    spec.labels
+        .insert(LABEL_PROJECT.to_string(), "-dryrun".to_string());
+    spec.env.push("DRY_RUN=1".into());
+    spec.mounts.retain(|m| match &m.source {
+        MountSource::Bind(path) if !path.exists() => {
+            p.info(format!(
+                "data folder `{}` does not exist yet; `pgbox up` creates it",
+                path.display()
+            ));
+            false
+        }
+        _ => true,
+    });
+    let (code, lines) = engine.run_to_completion(&spec).await?;
+    for l in &lines {
+        p.info(format!("  {l}"));
+    }
+    if code != 0 {
+        return Err(Fail::new(format!(
+            "the dry run failed with exit code {code}; see the lines above"
+        ))
+        .hint("fix what the entrypoint reported, then run `pgbox up --dry-run` again")
+        .into());
+    }
+    p.done("dry run passed: the configuration is valid and nothing was changed");
     Ok(0)
 }
 

@@ -24,6 +24,7 @@ pub struct ExecSpec {
 pub struct ExecOutput {
     pub code: i64,
     pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// Puts the terminal on fd 0 in raw mode and restores it when dropped.
@@ -98,22 +99,27 @@ impl Engine {
         ))
     }
 
-    /// Run a command and collect its stdout (no TTY, no stdin; stderr is dropped).
+    /// Run a command and collect its output (no TTY, no stdin).
     pub async fn exec_capture(&self, container: &str, spec: &ExecSpec) -> Result<ExecOutput> {
         let id = self.create_exec(container, spec, false, false).await?;
         let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
         if let StartExecResults::Attached { mut output, .. } =
             self.docker.start_exec(&id, None).await?
         {
             while let Some(chunk) = output.next().await {
-                if let bollard::container::LogOutput::StdOut { message } = chunk? {
-                    stdout.extend_from_slice(&message);
+                match chunk? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.extend_from_slice(&message)
+                    }
+                    other => stdout.extend_from_slice(&other.into_bytes()),
                 }
             }
         }
         Ok(ExecOutput {
             code: self.exec_code(&id).await?,
             stdout,
+            stderr,
         })
     }
 

@@ -26,7 +26,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use thiserror::Error;
 
-pub use exec::ExecSpec;
+pub use exec::{ExecOutput, ExecSpec};
 
 /// Label keys pgbox puts on what it creates.
 pub const LABEL_PROJECT: &str = "org.pgbox.project";
@@ -107,6 +107,30 @@ pub struct ContainerSpec {
     pub port: Option<(String, u16, u16)>,
     pub healthcheck: Vec<String>,
     pub stop_timeout: Duration,
+    /// Replaces the image's entrypoint (one-off containers).
+    pub entrypoint: Option<Vec<String>>,
+    pub user: Option<String>,
+    /// A long-running service: restart policy and log rotation. One-off runs have neither.
+    pub service: bool,
+}
+
+impl ContainerSpec {
+    /// A one-off container: no port, no health check, no restart policy.
+    pub fn oneshot(name: String, image: String) -> ContainerSpec {
+        ContainerSpec {
+            name,
+            image,
+            env: Vec::new(),
+            labels: HashMap::from([(LABEL_PROJECT.to_string(), "-oneshot".to_string())]),
+            mounts: Vec::new(),
+            port: None,
+            healthcheck: Vec::new(),
+            stop_timeout: Duration::from_secs(10),
+            entrypoint: None,
+            user: None,
+            service: false,
+        }
+    }
 }
 
 /// What pgbox needs to know about a container.
@@ -413,6 +437,8 @@ impl Engine {
             hostname: Some(spec.name.clone()),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            user: spec.user.clone(),
             exposed_ports: exposed,
             stop_timeout: Some(spec.stop_timeout.as_secs() as i64),
             healthcheck: (!spec.healthcheck.is_empty()).then(|| HealthConfig {
@@ -426,11 +452,11 @@ impl Engine {
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
                 port_bindings: bindings,
-                restart_policy: Some(RestartPolicy {
+                restart_policy: spec.service.then_some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
                 }),
-                log_config: Some(HostConfigLogConfig {
+                log_config: spec.service.then(|| HostConfigLogConfig {
                     typ: Some("json-file".into()),
                     config: Some(HashMap::from([
                         ("max-size".to_string(), "10m".to_string()),
@@ -639,52 +665,42 @@ impl Engine {
         Ok(())
     }
 
-    /// Run a one-off root container from `image` with `dir` mounted at /target and
-    /// wait for it: used to delete files owned by the container's UIDs.
-    pub async fn run_oneshot(
-        &self,
-        image: &str,
-        dir: &std::path::Path,
-        cmd: Vec<String>,
-    ) -> Result<i64> {
-        let name = format!("pgbox-oneshot-{}", std::process::id());
-        let _ = self.remove_container(&name, true).await;
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            entrypoint: Some(cmd),
-            user: Some("0:0".into()),
-            labels: Some(HashMap::from([(
-                LABEL_PROJECT.to_string(),
-                "-oneshot".to_string(),
-            )])),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some("/target".into()),
-                    source: Some(dir.display().to_string()),
-                    typ: Some(MountTypeEnum::BIND),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        self.docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-                body,
-            )
-            .await?;
+    /// Create a container from `spec`, run it to completion, remove it.
+    /// Returns its exit code and output lines.
+    pub async fn run_to_completion(&self, spec: &ContainerSpec) -> Result<(i64, Vec<String>)> {
+        let _ = self.remove_container(&spec.name, true).await;
+        self.create_container(spec).await?;
         let result = async {
+            let attach = self
+                .docker
+                .attach_container(
+                    &spec.name,
+                    Some(
+                        AttachContainerOptionsBuilder::new()
+                            .stream(true)
+                            .stdout(true)
+                            .stderr(true)
+                            .logs(true)
+                            .build(),
+                    ),
+                )
+                .await?;
             self.docker
                 .start_container(
-                    &name,
+                    &spec.name,
                     None::<bollard::query_parameters::StartContainerOptions>,
                 )
                 .await?;
-            self.wait_exit(&name).await
+            let mut output = attach.output;
+            let mut text = String::new();
+            while let Some(chunk) = output.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+            }
+            let code = self.wait_exit(&spec.name).await?;
+            Ok((code, text.lines().map(String::from).collect()))
         }
         .await;
-        let _ = self.remove_container(&name, true).await;
+        let _ = self.remove_container(&spec.name, true).await;
         result
     }
 }

@@ -1,0 +1,51 @@
+//! `pgbox save`: in fallback mode, a consistent tarball of the running cluster now.
+//!
+//! The entrypoint runs pg_basebackup (tar format, WAL included) into a temporary
+//! file on the data mount, checks it, keeps the current tarball as `.prev` and
+//! renames the new one into place, so a crash loses at most what came after.
+
+use std::time::Instant;
+
+use crate::cli::GlobalArgs;
+use crate::config::StorageMode;
+use crate::error::{Fail, EXIT_USAGE};
+use crate::printer::Printer;
+use crate::project;
+use crate::storage::ProjectState;
+
+pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
+    let (s, engine) = super::load(g).await?;
+    let mode = ProjectState::load(&s)
+        .storage
+        .map(|d| d.mode)
+        .unwrap_or(s.storage_mode);
+    if mode != StorageMode::Fallback {
+        return Err(Fail::new(format!("`pgbox save` applies to fallback storage; `{}` uses {mode}", s.project))
+            .hint("in direct and volume modes the data is already on the host or in the volume; use `pgbox backup` for copies")
+            .code(EXIT_USAGE)
+            .into());
+    }
+    let name = project::running_container(&engine, &s).await?;
+    let bar = p.spinner("saving the running cluster");
+    let t = Instant::now();
+    let out = project::ctl(&engine, &name, &["save"]).await;
+    bar.finish_and_clear();
+    let out = out?;
+    if out.code != 0 {
+        return Err(Fail::new(format!(
+            "saving failed; the previous tarball is untouched:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+        .into());
+    }
+    let tarball = s.data_dir.join("pgsql.tar.zst");
+    let size = std::fs::metadata(&tarball).map(|m| m.len()).unwrap_or(0);
+    p.done(format!(
+        "saved `{}` ({:.1} MB) in {:.1}s",
+        tarball.display(),
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(0)
+}

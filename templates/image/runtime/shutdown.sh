@@ -1,0 +1,63 @@
+#!/bin/bash
+# runtime/shutdown.sh: on SIGTERM or SIGINT, a fast shutdown bounded by
+# PGBOX_SHUTDOWN_TIMEOUT (30 s), then an immediate one, then SIGKILL; in fallback
+# mode the stopped cluster is saved; then the modules' cleanups; the time is logged.
+# The engine's stop timeout set by pgbox exceeds this whole sequence.
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # MODULE, VALIDATE_EXIT and the paths are read by other modules
+
+# shellcheck source=runtime/persist.sh
+source "$PGBOX_LIB/runtime/persist.sh"
+
+PG_PID=""
+SAVER_PID=""
+
+module_validate() {
+    VALIDATE_EXIT=$EXIT_CONFIG
+    require_integer PGBOX_SHUTDOWN_TIMEOUT "${PGBOX_SHUTDOWN_TIMEOUT:-30}"
+}
+
+wait_gone() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+    ! alive "$pid"
+}
+
+stop_postgres() {
+    local pid=$PG_PID
+    [ -n "$pid" ] && alive "$pid" || return 0
+    kill -INT "$pid" # fast shutdown: roll back open transactions, checkpoint, exit
+    if ! wait_gone "$pid" "${PGBOX_SHUTDOWN_TIMEOUT:-30}"; then
+        log_warn "fast shutdown exceeded ${PGBOX_SHUTDOWN_TIMEOUT:-30}s, switching to immediate shutdown"
+        kill -QUIT "$pid"
+        if ! wait_gone "$pid" 5; then
+            log_error "immediate shutdown did not finish, killing PostgreSQL"
+            kill -KILL "$pid"
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+on_stop() {
+    MODULE=shutdown
+    trap '' TERM INT
+    local t0=$EPOCHREALTIME
+    set_state STOPPING
+    if [ -n "$SAVER_PID" ]; then
+        kill "$SAVER_PID" 2>/dev/null || true
+        wait "$SAVER_PID" 2>/dev/null || true
+    fi
+    stop_postgres
+    log_info "PostgreSQL stopped in $(elapsed_since "$t0")s"
+    if [ "$PGBOX_STORAGE_MODE" = fallback ]; then
+        save_offline || log_error "saving the cluster failed; the previous tarball is kept"
+    fi
+    run_cleanups
+    log_info "shutdown complete in $(elapsed_since "$t0")s"
+    set_state STOPPED
+    exit 0
+}
+
+module_main() {
+    trap on_stop TERM INT
+}

@@ -1,0 +1,72 @@
+#!/bin/bash
+# runtime/startup.sh: run PostgreSQL (direct mode) or keep the container up with it
+# stopped (maintenance mode, while /run/pgbox/maintenance exists). Ready means a
+# TCP connection to 127.0.0.1 is accepted by the real server; only then is the
+# state RUNNING. In fallback mode with PGBOX_SAVE_INTERVAL > 0 a live save runs
+# periodically.
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # MODULE, VALIDATE_EXIT and the paths are read by other modules
+
+# shellcheck source=runtime/persist.sh
+source "$PGBOX_LIB/runtime/persist.sh"
+
+module_validate() {
+    VALIDATE_EXIT=$EXIT_CONFIG
+    require_integer PGBOX_SAVE_INTERVAL "${PGBOX_SAVE_INTERVAL:-0}"
+}
+
+start_postgres() {
+    MODULE=startup
+    set_state STARTING
+    # setpriv directly, not a shell function: `function &` would fork a subshell and
+    # $! would name it instead of the postmaster that must receive the signals.
+    setpriv --reuid=postgres --regid=postgres --init-groups -- \
+        postgres -D "$PGDATA" -c listen_addresses='*' -c port=5432 &
+    PG_PID=$!
+    until pg_isready --host=127.0.0.1 --port=5432 --timeout=1 --quiet; do
+        alive "$PG_PID" || { wait "$PG_PID" || true; fail "$EXIT_POSTGRES" "PostgreSQL exited during startup"; }
+        sleep 0.05
+    done
+    set_state RUNNING
+}
+
+start_saver() {
+    local interval=${PGBOX_SAVE_INTERVAL:-0}
+    [ "$PGBOX_STORAGE_MODE" = fallback ] && [ "$interval" -gt 0 ] || return 0
+    (
+        MODULE=saver
+        while sleep "$interval"; do
+            if [ "$(current_state)" = RUNNING ]; then
+                save_live || log_warn "periodic save failed; will retry in ${interval}s"
+            fi
+        done
+    ) &
+    SAVER_PID=$!
+    log_info "saving a live copy every ${interval}s"
+}
+
+module_main() {
+    start_saver
+    while :; do
+        if [ -e "$MAINTENANCE_FLAG" ]; then
+            MODULE=startup
+            set_state MAINTENANCE "PostgreSQL is stopped; \`pgbox maintenance off\` starts it"
+            audit maintenance-on
+            while [ -e "$MAINTENANCE_FLAG" ]; do
+                sleep 0.2 &
+                wait $! || true
+            done
+            audit maintenance-off
+        fi
+        start_postgres
+        local status=0
+        # `wait` returns early when a trapped signal arrives; the trap then exits.
+        wait "$PG_PID" || status=$?
+        PG_PID=""
+        if [ -e "$MAINTENANCE_FLAG" ]; then
+            log_info "PostgreSQL stopped for maintenance"
+            continue
+        fi
+        fail "$EXIT_POSTGRES" "PostgreSQL exited unexpectedly with status $status"
+    done
+}
