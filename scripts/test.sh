@@ -12,7 +12,8 @@ fi
 echo "== cargo fmt --check" >&2
 cargo fmt --check
 echo "== shellcheck" >&2
-shellcheck templates/image/*.sh scripts/*.sh .ci/run
+shellcheck scripts/*.sh .ci/run
+(cd templates/image && shellcheck -x -P . entrypoint.sh utils/*.sh init/*.sh runtime/*.sh)
 echo "== cargo clippy" >&2
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test" >&2

@@ -5,5 +5,6 @@
 //! command that starts one, when none answers; it never skips.
 
 mod cli;
+mod container;
 mod e2e;
 mod support;

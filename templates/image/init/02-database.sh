@@ -15,7 +15,10 @@ module_validate() {
     require_commands postgres initdb pg_ctl psql pg_isready setpriv zstd tar || return 1
     if [ "$PGBOX_STORAGE_MODE" = fallback ] && [ -e "$TARBALL" ]; then
         VALIDATE_EXIT=$EXIT_STORAGE
-        verify_tarball "$TARBALL" || return 1
+        if ! verify_tarball "$TARBALL"; then
+            log_error "$DAMAGED_TARBALL"
+            return 1
+        fi
     fi
 }
 

@@ -15,6 +15,8 @@ SAVE_LOCK="$RUN_DIR/save.lock"
 verify_tarball() {
     local file=$1 out listing
     if ! out=$(zstd -q -t "$file" 2>&1); then
+        # zstd redraws its status line with \r; keep the last message only.
+        out=$(printf '%s' "$out" | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1)
         log_error "$file is corrupt or truncated: ${out:-zstd check failed}"
         return 1
     fi
@@ -28,10 +30,11 @@ verify_tarball() {
     fi
 }
 
+DAMAGED_TARBALL="refusing to start from a damaged tarball; both pgsql.tar.zst and pgsql.tar.zst.prev are left untouched (to try the previous one, in the data folder: mv pgsql.tar.zst pgsql.tar.zst.bad && cp pgsql.tar.zst.prev pgsql.tar.zst)"
+
 restore_tarball() {
     local file=$1 t0=$EPOCHREALTIME
-    verify_tarball "$file" ||
-        fail "$EXIT_STORAGE" "refusing to start from a damaged tarball; both pgsql.tar.zst and pgsql.tar.zst.prev are left untouched (to try the previous one: mv pgsql.tar.zst pgsql.tar.zst.bad && cp pgsql.tar.zst.prev pgsql.tar.zst)"
+    verify_tarball "$file" || fail "$EXIT_STORAGE" "$DAMAGED_TARBALL"
     if [ -n "$(ls -A "$PGDATA" 2>/dev/null)" ]; then
         # Left by a start/stop of this same container; the tarball is the source of truth.
         rm -rf "$PGDATA.stale"
