@@ -37,11 +37,17 @@ _pgbox() {
             pgbox,ls)
                 cmd="pgbox__subcmd__ls"
                 ;;
+            pgbox,maintenance)
+                cmd="pgbox__subcmd__maintenance"
+                ;;
             pgbox,man)
                 cmd="pgbox__subcmd__man"
                 ;;
             pgbox,psql)
                 cmd="pgbox__subcmd__psql"
+                ;;
+            pgbox,save)
+                cmd="pgbox__subcmd__save"
                 ;;
             pgbox,status)
                 cmd="pgbox__subcmd__status"
@@ -73,11 +79,17 @@ _pgbox() {
             pgbox__subcmd__help,ls)
                 cmd="pgbox__subcmd__help__subcmd__ls"
                 ;;
+            pgbox__subcmd__help,maintenance)
+                cmd="pgbox__subcmd__help__subcmd__maintenance"
+                ;;
             pgbox__subcmd__help,man)
                 cmd="pgbox__subcmd__help__subcmd__man"
                 ;;
             pgbox__subcmd__help,psql)
                 cmd="pgbox__subcmd__help__subcmd__psql"
+                ;;
+            pgbox__subcmd__help,save)
+                cmd="pgbox__subcmd__help__subcmd__save"
                 ;;
             pgbox__subcmd__help,status)
                 cmd="pgbox__subcmd__help__subcmd__status"
@@ -95,7 +107,7 @@ _pgbox() {
 
     case "${cmd}" in
         pgbox)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls completions man help"
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls save maintenance completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,7 +211,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help)
-            opts="init build up down status logs psql url ls completions man help"
+            opts="init build up down status logs psql url ls save maintenance completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +322,20 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__help__subcmd__maintenance)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -325,6 +351,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__psql)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__save)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -381,7 +421,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__init)
-            opts="-y -q -v -h -V --name --port --bind --storage --data-dir --base-image --pg-version --password-stdin --yes --force --quiet --verbose --color --json --config --engine --help --version"
+            opts="-y -q -v -h -V --name --port --bind --storage --data-dir --base-image --pg-version --password-stdin --tls --cert --key --yes --force --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -412,6 +452,18 @@ _pgbox() {
                     return 0
                     ;;
                 --pg-version)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls)
+                    COMPREPLY=($(compgen -W "off self-signed files" -- "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -494,6 +546,32 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__maintenance)
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version on off"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__man)
             opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -550,6 +628,32 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__save)
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__status)
             opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -577,7 +681,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__up)
-            opts="-q -v -h -V --timeout --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --timeout --dry-run --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

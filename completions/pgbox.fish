@@ -43,6 +43,8 @@ complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "logs" -d 'Show the serv
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "url" -d 'Print the connection string on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "completions" -d 'Print a shell completion script on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "man" -d 'Print the man page (roff) on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -56,6 +58,11 @@ volume\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l data-dir -d 'Data folder for direct mode, relative to the project folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l base-image -d 'Base image the PostgreSQL image is built from' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l pg-version -d 'PostgreSQL major version' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l tls -d 'TLS for connections from outside the container' -r -f -a "off\t''
+self-signed\t''
+files\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l cert -d 'With `--tls files`: the certificate (chain) file, e.g. fullchain.pem' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l key -d 'With `--tls files`: the private key file, e.g. privkey.pem' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -86,6 +93,7 @@ always\t''
 never\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l dry-run -d 'Validate the image, settings and data location in a throwaway container; change nothing'
 complete -c pgbox -n "__fish_pgbox_using_subcommand up" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand up" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand up" -l json -d 'Machine-readable JSON on stdout, for commands that report'
@@ -159,6 +167,26 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s v -l verbose -d 'Prin
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand maintenance" -s V -l version -d 'Print version'
 complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -179,15 +207,17 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s v -l verbose -d 'Pri
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "logs" -d 'Show the server\'s log'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "url" -d 'Print the connection string on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "logs" -d 'Show the server\'s log'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "url" -d 'Print the connection string on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

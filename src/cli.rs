@@ -122,6 +122,18 @@ pub struct InitArgs {
     #[arg(long)]
     pub password_stdin: bool,
 
+    /// TLS for connections from outside the container
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tls: Option<TlsArg>,
+
+    /// With `--tls files`: the certificate (chain) file, e.g. fullchain.pem
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// With `--tls files`: the private key file, e.g. privkey.pem
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
     /// Accept defaults for everything not given as a flag
     #[arg(short, long)]
     pub yes: bool,
@@ -143,10 +155,20 @@ impl InitArgs {
             base_image: None,
             pg_version: None,
             password_stdin: false,
+            tls: None,
+            cert: None,
+            key: None,
             yes: true,
             force: false,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsArg {
+    Off,
+    SelfSigned,
+    Files,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

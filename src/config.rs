@@ -36,6 +36,8 @@ pub struct FileConfig {
     pub storage: Option<StorageSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,6 +78,70 @@ pub struct PostgresSection {
         skip_serializing_if = "Option::is_none"
     )]
     pub user: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_connections",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_connections: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "de_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shared_buffers: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub work_mem: Option<String>,
+    /// Container memory limit, e.g. "2GB"; shared_buffers defaults to a quarter of it.
+    #[serde(
+        default,
+        deserialize_with = "de_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_limit: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de_extensions",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extensions: Option<Vec<String>>,
+    /// Folder of *.sql, *.sql.gz and *.sh run once on a new cluster, in name order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_dir: Option<PathBuf>,
+    /// Folder of your own *.conf files, mounted read-only and included last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_dir: Option<PathBuf>,
+    /// Any other postgresql.conf parameter.
+    #[serde(
+        default,
+        deserialize_with = "de_pg_settings",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub settings: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<TlsMode>,
+    /// Certificate (chain) file; for `files` mode, e.g. a Let's Encrypt fullchain.pem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Off,
+    SelfSigned,
+    Files,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -227,6 +293,91 @@ pub fn parse_interval(s: &str) -> Result<u64, String> {
     num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
         format!("`{s}` is not an interval: use seconds or a number with s, m or h, e.g. \"15m\"")
     })
+}
+
+fn de_connections<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_with(d, |v: &u32| {
+        if (1..=10_000).contains(v) {
+            Ok(())
+        } else {
+            Err(format!("`{v}` is not a sensible max_connections (1-10000)"))
+        }
+    })
+}
+
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| parse_bytes(s).map(|_| ()))
+}
+
+fn de_extensions<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    de_with(d, |v: &Vec<String>| {
+        match v.iter().find(|e| {
+            e.is_empty()
+                || e.len() > 63
+                || !e
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
+            Some(bad) => Err(format!("`{bad}` is not an extension name")),
+            None => Ok(()),
+        }
+    })
+}
+
+fn de_pg_settings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<toml::Table>, D::Error> {
+    de_with(d, |t: &toml::Table| {
+        for (k, v) in t {
+            if !k
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
+            {
+                return Err(format!("`{k}` is not a PostgreSQL parameter name"));
+            }
+            if !matches!(
+                v,
+                toml::Value::String(_)
+                    | toml::Value::Integer(_)
+                    | toml::Value::Float(_)
+                    | toml::Value::Boolean(_)
+            ) {
+                return Err(format!("`{k}` must be a string, number or boolean"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Bytes in "512MB", "2GB", "1g", "256m", "64kB" (units are case-insensitive, base 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        "t" | "tb" => 1 << 40,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if mult > 0 && n > 0 => Ok(n * mult),
+        _ => Err(format!(
+            "`{s}` is not a size: use a number with kB, MB or GB, e.g. \"256MB\""
+        )),
+    }
+}
+
+/// A toml value as a postgresql.conf value: strings quoted, the rest bare.
+fn pg_literal(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+        other => other.to_string(),
+    }
 }
 
 fn de_volume<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -476,6 +627,20 @@ pub struct Settings {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    pub max_connections: u32,
+    /// postgresql.conf values, already in PostgreSQL's units.
+    pub shared_buffers: String,
+    pub effective_cache_size: String,
+    pub work_mem: String,
+    pub memory_limit: Option<u64>,
+    pub extensions: Vec<String>,
+    pub init_dir: Option<PathBuf>,
+    pub conf_dir: Option<PathBuf>,
+    /// Extra parameters as (name, postgresql.conf literal).
+    pub pg_settings: Vec<(String, String)>,
+    pub tls: TlsMode,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -520,6 +685,18 @@ impl Settings {
         let net = c.network.unwrap_or_default();
         let st = c.storage.unwrap_or_default();
         let bk = c.backup.unwrap_or_default();
+        let tls = c.tls.unwrap_or_default();
+        let kb = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| parse_bytes(s).ok())
+                .map(|b| b / 1024)
+        };
+        let memory_limit = pg.memory_limit.as_deref().and_then(|s| parse_bytes(s).ok());
+        let limit_kb = memory_limit.map(|b| b / 1024);
+        let shared_kb = kb(&pg.shared_buffers)
+            .or(limit_kb.map(|l| l / 4))
+            .unwrap_or(128 * 1024);
+        let cache_kb = limit_kb.map(|l| l * 3 / 4).unwrap_or(4 * 1024 * 1024);
         let database = pg.database.unwrap_or_else(|| project.replace('-', "_"));
         Settings {
             config_path: config_path.to_path_buf(),
@@ -551,6 +728,23 @@ impl Settings {
             keep_daily: bk.keep_daily.unwrap_or(7),
             keep_weekly: bk.keep_weekly.unwrap_or(4),
             keep_monthly: bk.keep_monthly.unwrap_or(6),
+            max_connections: pg.max_connections.unwrap_or(100),
+            shared_buffers: format!("{shared_kb}kB"),
+            effective_cache_size: format!("{cache_kb}kB"),
+            work_mem: format!("{}kB", kb(&pg.work_mem).unwrap_or(4 * 1024)),
+            memory_limit,
+            extensions: pg.extensions.unwrap_or_default(),
+            init_dir: pg.init_dir.map(|d| absolute(&project_dir, &d)),
+            conf_dir: pg.conf_dir.map(|d| absolute(&project_dir, &d)),
+            pg_settings: pg
+                .settings
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, v)| (k.clone(), pg_literal(v)))
+                .collect(),
+            tls: tls.mode.unwrap_or(TlsMode::Off),
+            tls_cert: tls.cert.map(|p| absolute(&project_dir, &p)),
+            tls_key: tls.key.map(|p| absolute(&project_dir, &p)),
             project,
         }
     }
@@ -640,6 +834,42 @@ mod tests {
         assert_eq!(sanitize_project_name("My App!"), "my-app");
         assert_eq!(sanitize_project_name("..."), "pgbox");
         assert!(check_project_name("-x").is_err());
+    }
+
+    #[test]
+    fn memory_settings_derive_from_the_limit() {
+        let f = parse_file(Path::new("p"), "[postgres]\nmemory_limit = \"2GB\"\n").unwrap();
+        let s = Settings::resolve(Path::new("/x/p/pgbox.toml"), &[f]);
+        assert_eq!(s.shared_buffers, "524288kB");
+        assert_eq!(s.memory_limit, Some(2 << 30));
+        let s = Settings::resolve(Path::new("/x/p/pgbox.toml"), &[]);
+        assert_eq!(s.shared_buffers, "131072kB");
+        let err = parse_file(Path::new("p"), "[postgres]\nwork_mem = \"lots\"\n").unwrap_err();
+        assert!(
+            err.message.contains("`lots` is not a size"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn extra_settings_become_literals() {
+        let f = parse_file(
+            Path::new("p"),
+            "[postgres.settings]\nlog_min_duration_statement = \"250ms\"\njit = false\nsearch_path = \"it's\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(Path::new("/x/p/pgbox.toml"), &[f]);
+        assert!(s.pg_settings.contains(&("jit".into(), "false".into())));
+        assert!(s
+            .pg_settings
+            .contains(&("search_path".into(), "'it''s'".into())));
+        let err = parse_file(Path::new("p"), "[postgres.settings]\n\"Bad Key\" = 1\n").unwrap_err();
+        assert!(
+            err.message.contains("not a PostgreSQL parameter name"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! print an error chain if there is one, and map the outcome to an exit code.
 
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod engine;
@@ -12,8 +13,10 @@ mod fsutil;
 mod printer;
 mod probe;
 mod project;
+mod scram;
 mod storage;
 mod templates;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,9 @@ use anyhow::Context;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Settings, StorageMode};
+use std::path::PathBuf;
+
+use crate::config::{Settings, StorageMode, TlsMode};
 use crate::engine::{
     ContainerSpec, Engine, ExecOutput, ExecSpec, MountSource, MountSpec, LABEL_CONFIG, LABEL_PORT,
     LABEL_PROJECT, LABEL_SPEC, LABEL_VERSION,
@@ -21,9 +23,12 @@ use crate::error::Fail;
 use crate::printer::Printer;
 use crate::storage::{self, Decision, ProjectState};
 use crate::templates::ImageContext;
+use crate::tls::TlsPaths;
 
-/// Where the password is mounted inside the container.
-pub const SECRET_TARGET: &str = "/run/secrets/postgres_password";
+/// Where the secrets folder is mounted (a folder, so a rewritten file is seen).
+pub const SECRETS_TARGET: &str = "/run/secrets/pgbox";
+/// Rendered postgresql.conf and pg_hba.conf, mounted read-only.
+pub const CONF_TARGET: &str = "/etc/pgbox/conf";
 /// Where the data folder or volume is mounted (PGDATA, except in fallback mode).
 pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
 /// Bound of the entrypoint's fast shutdown; the engine's stop timeout exceeds it.
@@ -107,8 +112,11 @@ pub fn url(s: &Settings, password: Option<&str>) -> String {
         Some(p) => format!("{}:{}", percent_encode(&s.user), percent_encode(p)),
         None => percent_encode(&s.user),
     };
+    let query = crate::cluster::url_tls_params(s)
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
     format!(
-        "postgresql://{auth}@{}:{}/{}",
+        "postgresql://{auth}@{}:{}/{}{query}",
         s.url_host(),
         s.port,
         percent_encode(&s.database)
@@ -230,6 +238,42 @@ pub async fn prepare_storage(engine: &Engine, s: &Settings, d: &Decision) -> any
     Ok(())
 }
 
+fn mounts(s: &Settings, data: MountSource) -> Vec<MountSpec> {
+    let ro = |source: PathBuf, target: &str| MountSpec {
+        source: MountSource::Bind(source),
+        target: target.into(),
+        read_only: true,
+    };
+    let mut m = vec![
+        MountSpec {
+            source: data,
+            target: DATA_MOUNT.into(),
+            read_only: false,
+        },
+        ro(
+            s.secret_path()
+                .parent()
+                .expect("secrets folder")
+                .to_path_buf(),
+            SECRETS_TARGET,
+        ),
+        ro(s.state_dir().join("conf"), CONF_TARGET),
+    ];
+    if s.tls != TlsMode::Off {
+        m.push(ro(
+            TlsPaths::new(&s.state_dir()).server_dir,
+            "/etc/pgbox/tls",
+        ));
+    }
+    if let Some(d) = &s.conf_dir {
+        m.push(ro(d.clone(), "/etc/pgbox/conf.d"));
+    }
+    if let Some(d) = &s.init_dir {
+        m.push(ro(d.clone(), "/etc/pgbox/initdb.d"));
+    }
+    m
+}
+
 /// Everything pgbox asks the engine for, plus a hash of it stored as a label.
 pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec {
     let data = match d.mode {
@@ -239,7 +283,7 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
     let env = vec![
         format!("POSTGRES_USER={}", s.user),
         format!("POSTGRES_DB={}", s.database),
-        format!("POSTGRES_PASSWORD_FILE={SECRET_TARGET}"),
+        format!("POSTGRES_PASSWORD_FILE={SECRETS_TARGET}/postgres_password"),
         format!("PGBOX_MOUNT={DATA_MOUNT}"),
         format!("PGBOX_STORAGE_MODE={}", d.mode),
         format!("PGBOX_SAVE_INTERVAL={}", s.save_interval),
@@ -262,24 +306,14 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
             ),
             (LABEL_PORT.to_string(), format!("{}:{}", s.bind, s.port)),
         ]),
-        mounts: vec![
-            MountSpec {
-                source: data,
-                target: DATA_MOUNT.into(),
-                read_only: false,
-            },
-            MountSpec {
-                source: MountSource::Bind(s.secret_path()),
-                target: SECRET_TARGET.into(),
-                read_only: true,
-            },
-        ],
+        mounts: mounts(s, data),
         port: Some((s.bind.clone(), s.port, 5432)),
         healthcheck: vec!["CMD".into(), "/usr/local/bin/pgbox-healthcheck".into()],
         stop_timeout: stop_timeout(d.mode),
         entrypoint: None,
         user: None,
         service: true,
+        memory: s.memory_limit,
     };
     let hash = spec_hash(&spec);
     spec.labels.insert(LABEL_SPEC.to_string(), hash);
@@ -296,7 +330,7 @@ fn spec_hash(spec: &ContainerSpec) -> String {
     for m in &spec.mounts {
         h.update(format!("{:?}", m).as_bytes());
     }
-    h.update(format!("{:?}", spec.port).as_bytes());
+    h.update(format!("{:?} {:?}", spec.port, spec.memory).as_bytes());
     let mut labels: Vec<_> = spec.labels.iter().collect();
     labels.sort();
     h.update(format!("{labels:?}").as_bytes());

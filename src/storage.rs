@@ -157,6 +157,12 @@ pub struct ProjectState {
     /// The image whose postgres ids `storage` was decided with.
     #[serde(default)]
     pub image: Option<String>,
+    /// sha256 of the password last applied to the cluster (to detect a change).
+    #[serde(default)]
+    pub password_sha256: Option<String>,
+    /// Extensions already created in the project database.
+    #[serde(default)]
+    pub extensions: Vec<String>,
 }
 
 impl ProjectState {

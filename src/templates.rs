@@ -37,6 +37,8 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "image/runtime/shutdown.sh",
     "image/runtime/healthcheck.sh",
     "image/runtime/ctl.sh",
+    "postgres/postgresql.conf.j2",
+    "postgres/pg_hba.conf.j2",
     "pgbox.toml.j2",
 ];
 

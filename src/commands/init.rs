@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, InitArgs, StorageModeArg};
-use crate::config::{self, Settings, StorageMode, CONFIG_FILE, DEFAULT_PORT};
+use crate::cli::{GlobalArgs, InitArgs, StorageModeArg, TlsArg};
+use crate::config::{self, Settings, StorageMode, TlsMode, CONFIG_FILE, DEFAULT_PORT};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
@@ -31,6 +31,9 @@ struct TomlVars {
     storage_mode: String,
     data_path: String,
     volume: String,
+    tls_mode: String,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn quoted(s: &str) -> String {
@@ -58,6 +61,7 @@ fn gitignore(state_dir: &std::path::Path) -> anyhow::Result<()> {
 
 pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let cwd = std::env::current_dir()?;
+    let cwd_now = cwd.clone();
     let config_path = match &g.config {
         Some(c) => config::absolute(&cwd, c),
         None => cwd.join(CONFIG_FILE),
@@ -151,6 +155,34 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
                 .map(|s| s.storage_mode)
                 .unwrap_or(StorageMode::Auto),
         };
+        let tls = args.tls.or(existing.as_ref().map(|s| match s.tls {
+            TlsMode::Off => TlsArg::Off,
+            TlsMode::SelfSigned => TlsArg::SelfSigned,
+            TlsMode::Files => TlsArg::Files,
+        }));
+        let tls_mode = match tls {
+            None | Some(TlsArg::Off) => "off",
+            Some(TlsArg::SelfSigned) => "self-signed",
+            Some(TlsArg::Files) => "files",
+        };
+        let tls_files = match (tls, &args.cert, &args.key) {
+            (Some(TlsArg::Files), Some(c), Some(k)) => Some((config::absolute(&cwd_now, c), config::absolute(&cwd_now, k))),
+            (Some(TlsArg::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
+                Some(pair) => Some(pair),
+                None => {
+                    return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
+                        .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
+                        .code(EXIT_USAGE)
+                        .into())
+                }
+            },
+            (_, Some(_), _) => {
+                return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
+                    .code(EXIT_USAGE)
+                    .into())
+            }
+            _ => None,
+        };
         let database = existing
             .as_ref()
             .map(|s| s.database.clone())
@@ -188,6 +220,13 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
                     .to_string(),
             ),
             volume: quoted(&format!("pgbox-{name}-data")),
+            tls_mode: quoted(tls_mode),
+            tls_cert: tls_files
+                .as_ref()
+                .map(|(c, _)| quoted(&c.display().to_string())),
+            tls_key: tls_files
+                .as_ref()
+                .map(|(_, k)| quoted(&k.display().to_string())),
         };
         let text = crate::templates::render(Some(&project_dir), "pgbox.toml.j2", &vars)?;
         // Never write a file that pgbox itself would refuse to read.
@@ -208,6 +247,17 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         .hint("pass `--force` to replace it (an existing cluster keeps its old password)")
         .code(EXIT_USAGE)
         .into());
+    }
+    if crate::cluster::prepare_tls(&s)? {
+        changed.push(match s.tls {
+            TlsMode::SelfSigned => format!(
+                "created a local CA and server certificate; clients verify with `{}`",
+                crate::tls::TlsPaths::new(&s.state_dir())
+                    .ca_cert()
+                    .display()
+            ),
+            _ => "installed the TLS certificate and key".to_string(),
+        });
     }
     if project::ensure_secret(&s, password.as_deref())? {
         changed.push(format!(

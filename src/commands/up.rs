@@ -9,8 +9,10 @@
 use std::time::{Duration, Instant};
 
 use crate::cli::{GlobalArgs, InitArgs, UpArgs};
+use crate::cluster;
+use crate::config::Settings;
 use crate::engine::{
-    ContainerSpec, EngineError, MountSource, WaitError, LABEL_PROJECT, LABEL_SPEC,
+    ContainerSpec, Engine, EngineError, MountSource, WaitError, LABEL_PROJECT, LABEL_SPEC,
 };
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -64,41 +66,35 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let spec = project::container_spec(&s, &tag, &decision);
     let name = spec.name.clone();
     if args.dry_run {
+        cluster::prepare_tls(&s)?;
+        cluster::render_config(&s)?;
         return dry_run(&engine, spec, p).await;
     }
+    let tls_changed = cluster::prepare_tls(&s)?;
+    let rendered = cluster::render_config(&s)?;
+    let timeout = Duration::from_secs(args.timeout);
 
     let mut create = true;
     if let Some(c) = engine.inspect(&name).await? {
         project::check_ownership(&s, &c.labels)?;
         let current = c.labels.get(LABEL_SPEC) == spec.labels.get(LABEL_SPEC);
+        if c.running && current {
+            return already_running(&engine, &s, &name, &rendered, tls_changed, timeout, p).await;
+        }
         if c.running {
-            if !current {
-                p.warn("pgbox.toml or the image changed since this container started; run `pgbox down && pgbox up` to apply");
-            }
-            if project::entrypoint_state(&engine, &name).await.as_deref() == Some("MAINTENANCE") {
-                return Err(Fail::new(format!(
-                    "`{}` is in maintenance mode: PostgreSQL is stopped",
-                    s.project
-                ))
-                .hint("run `pgbox maintenance off` to start it")
-                .into());
-            }
-            if let Err(why) = confirm_port(&s.url_host(), s.port).await {
-                return Err(Fail::new(format!(
-                    "`{name}` is running but PostgreSQL does not answer on port {}: {why}",
-                    s.port
-                ))
-                .hint("see `pgbox logs`; `pgbox down && pgbox up` restarts it")
-                .into());
-            }
-            p.info(format!("PostgreSQL for `{}` is already running", s.project));
-            p.data(project::url(&s, None));
-            return Ok(0);
+            let bar = p.spinner("settings changed: stopping the container to recreate it");
+            let r = engine
+                .stop_container(&name, project::stop_timeout(decision.mode))
+                .await;
+            bar.finish_and_clear();
+            r?;
         }
         if current {
             create = false;
         } else {
-            p.detail("settings changed: recreating the container (data is kept)");
+            p.info(
+                "settings changed since the container was created: recreating it (data is kept)",
+            );
             engine.remove_container(&name, false).await?;
         }
     }
@@ -110,37 +106,103 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     if create {
         engine.create_container(&spec).await?;
     }
+    start(&engine, &s, &name, timeout, p).await?;
+    cluster::apply_drift(&engine, &name, &s, p).await?;
+    p.done(format!(
+        "PostgreSQL {} for `{}` is ready in {:.1}s ({} storage)",
+        s.pg_version,
+        s.project,
+        started.elapsed().as_secs_f64(),
+        decision.mode
+    ));
+    p.data(project::url(&s, None));
+    Ok(0)
+}
 
+/// The container runs with the current spec: apply config, TLS, password and
+/// extension changes (reload, or restart when a setting needs it).
+async fn already_running(
+    engine: &Engine,
+    s: &Settings,
+    name: &str,
+    rendered: &cluster::Rendered,
+    tls_changed: bool,
+    timeout: Duration,
+    p: &Printer,
+) -> super::Outcome {
+    if project::entrypoint_state(engine, name).await.as_deref() == Some("MAINTENANCE") {
+        return Err(Fail::new(format!(
+            "`{}` is in maintenance mode: PostgreSQL is stopped",
+            s.project
+        ))
+        .hint("run `pgbox maintenance off` to start it")
+        .into());
+    }
+    if let Err(why) = confirm_port(&s.url_host(), s.port).await {
+        return Err(Fail::new(format!(
+            "`{name}` is running but PostgreSQL does not answer on port {}: {why}",
+            s.port
+        ))
+        .hint("see `pgbox logs`; `pgbox down && pgbox up` restarts it")
+        .into());
+    }
+    if rendered.changed() || tls_changed {
+        let reload = match cluster::reload(engine, name).await {
+            Ok(r) => r,
+            Err(e) => {
+                rendered.roll_back();
+                return Err(e);
+            }
+        };
+        if reload.pending_restart.is_empty() {
+            p.done("applied the changed settings with a reload");
+        } else {
+            let what = reload.pending_restart.join(", ");
+            let bar = p.spinner(format!("restarting PostgreSQL to apply {what}"));
+            let r = engine.stop_container(name, Duration::from_secs(45)).await;
+            bar.finish_and_clear();
+            r?;
+            start(engine, s, name, timeout, p).await?;
+            p.done(format!("restarted PostgreSQL to apply {what}"));
+        }
+    }
+    cluster::apply_drift(engine, name, s, p).await?;
+    p.info(format!("PostgreSQL for `{}` is already running", s.project));
+    p.data(project::url(s, None));
+    Ok(0)
+}
+
+/// Start the created container and wait until it is ready, from inside and from the host.
+async fn start(
+    engine: &Engine,
+    s: &Settings,
+    name: &str,
+    timeout: Duration,
+    p: &Printer,
+) -> anyhow::Result<()> {
     let bar = p.spinner(format!(
         "starting PostgreSQL {} for `{}`",
         s.pg_version, s.project
     ));
     let verbose = p.verbose();
     let waited = engine
-        .start_and_wait(
-            &name,
-            READY_MARKER,
-            Duration::from_secs(args.timeout),
-            |line| {
-                if verbose {
-                    bar.suspend(|| eprintln!("  {line}"));
-                }
-                if let Some(state) = line.split("state=").nth(1) {
-                    bar.set_message(format!(
-                        "starting PostgreSQL {} ({})",
-                        s.pg_version,
-                        state.trim()
-                    ));
-                }
-            },
-        )
+        .start_and_wait(name, READY_MARKER, timeout, |line| {
+            if verbose {
+                bar.suspend(|| eprintln!("  {line}"));
+            }
+            if let Some(state) = line.split("state=").nth(1) {
+                bar.set_message(format!(
+                    "starting PostgreSQL {} ({})",
+                    s.pg_version,
+                    state.trim()
+                ));
+            }
+        })
         .await;
     bar.finish_and_clear();
     if matches!(waited, Err(WaitError::Died { .. } | WaitError::Timeout(..))) {
         // Keep the restart policy from looping on a start that cannot succeed.
-        let _ = engine
-            .stop_container(&name, std::time::Duration::from_secs(5))
-            .await;
+        let _ = engine.stop_container(name, Duration::from_secs(5)).await;
     }
     match waited {
         Ok(_) => {}
@@ -175,15 +237,7 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         )
         .into());
     }
-    p.done(format!(
-        "PostgreSQL {} for `{}` is ready in {:.1}s ({} storage)",
-        s.pg_version,
-        s.project,
-        started.elapsed().as_secs_f64(),
-        decision.mode
-    ));
-    p.data(project::url(&s, None));
-    Ok(0)
+    Ok(())
 }
 
 /// Run the entrypoint with DRY_RUN=1 against the real mounts: it validates every

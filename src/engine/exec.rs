@@ -123,6 +123,47 @@ impl Engine {
         })
     }
 
+    /// Run a command with `input` on its stdin and collect its output (no TTY).
+    pub async fn exec_with_stdin(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        input: Vec<u8>,
+    ) -> Result<ExecOutput> {
+        let id = self.create_exec(container, spec, true, false).await?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let StartExecResults::Attached {
+            mut output,
+            input: mut writer,
+        } = self.docker.start_exec(&id, None).await?
+        {
+            let feed = async move {
+                let _ = writer.write_all(&input).await;
+                let _ = writer.flush().await;
+                let _ = writer.shutdown().await; // EOF for the command
+            };
+            let read = async {
+                while let Some(chunk) = output.next().await {
+                    match chunk? {
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stderr.extend_from_slice(&message)
+                        }
+                        other => stdout.extend_from_slice(&other.into_bytes()),
+                    }
+                }
+                Ok::<(), EngineError>(())
+            };
+            let ((), r) = tokio::join!(feed, read);
+            r?;
+        }
+        Ok(ExecOutput {
+            code: self.exec_code(&id).await?,
+            stdout,
+            stderr,
+        })
+    }
+
     /// Run a command wired to this process's stdin/stdout/stderr; returns its exit code.
     /// A TTY is used only when both stdin and stdout are terminals.
     pub async fn exec_attached(&self, container: &str, spec: &ExecSpec) -> Result<i64> {

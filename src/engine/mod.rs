@@ -112,6 +112,8 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     /// A long-running service: restart policy and log rotation. One-off runs have neither.
     pub service: bool,
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
 }
 
 impl ContainerSpec {
@@ -129,6 +131,7 @@ impl ContainerSpec {
             entrypoint: None,
             user: None,
             service: false,
+            memory: None,
         }
     }
 }
@@ -452,6 +455,7 @@ impl Engine {
             host_config: Some(HostConfig {
                 mounts: Some(mounts),
                 port_bindings: bindings,
+                memory: spec.memory.map(|m| m as i64),
                 restart_policy: spec.service.then_some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,

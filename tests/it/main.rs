@@ -5,6 +5,7 @@
 //! command that starts one, when none answers; it never skips.
 
 mod cli;
+mod config;
 mod container;
 mod e2e;
 mod support;

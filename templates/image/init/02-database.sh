@@ -22,6 +22,35 @@ module_validate() {
     fi
 }
 
+# Scripts from the init_dir mount, once, on the new cluster only, in name order.
+# A failing script removes the new cluster, so the next start runs them all again
+# instead of starting a half-initialised database.
+run_init_scripts() {
+    local dir=/etc/pgbox/initdb.d f status
+    [ -d "$dir" ] || return 0
+    local psql_cmd=(psql --no-psqlrc -v ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname="$POSTGRES_DB")
+    for f in "$dir"/*; do
+        [ -f "$f" ] || continue
+        status=0
+        case "$f" in
+        *.sql) "${psql_cmd[@]}" -f "$f" >/tmp/init-script.log 2>&1 || status=$? ;;
+        *.sql.gz) gzip -dc "$f" | "${psql_cmd[@]}" >/tmp/init-script.log 2>&1 || status=$? ;;
+        *.sh) PGUSER="$POSTGRES_USER" PGDATABASE="$POSTGRES_DB" run_as_postgres bash -s <"$f" >/tmp/init-script.log 2>&1 || status=$? ;;
+        *)
+            log_warn "ignoring $(basename "$f") (init scripts end in .sql, .sql.gz or .sh)"
+            continue
+            ;;
+        esac
+        if [ "$status" != 0 ]; then
+            cat /tmp/init-script.log
+            run_as_postgres pg_ctl --pgdata="$PGDATA" --wait --silent -m immediate stop >/dev/null 2>&1 || true
+            find "$PGDATA" -mindepth 1 -delete
+            fail "$EXIT_POSTGRES" "init script $(basename "$f") failed (exit $status); the new cluster was removed so the next start runs every script again"
+        fi
+        log_info "ran init script $(basename "$f")"
+    done
+}
+
 init_cluster() {
     set_state INITIALIZING
     local pwfile
@@ -43,6 +72,7 @@ init_cluster() {
             -v db="$POSTGRES_DB" -v owner="$POSTGRES_USER" <<<'CREATE DATABASE :"db" OWNER :"owner";' ||
             fail "$EXIT_POSTGRES" "could not create database $POSTGRES_DB"
     fi
+    run_init_scripts
     run_as_postgres pg_ctl --pgdata="$PGDATA" --wait --silent -m fast stop >/dev/null
     log_info "cluster initialised: user $POSTGRES_USER, database $POSTGRES_DB"
 }

@@ -28,3 +28,14 @@ private_copy_for_postgres() {
 audit() {
     MODULE=audit log_info "event=$1${2:+ $2}"
 }
+
+# Copy the server certificate and key from the read-only mount to a folder postgres
+# owns, with the key at mode 0600 as PostgreSQL requires.
+install_tls_material() {
+    local src=/etc/pgbox/tls dst=/var/lib/postgresql/tls
+    [ -r "$src/server.crt" ] && [ -r "$src/server.key" ] || return 0
+    install -d -o postgres -g postgres -m 700 "$dst"
+    install -o postgres -g postgres -m 644 "$src/server.crt" "$dst/server.crt"
+    install -o postgres -g postgres -m 600 "$src/server.key" "$dst/server.key"
+    audit tls-installed "cert=$dst/server.crt"
+}

@@ -56,3 +56,13 @@ require_one_of() {
     log_error "$name must be one of: $*; not '$value'"
     return 1
 }
+
+# Load the configuration as a real start would (postgres -C parses every file and
+# rejects bad values). Prints the server's own error message on failure.
+check_postgres_config() {
+    local out
+    if ! out=$(setpriv --reuid=postgres --regid=postgres --init-groups -- postgres -D "$PGDATA" -C max_connections 2>&1); then
+        printf '%s\n' "$out" | grep -E 'FATAL|ERROR|LOG|DETAIL|HINT' || printf '%s\n' "$out"
+        return 1
+    fi
+}
