@@ -254,6 +254,9 @@ async fn dry_run(
     spec.labels
         .insert(LABEL_PROJECT.to_string(), "-dryrun".to_string());
     spec.env.push("DRY_RUN=1".into());
+    if p.verbose() {
+        spec.env.push("DEBUG=1".into());
+    }
     spec.mounts.retain(|m| match &m.source {
         MountSource::Bind(path) if !path.exists() => {
             p.info(format!(

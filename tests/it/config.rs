@@ -336,3 +336,31 @@ fn health_check_covers_state_process_and_disk() {
     assert!(!out.status.success());
     assert_eq!(text(&out.stdout).trim(), "state is MAINTENANCE");
 }
+
+#[test]
+fn own_conf_files_and_memory_limit_are_applied() {
+    let p = Project::new("own");
+    let dir = p.path().join("postgres.d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("slow.conf"), "log_min_duration_statement = 123\n").unwrap();
+    p.init(&[]);
+    edit(
+        &p,
+        "# conf_dir = \"postgres.d\"",
+        "conf_dir = \"postgres.d\"",
+    );
+    edit(&p, "# memory_limit = \"2GB\"", "memory_limit = \"1GB\"");
+    p.up();
+    assert_eq!(p.sql("show log_min_duration_statement"), "123ms");
+    assert_eq!(
+        p.sql("show shared_buffers"),
+        "256MB",
+        "a quarter of the memory limit"
+    );
+    let mem = docker(&["inspect", "-f", "{{.HostConfig.Memory}}", &p.container()]);
+    assert_eq!(mem.trim(), (1u64 << 30).to_string());
+    // The mount is read-only inside the container.
+    let out =
+        run(Command::new("docker").args(["exec", &p.container(), "touch", "/etc/pgbox/conf.d/x"]));
+    assert!(!out.status.success());
+}

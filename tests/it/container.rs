@@ -234,3 +234,65 @@ fn graceful_shutdown_is_logged_with_its_duration() {
     let t = docker(&["inspect", "-f", "{{.Config.StopTimeout}}", &p.container()]);
     assert!(t.trim().parse::<u64>().unwrap() > 35, "stop timeout {t}");
 }
+
+#[test]
+fn fallback_save_interval_bounds_what_a_crash_loses() {
+    let p = Project::new("ival");
+    p.init(&["--storage", "fallback"]);
+    let path = p.path().join("pgbox.toml");
+    let t = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        t.replace("# save_interval = \"15m\"", "save_interval = \"1s\""),
+    )
+    .unwrap();
+    p.up();
+    assert!(logs(&p).contains("saving a live copy every 1s"));
+    p.sql("create table i(x int)");
+    p.sql("insert into i values (7)");
+    // Wait until a periodic save has started and finished after the insert, then crash.
+    let saves = || logs(&p).matches("saved a live copy").count();
+    let after_insert = saves();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while saves() < after_insert + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no periodic save within 30s:\n{}",
+            logs(&p)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    docker(&["kill", &p.container()]);
+    let _ = run(&mut p.cmd(&["up"]));
+    wait_ready(&p);
+    assert_eq!(p.sql("select x from i"), "7");
+}
+
+#[test]
+fn volume_mode_keeps_the_volume_until_purge() {
+    let p = Project::new("vol");
+    p.init(&["--storage", "volume"]);
+    p.up();
+    p.sql("create table v(x int)");
+    p.sql("insert into v values (5)");
+    ok(&mut p.cmd(&["down", "--rm"]));
+    let volume = format!("pgbox-{}-data", p.name);
+    docker(&["volume", "inspect", &volume]);
+    p.up();
+    assert_eq!(p.sql("select x from v"), "5");
+    ok(&mut p.cmd(&["down", "--purge", "--yes"]));
+    let gone = run(Command::new("docker").args(["volume", "inspect", &volume]));
+    assert!(!gone.status.success(), "purge removes the volume");
+}
+
+#[test]
+fn dry_run_with_verbose_shows_debug_lines() {
+    let p = Project::new("dbg");
+    p.init(&[]);
+    let out = ok(&mut p.cmd(&["up", "--dry-run", "-v"]));
+    assert!(
+        text(&out.stderr).contains("DEBUG 01-directories: validating"),
+        "{}",
+        text(&out.stderr)
+    );
+}

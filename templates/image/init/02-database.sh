@@ -13,7 +13,8 @@ module_validate() {
     require_env POSTGRES_USER POSTGRES_DB POSTGRES_PASSWORD_FILE || return 1
     require_readable_file "$POSTGRES_PASSWORD_FILE" || return 1
     require_commands postgres initdb pg_ctl psql pg_isready setpriv zstd tar || return 1
-    if [ "$PGBOX_STORAGE_MODE" = fallback ] && [ -e "$TARBALL" ]; then
+    # A real start checks the tarball while restoring it; a dry run reads it once.
+    if [ "${DRY_RUN:-0}" = 1 ] && [ "$PGBOX_STORAGE_MODE" = fallback ] && [ -e "$TARBALL" ]; then
         VALIDATE_EXIT=$EXIT_STORAGE
         if ! verify_tarball "$TARBALL"; then
             log_error "$DAMAGED_TARBALL"
@@ -75,6 +76,11 @@ init_cluster() {
     run_init_scripts
     run_as_postgres pg_ctl --pgdata="$PGDATA" --wait --silent -m fast stop >/dev/null
     log_info "cluster initialised: user $POSTGRES_USER, database $POSTGRES_DB"
+}
+
+# At shutdown: remove what initialisation left in /tmp.
+module_cleanup() {
+    rm -f /tmp/initdb.log /tmp/init-script.log /tmp/pgbox-secret.*
 }
 
 module_main() {

@@ -11,20 +11,28 @@
 
 SAVE_LOCK="$RUN_DIR/save.lock"
 
-# Check a tarball without unpacking it; logs why it is bad.
+# Check a tarball without unpacking it, in one pass: zstd verifies its frame
+# checksums while decompressing, tar walks the archive, and PG_VERSION must be in it.
 verify_tarball() {
-    local file=$1 out listing
-    if ! out=$(zstd -q -t "$file" 2>&1); then
-        # zstd redraws its status line with \r; keep the last message only.
-        out=$(printf '%s' "$out" | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 1)
+    local file=$1 errfile listfile out rc
+    errfile=$(mktemp)
+    listfile=$(mktemp)
+    # With pipefail, a failure anywhere takes the || branch, where PIPESTATUS says which.
+    zstd -q -dc "$file" 2>"$errfile" | tar -tf - >"$listfile" 2>>"$errfile" && rc=(0 0) || rc=("${PIPESTATUS[@]}")
+    out=$(tr '\r' '\n' <"$errfile" | grep -v '^[[:space:]]*$' | tail -n 1)
+    rm -f "$errfile"
+    local found=0
+    grep -qxE '(\./)?PG_VERSION' "$listfile" && found=1
+    rm -f "$listfile"
+    if [ "${rc[0]}" != 0 ]; then
         log_error "$file is corrupt or truncated: ${out:-zstd check failed}"
         return 1
     fi
-    if ! listing=$(zstd -q -dc "$file" | tar -tf - 2>&1); then
-        log_error "$file holds no valid tar archive: $(printf '%s' "$listing" | tail -n 1)"
+    if [ "${rc[1]:-1}" != 0 ]; then
+        log_error "$file holds no valid tar archive: ${out:-tar failed}"
         return 1
     fi
-    if ! grep -qxE '(\./)?PG_VERSION' <<<"$listing"; then
+    if [ "$found" != 1 ]; then
         log_error "$file holds no PostgreSQL cluster (no PG_VERSION inside)"
         return 1
     fi
@@ -32,20 +40,35 @@ verify_tarball() {
 
 DAMAGED_TARBALL="refusing to start from a damaged tarball; both pgsql.tar.zst and pgsql.tar.zst.prev are left untouched (to try the previous one, in the data folder: mv pgsql.tar.zst pgsql.tar.zst.bad && cp pgsql.tar.zst.prev pgsql.tar.zst)"
 
+# Unpack into a staging folder in one pass (zstd checks its checksums on the way);
+# only a complete, checked cluster replaces PGDATA.
 restore_tarball() {
-    local file=$1 t0=$EPOCHREALTIME
-    verify_tarball "$file" || fail "$EXIT_STORAGE" "$DAMAGED_TARBALL"
+    local file=$1 t0=$EPOCHREALTIME stage="$PGDATA.restore" errfile out
+    rm -rf "$stage"
+    mkdir -p "$stage"
+    secure_path "$stage" 700
+    errfile=$(mktemp)
+    if ! zstd -q -dc "$file" 2>"$errfile" | run_as_postgres tar -xf - -C "$stage" 2>>"$errfile"; then
+        out=$(tr '\r' '\n' <"$errfile" | grep -v '^[[:space:]]*$' | tail -n 1)
+        rm -rf "$stage" "$errfile"
+        log_error "$file is corrupt or truncated: ${out:-unpacking failed}"
+        fail "$EXIT_STORAGE" "$DAMAGED_TARBALL"
+    fi
+    rm -f "$errfile"
+    if [ ! -s "$stage/PG_VERSION" ]; then
+        rm -rf "$stage"
+        log_error "$file holds no PostgreSQL cluster (no PG_VERSION inside)"
+        fail "$EXIT_STORAGE" "$DAMAGED_TARBALL"
+    fi
     if [ -n "$(ls -A "$PGDATA" 2>/dev/null)" ]; then
         # Left by a start/stop of this same container; the tarball is the source of truth.
         rm -rf "$PGDATA.stale"
         mv "$PGDATA" "$PGDATA.stale"
         log_warn "moved the previous ephemeral PGDATA aside to $PGDATA.stale"
-        mkdir -p "$PGDATA"
-        secure_path "$PGDATA" 700
+    else
+        rmdir "$PGDATA" 2>/dev/null || true
     fi
-    if ! zstd -q -dc "$file" | run_as_postgres tar -xf - -C "$PGDATA"; then
-        fail "$EXIT_STORAGE" "unpacking $file failed; the tarball is left untouched"
-    fi
+    mv "$stage" "$PGDATA"
     # pg_basebackup tarballs carry a backup_label: PostgreSQL recovers from it on start.
     log_info "restored PGDATA from $file ($(du -sh "$file" | cut -f1)) in $(elapsed_since "$t0")s"
 }

@@ -45,6 +45,11 @@ start_saver() {
     log_info "saving a live copy every ${interval}s"
 }
 
+# At shutdown: leftovers of an interrupted save.
+module_cleanup() {
+    rm -f "$PGBOX_MOUNT"/.pgsql.tar.zst.tmp-* "$TARBALL.prev.tmp" 2>/dev/null || true
+}
+
 module_main() {
     start_saver
     while :; do
