@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::backup::{Compression, Format};
+
 /// PostgreSQL in a container, with your data safe, in one command.
 #[derive(Debug, Parser)]
 #[command(
@@ -78,6 +80,10 @@ pub enum Command {
     Url(UrlArgs),
     /// List every pgbox-managed container on this host
     Ls(LsArgs),
+    /// Dump a database to the backup folder; `list`, `verify` and `prune` manage backups
+    Backup(BackupArgs),
+    /// Restore a backup: into a scratch database first, swapped in only on success
+    Restore(RestoreArgs),
     /// Fallback storage: save the running cluster to pgsql.tar.zst now
     Save,
     /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
@@ -254,6 +260,121 @@ pub struct UrlArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LsArgs {}
+
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+
+    #[command(flatten)]
+    pub create: BackupCreateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupCreateArgs {
+    /// Database to dump (default: the project database)
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub db: Option<String>,
+
+    /// The globals (roles) and every database, one file each
+    #[arg(long)]
+    pub all: bool,
+
+    /// Dump format
+    #[arg(long, value_enum, default_value = "custom")]
+    pub format: Format,
+
+    /// Compression, applied inside the container
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compress: Compression,
+
+    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6)
+    #[arg(long, value_name = "N")]
+    pub level: Option<u32>,
+
+    /// Output file or folder (`-` for stdout); default: the backup folder
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Verify the new backup with pg_restore --list right away
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupAction {
+    /// List backups: time, database, size, age, verified
+    List,
+    /// Check a backup's checksum and run pg_restore --list on it
+    Verify(VerifyArgs),
+    /// Delete backups the retention policy does not keep (asks first)
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Backup file, or `latest`
+    #[arg(default_value = "latest", value_name = "FILE|latest")]
+    pub file: String,
+
+    /// Also restore into a scratch database and compare row counts per table
+    #[arg(long)]
+    pub deep: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Keep the N newest backups
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N days
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N weeks
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Delete without asking
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what would be deleted and delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// Backup file or directory dump, or `latest`
+    #[arg(default_value = "latest", value_name = "FILE|latest")]
+    pub file: String,
+
+    /// Database to replace (default: the one in the backup's manifest, else the project database)
+    #[arg(long, value_name = "NAME", conflicts_with = "into")]
+    pub db: Option<String>,
+
+    /// Restore into a new database NEW instead, next to the existing ones
+    #[arg(long, value_name = "NEW")]
+    pub into: Option<String>,
+
+    /// Parallel pg_restore jobs (default: the number of CPUs)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Do not restore ownership (for roles that do not exist here)
+    #[arg(long)]
+    pub no_owner: bool,
+
+    /// Drop the replaced database instead of keeping it renamed aside
+    #[arg(long)]
+    pub drop_old: bool,
+
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct MaintenanceArgs {

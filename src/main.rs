@@ -3,6 +3,7 @@
 //! `main` stays thin: parse the command line, build the runtime, run the command,
 //! print an error chain if there is one, and map the outcome to an exit code.
 
+mod backup;
 mod cli;
 mod cluster;
 mod commands;

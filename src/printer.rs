@@ -126,4 +126,41 @@ impl Printer {
         pb.set_message(msg.into());
         pb
     }
+
+    /// A byte counter or bar on stderr (`len` known: a bar). Hidden off a terminal or with `-q`.
+    pub fn bytes_bar(&self, msg: impl Into<String>, len: Option<u64>) -> ProgressBar {
+        if self.quiet || !self.stderr_tty {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+        let template = if len.is_some() {
+            "{msg} [{bar:30.cyan/dim}] {bytes}/{total_bytes} {binary_bytes_per_sec} {elapsed}"
+        } else {
+            "{spinner:.cyan} {msg} {bytes} {binary_bytes_per_sec} {elapsed}"
+        };
+        pb.set_style(
+            ProgressStyle::with_template(template)
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb.set_message(msg.into());
+        pb
+    }
+
+    /// A bar counting items (e.g. pg_restore's TOC entries).
+    pub fn items_bar(&self, msg: impl Into<String>, len: u64) -> ProgressBar {
+        if self.quiet || !self.stderr_tty {
+            return ProgressBar::hidden();
+        }
+        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        pb.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30.cyan/dim}] {pos}/{len} items {elapsed}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb.set_message(msg.into());
+        pb
+    }
 }

@@ -4,6 +4,7 @@
 //! printer, and returning the process exit code. Engine work, storage, templates
 //! and shared project operations live in the layers below.
 
+mod backup;
 mod build;
 mod completions;
 mod down;
@@ -12,6 +13,7 @@ mod logs;
 mod ls;
 mod maintenance;
 mod psql;
+mod restore;
 mod save;
 mod status;
 mod up;
@@ -36,6 +38,8 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Psql(a) => psql::run(a, g).await,
         Command::Url(a) => url::run(a, g, p),
         Command::Ls(_) => ls::run(g, p).await,
+        Command::Backup(a) => backup::run(a, g, p).await,
+        Command::Restore(a) => restore::run(a, g, p).await,
         Command::Save => save::run(g, p).await,
         Command::Maintenance(a) => maintenance::run(a, g, p).await,
         Command::Completions(a) => completions::completions(a),

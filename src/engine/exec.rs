@@ -164,6 +164,68 @@ impl Engine {
         })
     }
 
+    /// Run a command, feeding `input` (if any) to its stdin and handing every stdout
+    /// chunk to `on_stdout` as it arrives; stderr is collected. Never a TTY, so the
+    /// bytes arrive unchanged. An error from `on_stdout` (a full disk, say) stops
+    /// reading: the engine closes the stream and the command gets SIGPIPE.
+    pub async fn exec_stream<R>(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        input: Option<R>,
+        mut on_stdout: impl FnMut(&[u8]) -> std::io::Result<()>,
+        mut on_stderr: impl FnMut(&[u8]),
+    ) -> Result<i64>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        let id = self
+            .create_exec(container, spec, input.is_some(), false)
+            .await?;
+        let started = self
+            .docker
+            .start_exec(
+                &id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(1 << 20),
+                }),
+            )
+            .await?;
+        let StartExecResults::Attached {
+            mut output,
+            input: mut writer,
+        } = started
+        else {
+            return Err(EngineError::Other(
+                "the engine did not attach to the command".into(),
+            ));
+        };
+        let feed = async move {
+            if let Some(mut r) = input {
+                let _ = tokio::io::copy(&mut r, &mut writer).await;
+            }
+            let _ = writer.shutdown().await;
+        };
+        let read = async {
+            while let Some(chunk) = output.next().await {
+                match chunk? {
+                    bollard::container::LogOutput::StdErr { message } => on_stderr(&message),
+                    other => {
+                        if let Err(e) = on_stdout(&other.into_bytes()) {
+                            return Err(EngineError::Other(e.to_string()));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        };
+        let ((), r) = tokio::join!(feed, read);
+        r?;
+        self.exec_code(&id).await
+    }
+
     /// Run a command wired to this process's stdin/stdout/stderr; returns its exit code.
     /// A TTY is used only when both stdin and stdout are terminals.
     pub async fn exec_attached(&self, container: &str, spec: &ExecSpec) -> Result<i64> {

@@ -4,6 +4,10 @@
 #   pgbox-ctl reload             check the configuration, reload it, list settings pending a restart
 #   pgbox-ctl save               fallback mode: save a consistent live copy now
 #   pgbox-ctl maintenance on|off stop PostgreSQL and keep the container up, or resume
+#   pgbox-ctl versions           server and pg_dump versions
+#   pgbox-ctl dump DB FORMAT COMPRESSION LEVEL   a dump on stdout (never through a TTY)
+#   pgbox-ctl globals - - COMPRESSION LEVEL      roles and tablespaces on stdout
+#   pgbox-ctl receive DEST COMPRESSION [tar]     stdin to a file or folder for pg_restore
 set -Eeuo pipefail
 PGBOX_LIB="${PGBOX_LIB:-/usr/local/lib/pgbox}"
 MODULE=ctl
@@ -45,6 +49,93 @@ reload)
     # Parameters that changed but need a restart, one per line.
     q "select name from pg_settings where pending_restart order by name"
     ;;
+versions)
+    # Server and pg_dump versions, one per line (for backup manifests).
+    run_as_postgres psql --no-psqlrc -qAt --username="$POSTGRES_USER" --dbname=postgres -c "show server_version"
+    pg_dump --version
+    ;;
+dump | globals)
+    # pgbox-ctl dump DB FORMAT COMPRESS LEVEL / pgbox-ctl globals - - COMPRESS LEVEL
+    # Writes the (compressed) dump to stdout; pg_dump's messages go to stderr.
+    # pipefail makes a failure of pg_dump, tar or the compressor the exit code.
+    db=${2:?database}
+    format=${3:-custom}
+    compress=${4:-zstd}
+    level=${5:-3}
+    require_integer level "$level"
+    compressor() {
+        case "$compress" in
+        zstd) zstd -q -T0 "-$level" -c ;;
+        gzip) gzip -c "-$level" ;;
+        none) cat ;;
+        *) echo "unknown compression $compress" >&2; return 2 ;;
+        esac
+    }
+    dump_as() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+    if [ "$1" = globals ]; then
+        dump_as pg_dumpall --globals-only --username="$POSTGRES_USER" | compressor
+        exit
+    fi
+    # One exported snapshot for pg_dump and for the row counts, so the counts
+    # recorded in the manifest describe exactly the data in the dump.
+    coproc SNAP { dump_as psql --no-psqlrc -qAt --username="$POSTGRES_USER" --dbname="$db" 2>&1; }
+    printf 'begin isolation level repeatable read, read only;\nselect pg_export_snapshot();\n' >&"${SNAP[1]}"
+    read -r -t 60 snap <&"${SNAP[0]}" || { echo "could not export a snapshot of $db" >&2; exit 1; }
+    counts_sql="begin isolation level repeatable read, read only;
+set transaction snapshot '$snap';
+select format('select %L || chr(9) || count(*) from %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+ where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
+ order by 1 \\gexec
+commit;"
+    # Counts go to stderr as PGBOX-COUNT lines; pgbox takes them out of the messages.
+    (dump_as psql --no-psqlrc -qAt -v ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname="$db" <<<"$counts_sql" |
+        sed 's/^/PGBOX-COUNT\t/' >&2) &
+    counter=$!
+    case "$format" in
+    custom) dump_as pg_dump --snapshot="$snap" --format=custom --compress=0 --username="$POSTGRES_USER" --dbname="$db" | compressor ;;
+    plain) dump_as pg_dump --snapshot="$snap" --format=plain --username="$POSTGRES_USER" --dbname="$db" | compressor ;;
+    directory)
+        dir=$(mktemp -d /tmp/pgbox-dump.XXXXXX)
+        chown postgres:postgres "$dir"
+        trap 'rm -rf "$dir"' EXIT
+        dump_as pg_dump --snapshot="$snap" --format=directory --compress=0 --jobs="$(nproc)" \
+            --username="$POSTGRES_USER" --dbname="$db" --file="$dir/dump"
+        tar -C "$dir/dump" -cf - . | compressor
+        ;;
+    *)
+        echo "unknown format $format" >&2
+        exit 2
+        ;;
+    esac
+    wait "$counter" || { echo "counting rows in $db failed" >&2; exit 1; }
+    printf 'commit;\n' >&"${SNAP[1]}"
+    snap_in=${SNAP[1]}
+    exec {snap_in}>&-
+    wait "$SNAP_PID" 2>/dev/null || true
+    ;;
+receive)
+    # pgbox-ctl receive DEST COMPRESSION [tar]: stdin, decompressed, to DEST (a file,
+    # or with `tar` a folder), owned by postgres so pg_restore can read it.
+    dest=${2:?destination}
+    compression=${3:-none}
+    decompress() {
+        case "$compression" in
+        zstd) zstd -q -dc ;;
+        gzip) gzip -dc ;;
+        none) cat ;;
+        *) echo "unknown compression $compression" >&2; return 2 ;;
+        esac
+    }
+    mkdir -p "$(dirname "$dest")"
+    if [ "${4:-}" = tar ]; then
+        mkdir -p "$dest"
+        decompress | tar -C "$dest" -xf -
+    else
+        decompress >"$dest"
+    fi
+    chown -R postgres:postgres "$(dirname "$dest")"
+    ;;
 save)
     [ "$PGBOX_STORAGE_MODE" = fallback ] || { echo "save applies to fallback storage only; this container uses $PGBOX_STORAGE_MODE" >&2; exit 2; }
     [ "$(current_state)" = RUNNING ] || { echo "PostgreSQL is not running (state $(current_state))" >&2; exit 1; }
@@ -70,7 +161,7 @@ maintenance)
     esac
     ;;
 *)
-    echo "usage: pgbox-ctl state | reload | save | maintenance on|off" >&2
+    echo "usage: pgbox-ctl state | reload | save | maintenance on|off | versions | dump | globals | receive" >&2
     exit 2
     ;;
 esac

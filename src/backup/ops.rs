@@ -1,0 +1,608 @@
+//! Backup operations against the running container: dump to a file, upload a
+//! backup for pg_restore, list its items and owners, count rows, restore into a
+//! scratch database and swap it in.
+//!
+//! Every stream that carries data is an exec without a TTY, compressed inside
+//! the container; the host only hashes, counts and writes bytes, so its memory
+//! stays flat whatever the database size.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use super::{Compression, Detected, Format, Manifest};
+use crate::config::Settings;
+use crate::engine::{Engine, ExecSpec};
+use crate::error::Fail;
+use crate::printer::Printer;
+
+fn spec(cmd: &[&str], user: &str) -> ExecSpec {
+    ExecSpec {
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        user: Some(user.into()),
+        env: Vec::new(),
+    }
+}
+
+/// Run SQL (on stdin) with psql as the superuser in `db`; stdout, trimmed.
+pub async fn sql(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    db: &str,
+    sql: &str,
+) -> anyhow::Result<String> {
+    let out = engine
+        .exec_with_stdin(
+            c,
+            &spec(
+                &[
+                    "psql",
+                    "--no-psqlrc",
+                    "-qAt",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-U",
+                    &s.user,
+                    "-d",
+                    db,
+                ],
+                "postgres",
+            ),
+            sql.as_bytes().to_vec(),
+        )
+        .await?;
+    if out.code != 0 {
+        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A SQL string literal.
+pub fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A SQL identifier.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Parse `PGBOX-COUNT<TAB>schema.table<TAB>n` lines out of stderr; the rest is messages.
+fn split_counts(stderr: &str) -> (BTreeMap<String, u64>, String) {
+    let mut counts = BTreeMap::new();
+    let mut rest = String::new();
+    for line in stderr.lines() {
+        if let Some(row) = line.strip_prefix("PGBOX-COUNT\t") {
+            if let Some((table, n)) = row.rsplit_once('\t') {
+                if let Ok(n) = n.trim().parse() {
+                    counts.insert(table.to_string(), n);
+                    continue;
+                }
+            }
+        }
+        rest.push_str(line);
+        rest.push('\n');
+    }
+    (counts, rest)
+}
+
+/// Where a dump goes.
+pub enum Dest {
+    File(PathBuf),
+    Stdout,
+}
+
+pub struct Dumped {
+    pub path: Option<PathBuf>,
+    pub manifest: Manifest,
+}
+
+pub struct DumpRequest<'a> {
+    pub database: &'a str,
+    pub kind: &'a str,
+    pub format: Format,
+    pub compression: Compression,
+    pub level: u32,
+    pub image: &'a str,
+    pub versions: (String, String),
+}
+
+/// Dump one database (or the globals) to `dest`: `.partial`, fsync, checks, rename.
+/// On any failure the partial file is removed and nothing else is touched.
+pub async fn dump(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: &DumpRequest<'_>,
+    dest: Dest,
+    p: &Printer,
+) -> anyhow::Result<Dumped> {
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let level = req.level.to_string();
+    let verb = if req.kind == "globals" {
+        "globals"
+    } else {
+        "dump"
+    };
+    let cmd = [
+        "pgbox-ctl",
+        verb,
+        req.database,
+        req.format.as_str(),
+        req.compression.as_str(),
+        &level,
+    ];
+    let mut hasher = Sha256::new();
+    let mut bytes: u64 = 0;
+    let mut stderr = Vec::new();
+    let bar = p.bytes_bar(format!("backing up `{}`", req.database), None);
+
+    let (mut file, partial) = match &dest {
+        Dest::File(path) => {
+            let partial = PathBuf::from(format!("{}.partial", path.display()));
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600) // a dump holds all the data: the owner only
+                .open(&partial)
+                .with_context(|| format!("cannot create `{}`", partial.display()))?;
+            (
+                Some(std::io::BufWriter::with_capacity(1 << 20, f)),
+                Some(partial),
+            )
+        }
+        Dest::Stdout => (None, None),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = engine
+        .exec_stream(
+            c,
+            &spec(&cmd, "0"),
+            None::<tokio::io::Empty>,
+            |chunk| {
+                hasher.update(chunk);
+                bytes += chunk.len() as u64;
+                bar.set_position(bytes);
+                match file.as_mut() {
+                    Some(f) => f.write_all(chunk),
+                    None => stdout.write_all(chunk),
+                }
+            },
+            |e| stderr.extend_from_slice(e),
+        )
+        .await;
+    bar.finish_and_clear();
+    let (counts, messages) = split_counts(&String::from_utf8_lossy(&stderr));
+    let cleanup = |why: String| -> anyhow::Error {
+        if let Some(p) = &partial {
+            let _ = std::fs::remove_file(p);
+        }
+        let msg = messages.trim();
+        let detail = if msg.is_empty() {
+            String::new()
+        } else {
+            format!("\n{msg}")
+        };
+        Fail::new(format!(
+            "backup of `{}` failed: {why}{detail}",
+            req.database
+        ))
+        .hint("no backup file was written; existing backups are untouched")
+        .into()
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => return Err(cleanup(e.to_string())),
+    };
+    if code != 0 {
+        return Err(cleanup(format!("the dump exited with code {code}")));
+    }
+    if bytes == 0 {
+        return Err(cleanup("the dump produced no bytes".into()));
+    }
+    let path = match (file, partial.clone(), &dest) {
+        (Some(f), Some(partial), Dest::File(path)) => {
+            let f = f.into_inner().map_err(|e| cleanup(e.to_string()))?;
+            if let Err(e) = f.sync_all() {
+                return Err(cleanup(format!(
+                    "cannot write `{}`: {e}",
+                    partial.display()
+                )));
+            }
+            drop(f);
+            // The file must read back as what it claims to be.
+            match super::detect(&partial) {
+                Ok(d)
+                    if d.compression == req.compression
+                        && (d.format == req.format || req.kind == "globals") => {}
+                Ok(d) => {
+                    return Err(cleanup(format!(
+                        "the file reads as {d:?}, not {:?}/{:?}",
+                        req.format, req.compression
+                    )))
+                }
+                Err(e) => return Err(cleanup(format!("the file does not read back: {e}"))),
+            }
+            Some((partial, path.clone()))
+        }
+        _ => {
+            let _ = std::io::stdout().flush();
+            None
+        }
+    };
+    let manifest = Manifest {
+        file: path
+            .as_ref()
+            .and_then(|(_, p)| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "-".into()),
+        project: s.project.clone(),
+        database: req.database.to_string(),
+        kind: req.kind.to_string(),
+        format: req.format,
+        compression: req.compression,
+        level: (req.compression != Compression::None).then_some(req.level),
+        bytes,
+        sha256: hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        server_version: req.versions.0.clone(),
+        pg_dump_version: req.versions.1.clone(),
+        pgbox_version: env!("CARGO_PKG_VERSION").to_string(),
+        image: req.image.to_string(),
+        created_at,
+        verified_at: None,
+        row_counts: counts,
+    };
+    let path = match path {
+        Some((partial, final_path)) => {
+            // Manifest first: a file without a manifest is never left looking complete.
+            if let Err(e) = manifest.write(&final_path) {
+                return Err(cleanup(format!("cannot write the manifest: {e}")));
+            }
+            if let Err(e) = std::fs::rename(&partial, &final_path) {
+                let _ = std::fs::remove_file(super::manifest_path(&final_path));
+                return Err(cleanup(format!(
+                    "cannot rename `{}`: {e}",
+                    partial.display()
+                )));
+            }
+            if let Some(dir) = final_path.parent() {
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+            Some(final_path)
+        }
+        None => None,
+    };
+    Ok(Dumped { path, manifest })
+}
+
+/// sha256 of a file, with a progress bar.
+pub fn sha256_file(path: &Path, p: &Printer) -> anyhow::Result<String> {
+    let len = std::fs::metadata(path)?.len();
+    let bar = p.bytes_bar("checking the checksum", Some(len));
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A backup placed inside the container, removed on drop of the cleanup call.
+pub struct Remote {
+    pub dir: String,
+    pub path: String,
+}
+
+/// Stream a backup file (or packed directory) into the container, decompressed.
+pub async fn upload(
+    engine: &Engine,
+    c: &str,
+    local: &Path,
+    d: Detected,
+    p: &Printer,
+) -> anyhow::Result<Remote> {
+    let dir = format!("/tmp/pgbox-restore-{}", std::process::id());
+    let path = format!("{dir}/dump");
+    let mut cmd = vec![
+        "pgbox-ctl",
+        "receive",
+        path.as_str(),
+        d.compression.as_str(),
+    ];
+    if d.format == Format::Directory {
+        cmd.push("tar");
+    }
+    if local.is_dir() {
+        // An unpacked directory dump: pack it on the fly.
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_dir_all(".", local)?;
+        let bytes = b.into_inner()?;
+        let out = engine.exec_with_stdin(c, &spec(&cmd, "0"), bytes).await?;
+        anyhow::ensure!(
+            out.code == 0,
+            "uploading failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Ok(Remote { dir, path });
+    }
+    let len = std::fs::metadata(local)?.len();
+    let bar = p.bytes_bar("sending the backup into the container", Some(len));
+    let file = tokio::fs::File::open(local).await?;
+    let reader = bar.wrap_async_read(file);
+    let mut stderr = Vec::new();
+    let code = engine
+        .exec_stream(
+            c,
+            &spec(&cmd, "0"),
+            Some(reader),
+            |_| Ok(()),
+            |e| stderr.extend_from_slice(e),
+        )
+        .await?;
+    bar.finish_and_clear();
+    if code != 0 {
+        let _ = remove_remote(engine, c, &dir).await;
+        return Err(Fail::new(format!(
+            "`{}` could not be unpacked: {}",
+            local.display(),
+            String::from_utf8_lossy(&stderr).trim()
+        ))
+        .hint("the file is truncated or corrupt; nothing in the database was touched")
+        .into());
+    }
+    Ok(Remote { dir, path })
+}
+
+pub async fn remove_remote(engine: &Engine, c: &str, dir: &str) -> anyhow::Result<()> {
+    engine
+        .exec_capture(c, &spec(&["rm", "-rf", dir], "0"))
+        .await?;
+    Ok(())
+}
+
+/// Roles named by `OWNER TO` and `GRANT ... TO` in SQL text (PUBLIC excluded).
+pub fn roles_in_sql(sql: &str) -> Vec<String> {
+    let mut roles: Vec<String> = sql
+        .lines()
+        .filter(|l| l.contains(" OWNER TO ") || l.starts_with("GRANT "))
+        .filter_map(|l| l.rsplit_once(" TO "))
+        .map(|(_, r)| r.trim_end_matches(';').trim())
+        .map(|r| r.strip_suffix(" WITH GRANT OPTION").unwrap_or(r))
+        .map(|r| {
+            if r.starts_with('"') && r.ends_with('"') && r.len() >= 2 {
+                r[1..r.len() - 1].replace("\"\"", "\"")
+            } else {
+                r.to_string()
+            }
+        })
+        .filter(|r| !r.is_empty() && r != "PUBLIC")
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+/// `pg_restore --list` of an uploaded custom or directory dump (the item count),
+/// and the roles its objects are owned by or granted to.
+pub async fn list_items(
+    engine: &Engine,
+    c: &str,
+    remote: &Remote,
+) -> anyhow::Result<(u64, Vec<String>)> {
+    let out = engine
+        .exec_capture(
+            c,
+            &spec(&["pg_restore", "--list", &remote.path], "postgres"),
+        )
+        .await?;
+    if out.code != 0 {
+        return Err(Fail::new(format!(
+            "pg_restore cannot read the backup: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .hint("the file is damaged or not a pg_dump archive; nothing in the database was touched")
+        .into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let items = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count();
+    let schema = engine
+        .exec_capture(
+            c,
+            &spec(
+                &["pg_restore", "--schema-only", "--file=-", &remote.path],
+                "postgres",
+            ),
+        )
+        .await?;
+    Ok((
+        items as u64,
+        roles_in_sql(&String::from_utf8_lossy(&schema.stdout)),
+    ))
+}
+
+/// Exact row counts of every user table in `db`.
+pub async fn row_counts(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    db: &str,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let q = "select format('select %L || chr(9) || count(*) from %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
+              order by 1 \\gexec";
+    let out = sql(engine, c, s, db, q).await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.rsplit_once('\t'))
+        .filter_map(|(t, n)| Some((t.to_string(), n.parse().ok()?)))
+        .collect())
+}
+
+/// What to restore where.
+pub struct RestoreJob<'a> {
+    pub remote: &'a Remote,
+    pub detected: Detected,
+    /// An existing, empty database.
+    pub db: &'a str,
+    pub jobs: u32,
+    pub no_owner: bool,
+    /// Archive items, for the progress bar.
+    pub items: u64,
+}
+
+/// Restore an uploaded backup into `job.db`.
+pub async fn restore_into(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    job: &RestoreJob<'_>,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let RestoreJob {
+        remote,
+        detected: d,
+        db,
+        jobs,
+        no_owner,
+        items,
+    } = *job;
+    let mut stderr = Vec::new();
+    let code = match d.format {
+        Format::Plain => {
+            let bar = p.spinner(format!("restoring into scratch database `{db}` with psql"));
+            let cmd = [
+                "psql",
+                "--no-psqlrc",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                &s.user,
+                "-d",
+                db,
+                "-f",
+                &remote.path,
+            ];
+            let code = engine
+                .exec_stream(
+                    c,
+                    &spec(&cmd, "postgres"),
+                    None::<tokio::io::Empty>,
+                    |_| Ok(()),
+                    |e| stderr.extend_from_slice(e),
+                )
+                .await?;
+            bar.finish_and_clear();
+            code
+        }
+        _ => {
+            let bar = p.items_bar(
+                format!("restoring into scratch database `{db}`"),
+                items.max(1),
+            );
+            let jobs = jobs.to_string();
+            let mut cmd = vec![
+                "pg_restore",
+                "--verbose",
+                "--exit-on-error",
+                "--jobs",
+                &jobs,
+                "-U",
+                &s.user,
+                "-d",
+                db,
+            ];
+            if no_owner {
+                cmd.extend(["--no-owner", "--no-privileges"]);
+            }
+            cmd.push(&remote.path);
+            let mut partial = String::new();
+            let code = engine
+                .exec_stream(
+                    c,
+                    &spec(&cmd, "postgres"),
+                    None::<tokio::io::Empty>,
+                    |_| Ok(()),
+                    |e| {
+                        stderr.extend_from_slice(e);
+                        partial.push_str(&String::from_utf8_lossy(e));
+                        while let Some(i) = partial.find('\n') {
+                            let line: String = partial.drain(..=i).collect();
+                            if line.contains("processing item")
+                                || line.contains("creating ")
+                                || line.contains("processing data")
+                            {
+                                bar.inc(1);
+                            }
+                        }
+                    },
+                )
+                .await?;
+            bar.finish_and_clear();
+            code
+        }
+    };
+    if code != 0 {
+        let text = String::from_utf8_lossy(&stderr);
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.contains("error")
+                    || l.contains("ERROR")
+                    || l.contains("FATAL")
+                    || l.contains("psql:")
+            })
+            .collect();
+        let shown = if errors.is_empty() {
+            text.lines().rev().take(5).collect::<Vec<_>>()
+        } else {
+            errors
+        };
+        anyhow::bail!("the restore stopped (exit {code}):\n{}", shown.join("\n"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_come_from_owner_and_grant_lines() {
+        let sql = "ALTER TABLE public.t OWNER TO alice;\nALTER SCHEMA s OWNER TO \"Bob \"\"B\"\"\";\nGRANT SELECT ON TABLE public.t TO carol WITH GRANT OPTION;\nGRANT ALL ON SCHEMA public TO PUBLIC;\nCOMMENT ON EXTENSION x IS 'TO nobody';\n";
+        assert_eq!(roles_in_sql(sql), vec!["Bob \"B\"", "alice", "carol"]);
+    }
+
+    #[test]
+    fn counts_are_taken_out_of_the_messages() {
+        let (counts, rest) = split_counts("PGBOX-COUNT\tpublic.t\t42\npg_dump: warning\n");
+        assert_eq!(counts.get("public.t"), Some(&42));
+        assert_eq!(rest, "pg_dump: warning\n");
+    }
+}
