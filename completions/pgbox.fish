@@ -43,6 +43,8 @@ complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "logs" -d 'Show the serv
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "url" -d 'Print the connection string on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "completions" -d 'Print a shell completion script on stdout'
@@ -167,6 +169,88 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s v -l verbose -d 'Prin
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l db -d 'Database to dump (default: the project database)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l format -d 'Dump format' -r -f -a "custom\t''
+plain\t''
+directory\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l compress -d 'Compression, applied inside the container' -r -f -a "zstd\t''
+gzip\t''
+none\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l level -d 'Compression level (zstd 1-19, default 3; gzip 1-9, default 6)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s o -l output -d 'Output file or folder (`-` for stdout); default: the backup folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l all -d 'The globals (roles) and every database, one file each'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l verify -d 'Verify the new backup with pg_restore --list right away'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "list" -d 'List backups: time, database, size, age, verified'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l deep -d 'Also restore into a scratch database and compare row counts per table'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-last -d 'Keep the N newest backups' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-daily -d 'Keep the newest backup of each of the last N days' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-weekly -d 'Keep the newest backup of each of the last N weeks' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-monthly -d 'Keep the newest backup of each of the last N months' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s y -l yes -d 'Delete without asking'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l dry-run -d 'Show what would be deleted and delete nothing'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List backups: time, database, size, age, verified'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l db -d 'Database to replace (default: the one in the backup\'s manifest, else the project database)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l into -d 'Restore into a new database NEW instead, next to the existing ones' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l jobs -d 'Parallel pg_restore jobs (default: the number of CPUs)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l no-owner -d 'Do not restore ownership (for roles that do not exist here)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l drop-old -d 'Drop the replaced database instead of keeping it renamed aside'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -207,17 +291,22 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s v -l verbose -d 'Pri
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "logs" -d 'Show the server\'s log'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "url" -d 'Print the connection string on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls save maintenance completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "logs" -d 'Show the server\'s log'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "url" -d 'Print the connection string on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backups: time, database, size, age, verified'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'

@@ -166,3 +166,135 @@ fn completions_are_current() {
     let man = ok(pgbox(d.path()).arg("man"));
     assert!(text(&man.stdout).contains(".TH pgbox"));
 }
+
+/// Backups with crafted timestamps: one per day at 02:00 UTC for `days` days up to 2026-11-27.
+fn craft_backups(dir: &std::path::Path, project: &str, days: i64) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let end = chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+    (0..days)
+        .map(|d| {
+            let day = end - chrono::Duration::days(d);
+            let stamp = format!("{}T020000Z", day.format("%Y%m%d"));
+            let name = format!("{project}-{project}-{stamp}.dump.zst");
+            std::fs::write(dir.join(&name), b"x").unwrap();
+            let manifest = serde_json::json!({
+                "file": name, "project": project, "database": project, "kind": "database",
+                "format": "custom", "compression": "zstd", "level": 3, "bytes": 1, "sha256": "00",
+                "duration_ms": 1, "server_version": "15", "pg_dump_version": "15", "pgbox_version": "0",
+                "image": "i", "created_at": format!("{}T02:00:00Z", day.format("%Y-%m-%d")),
+                "verified_at": if d == 20 { serde_json::json!("2026-11-27T03:00:00Z") } else { serde_json::Value::Null },
+            });
+            std::fs::write(dir.join(format!("{name}.json")), manifest.to_string()).unwrap();
+            day.format("%Y-%m-%d").to_string()
+        })
+        .collect()
+}
+
+fn remaining_days(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".dump.zst"))
+        .map(|n| {
+            let stamp = n.rsplit('-').next().unwrap()[..8].to_string();
+            format!("{}-{}-{}", &stamp[..4], &stamp[4..6], &stamp[6..8])
+        })
+        .collect();
+    v.sort();
+    v.reverse();
+    v
+}
+
+#[test]
+fn prune_keeps_exactly_what_the_policy_says() {
+    let d = tmp();
+    std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"ret\"\n").unwrap();
+    let dir = d.path().join("backups");
+    let all = craft_backups(&dir, "ret", 45);
+    let prune = [
+        "backup",
+        "prune",
+        "--keep-last",
+        "0",
+        "--keep-daily",
+        "5",
+        "--keep-weekly",
+        "3",
+        "--keep-monthly",
+        "2",
+    ];
+
+    // Without a terminal and without --yes nothing is deleted.
+    let out = run(pgbox(d.path()).args(prune));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("pass `--yes`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(remaining_days(&dir), all);
+    // --dry-run shows and deletes nothing.
+    let out = ok(pgbox(d.path()).args(prune).arg("--dry-run"));
+    assert!(text(&out.stderr).contains("would delete"));
+    assert_eq!(remaining_days(&dir), all);
+
+    ok(pgbox(d.path()).args(prune).arg("--yes"));
+    assert_eq!(
+        remaining_days(&dir),
+        vec![
+            "2026-11-27",
+            "2026-11-26",
+            "2026-11-25",
+            "2026-11-24",
+            "2026-11-23", // 5 days
+            "2026-11-22",
+            "2026-11-15", // weeks 2 and 3 (the 27th is week 1)
+            "2026-11-07", // the newest verified backup (day 20 back), always kept
+            "2026-10-31", // month 2 (November is month 1)
+        ]
+    );
+    // Manifests went with their files.
+    let jsons = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count();
+    assert_eq!(jsons, 9);
+}
+
+#[test]
+fn prune_deletes_nothing_after_a_failed_backup() {
+    let d = tmp();
+    std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"fail\"\n").unwrap();
+    let dir = d.path().join("backups");
+    let all = craft_backups(&dir, "fail", 20);
+    std::fs::write(
+        dir.join(".pgbox-fail-last-backup.json"),
+        r#"{"at":"2026-11-27T02:00:00Z","ok":false,"file":null,"error":"pg_dump failed"}"#,
+    )
+    .unwrap();
+    let out = run(pgbox(d.path()).args([
+        "backup",
+        "prune",
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+        "--yes",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the latest backup failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(remaining_days(&dir), all);
+}

@@ -4,6 +4,7 @@
 //! completions). `e2e` drives a real container engine and fails, with the
 //! command that starts one, when none answers; it never skips.
 
+mod backup;
 mod cli;
 mod config;
 mod container;
