@@ -40,6 +40,7 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+[ -x /usr/bin/time ] || need+=(time)
 if [ "${#need[@]}" -gt 0 ]; then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     apt_install "${need[@]}"

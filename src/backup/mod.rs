@@ -113,9 +113,6 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub verified_at: Option<DateTime<Utc>>,
-    /// Exact rows per table, counted in the snapshot pg_dump used.
-    #[serde(default)]
-    pub row_counts: std::collections::BTreeMap<String, u64>,
 }
 
 pub fn manifest_path(file: &Path) -> PathBuf {

@@ -74,25 +74,6 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Parse `PGBOX-COUNT<TAB>schema.table<TAB>n` lines out of stderr; the rest is messages.
-fn split_counts(stderr: &str) -> (BTreeMap<String, u64>, String) {
-    let mut counts = BTreeMap::new();
-    let mut rest = String::new();
-    for line in stderr.lines() {
-        if let Some(row) = line.strip_prefix("PGBOX-COUNT\t") {
-            if let Some((table, n)) = row.rsplit_once('\t') {
-                if let Ok(n) = n.trim().parse() {
-                    counts.insert(table.to_string(), n);
-                    continue;
-                }
-            }
-        }
-        rest.push_str(line);
-        rest.push('\n');
-    }
-    (counts, rest)
-}
-
 /// Where a dump goes.
 pub enum Dest {
     File(PathBuf),
@@ -180,7 +161,7 @@ pub async fn dump(
         )
         .await;
     bar.finish_and_clear();
-    let (counts, messages) = split_counts(&String::from_utf8_lossy(&stderr));
+    let messages = String::from_utf8_lossy(&stderr).into_owned();
     let cleanup = |why: String| -> anyhow::Error {
         if let Some(p) = &partial {
             let _ = std::fs::remove_file(p);
@@ -263,7 +244,6 @@ pub async fn dump(
         image: req.image.to_string(),
         created_at,
         verified_at: None,
-        row_counts: counts,
     };
     let path = match path {
         Some((partial, final_path)) => {
@@ -445,6 +425,34 @@ pub async fn list_items(
     ))
 }
 
+/// Rows per table in an uploaded dump's data (COPY blocks).
+pub async fn dump_row_counts(
+    engine: &Engine,
+    c: &str,
+    remote: &Remote,
+    format: Format,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let out = engine
+        .exec_capture(
+            c,
+            &spec(
+                &["pgbox-ctl", "count-rows", &remote.path, format.as_str()],
+                "postgres",
+            ),
+        )
+        .await?;
+    anyhow::ensure!(
+        out.code == 0,
+        "counting the rows in the dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.rsplit_once('\t'))
+        .filter_map(|(t, n)| Some((t.to_string(), n.parse().ok()?)))
+        .collect())
+}
+
 /// Exact row counts of every user table in `db`.
 pub async fn row_counts(
     engine: &Engine,
@@ -462,6 +470,17 @@ pub async fn row_counts(
         .filter_map(|l| l.rsplit_once('\t'))
         .filter_map(|(t, n)| Some((t.to_string(), n.parse().ok()?)))
         .collect())
+}
+
+/// Session settings for the restore: asynchronous commits (the scratch database only
+/// goes live through the swap, whose synchronous commit flushes all WAL before it)
+/// and more memory for index builds.
+fn restore_session_options(s: &Settings) -> String {
+    let mwm_mb = s
+        .memory_limit
+        .map_or(512, |b| (b >> 20) / 4)
+        .clamp(64, 1024);
+    format!("-c synchronous_commit=off -c maintenance_work_mem={mwm_mb}MB")
 }
 
 /// What to restore where.
@@ -509,10 +528,13 @@ pub async fn restore_into(
                 "-f",
                 &remote.path,
             ];
+            let mut psql = spec(&cmd, "postgres");
+            psql.env
+                .push(format!("PGOPTIONS={}", restore_session_options(s)));
             let code = engine
                 .exec_stream(
                     c,
-                    &spec(&cmd, "postgres"),
+                    &psql,
                     None::<tokio::io::Empty>,
                     |_| Ok(()),
                     |e| stderr.extend_from_slice(e),
@@ -543,10 +565,14 @@ pub async fn restore_into(
             }
             cmd.push(&remote.path);
             let mut partial = String::new();
+            let mut pg_restore = spec(&cmd, "postgres");
+            pg_restore
+                .env
+                .push(format!("PGOPTIONS={}", restore_session_options(s)));
             let code = engine
                 .exec_stream(
                     c,
-                    &spec(&cmd, "postgres"),
+                    &pg_restore,
                     None::<tokio::io::Empty>,
                     |_| Ok(()),
                     |e| {
@@ -597,12 +623,5 @@ mod tests {
     fn roles_come_from_owner_and_grant_lines() {
         let sql = "ALTER TABLE public.t OWNER TO alice;\nALTER SCHEMA s OWNER TO \"Bob \"\"B\"\"\";\nGRANT SELECT ON TABLE public.t TO carol WITH GRANT OPTION;\nGRANT ALL ON SCHEMA public TO PUBLIC;\nCOMMENT ON EXTENSION x IS 'TO nobody';\n";
         assert_eq!(roles_in_sql(sql), vec!["Bob \"B\"", "alice", "carol"]);
-    }
-
-    #[test]
-    fn counts_are_taken_out_of_the_messages() {
-        let (counts, rest) = split_counts("PGBOX-COUNT\tpublic.t\t42\npg_dump: warning\n");
-        assert_eq!(counts.get("public.t"), Some(&42));
-        assert_eq!(rest, "pg_dump: warning\n");
     }
 }

@@ -74,7 +74,6 @@ fn tricky_data_round_trips_in_every_format() {
     ] {
         assert!(!m[key].is_null(), "manifest lacks {key}");
     }
-    assert_eq!(m["row_counts"]["public.tricky"], 2);
     assert_eq!(
         m["bytes"].as_u64().unwrap(),
         std::fs::metadata(&file).unwrap().len()

@@ -8,6 +8,7 @@
 #   pgbox-ctl dump DB FORMAT COMPRESSION LEVEL   a dump on stdout (never through a TTY)
 #   pgbox-ctl globals - - COMPRESSION LEVEL      roles and tablespaces on stdout
 #   pgbox-ctl receive DEST COMPRESSION [tar]     stdin to a file or folder for pg_restore
+#   pgbox-ctl count-rows FILE FORMAT             rows per table in a dump's data
 set -Eeuo pipefail
 PGBOX_LIB="${PGBOX_LIB:-/usr/local/lib/pgbox}"
 MODULE=ctl
@@ -76,30 +77,14 @@ dump | globals)
         dump_as pg_dumpall --globals-only --username="$POSTGRES_USER" | compressor
         exit
     fi
-    # One exported snapshot for pg_dump and for the row counts, so the counts
-    # recorded in the manifest describe exactly the data in the dump.
-    coproc SNAP { dump_as psql --no-psqlrc -qAt --username="$POSTGRES_USER" --dbname="$db" 2>&1; }
-    printf 'begin isolation level repeatable read, read only;\nselect pg_export_snapshot();\n' >&"${SNAP[1]}"
-    read -r -t 60 snap <&"${SNAP[0]}" || { echo "could not export a snapshot of $db" >&2; exit 1; }
-    counts_sql="begin isolation level repeatable read, read only;
-set transaction snapshot '$snap';
-select format('select %L || chr(9) || count(*) from %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
-  from pg_class c join pg_namespace n on n.oid = c.relnamespace
- where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
- order by 1 \\gexec
-commit;"
-    # Counts go to stderr as PGBOX-COUNT lines; pgbox takes them out of the messages.
-    (dump_as psql --no-psqlrc -qAt -v ON_ERROR_STOP=1 --username="$POSTGRES_USER" --dbname="$db" <<<"$counts_sql" |
-        sed 's/^/PGBOX-COUNT\t/' >&2) &
-    counter=$!
     case "$format" in
-    custom) dump_as pg_dump --snapshot="$snap" --format=custom --compress=0 --username="$POSTGRES_USER" --dbname="$db" | compressor ;;
-    plain) dump_as pg_dump --snapshot="$snap" --format=plain --username="$POSTGRES_USER" --dbname="$db" | compressor ;;
+    custom) dump_as pg_dump --format=custom --compress=0 --username="$POSTGRES_USER" --dbname="$db" | compressor ;;
+    plain) dump_as pg_dump --format=plain --username="$POSTGRES_USER" --dbname="$db" | compressor ;;
     directory)
         dir=$(mktemp -d /tmp/pgbox-dump.XXXXXX)
         chown postgres:postgres "$dir"
         trap 'rm -rf "$dir"' EXIT
-        dump_as pg_dump --snapshot="$snap" --format=directory --compress=0 --jobs="$(nproc)" \
+        dump_as pg_dump --format=directory --compress=0 --jobs="$(nproc)" \
             --username="$POSTGRES_USER" --dbname="$db" --file="$dir/dump"
         tar -C "$dir/dump" -cf - . | compressor
         ;;
@@ -108,11 +93,15 @@ commit;"
         exit 2
         ;;
     esac
-    wait "$counter" || { echo "counting rows in $db failed" >&2; exit 1; }
-    printf 'commit;\n' >&"${SNAP[1]}"
-    snap_in=${SNAP[1]}
-    exec {snap_in}>&-
-    wait "$SNAP_PID" 2>/dev/null || true
+    ;;
+count-rows)
+    # pgbox-ctl count-rows FILE FORMAT: rows per table in a dump's COPY data, as
+    # "schema.table<TAB>rows" lines (for `backup verify --deep`).
+    file=${2:?file}
+    if [ "${3:-custom}" = plain ]; then cat "$file"; else pg_restore --data-only --file=- "$file"; fi |
+        awk '/^COPY .* FROM stdin;$/ { t = $2; gsub(/"/, "", t); n = 0; inside = 1; next }
+             inside && /^\\\.$/ { print t "\t" n; inside = 0; next }
+             inside { n++ }'
     ;;
 receive)
     # pgbox-ctl receive DEST COMPRESSION [tar]: stdin, decompressed, to DEST (a file,
@@ -161,7 +150,7 @@ maintenance)
     esac
     ;;
 *)
-    echo "usage: pgbox-ctl state | reload | save | maintenance on|off | versions | dump | globals | receive" >&2
+    echo "usage: pgbox-ctl state | reload | save | maintenance on|off | versions | dump | globals | receive | count-rows" >&2
     exit 2
     ;;
 esac
