@@ -55,11 +55,15 @@ print(f"pgbox / floor: {t1/t3:.2f}x (target <= 1.2)   common way / pgbox: {t2/t1
 PY
 
 # Restore: pgbox restore into a new database, against gunzip | psql into another.
+# A checkpoint before each, so neither pays for the other's (or the load's) dirty pages.
+checkpoint() { docker exec -u postgres "$c" psql -qAt -U "$db" -d postgres -c checkpoint >/dev/null; }
+checkpoint
 t0=$(now)
 /usr/bin/time -v -o time-restore.txt "$PGBOX" restore -q "$work/b.dump.zst" --into restored_pgbox >/dev/null
 r1=$(since "$t0")
 echo "pgbox restore (pg_restore -j, scratch + swap): ${r1}s  peak RSS $(rss time-restore.txt)"
 docker exec -u postgres "$c" psql -qAt -U "$db" -d postgres -c "create database restored_psql" >/dev/null
+checkpoint
 t0=$(now)
 gunzip <"$work/f.sql.gz" | docker exec -i -u postgres "$c" psql -q -U "$db" -d restored_psql >/dev/null
 r2=$(since "$t0")

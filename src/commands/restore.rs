@@ -140,6 +140,10 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
 
     // 3. Into the container, then the roles it needs.
     let remote = ops::upload(&engine, &c, &path, d, p).await?;
+    p.detail(format!(
+        "uploaded and unpacked in {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
     let outcome = restore_and_swap(
         &engine,
         &c,
@@ -208,6 +212,7 @@ async fn restore_and_swap(
         }
     }
 
+    p.detail("checked the roles the backup needs");
     // 4. Scratch database; the target is not touched until this succeeded.
     let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
     let scratch = pg_name(target, &format!("_pgbox_restore_{stamp}"));
@@ -253,6 +258,7 @@ async fn restore_and_swap(
             .into());
     }
 
+    p.detail(format!("restored into `{scratch}`"));
     // 5. The swap: end connections, rename old aside and new into place, atomically.
     let old = (target_exists && a.into.is_none())
         .then(|| pg_name(target, &format!("_pgbox_old_{stamp}")));

@@ -369,3 +369,42 @@ fn a_plain_dump_made_the_common_way_imports() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn backup_all_writes_globals_and_every_database() {
+    let p = Project::new("all");
+    p.init(&[]);
+    p.up();
+    p.sql("create role reporter");
+    p.sql("create database second");
+    sql_in(
+        &p,
+        "second",
+        "create table s(x int); insert into s values (2)",
+    );
+    let out = ok(&mut p.cmd(&["backup", "--all"]));
+    let files: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    let db = p.name.replace('-', "_");
+    for part in ["-globals-", &format!("-{db}-"), "-second-", "-postgres-"] {
+        assert!(
+            files.iter().any(|f| f.contains(part)),
+            "{part} missing from {files:?}"
+        );
+    }
+    let globals = files.iter().find(|f| f.contains("-globals-")).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{globals}.json")).unwrap()).unwrap();
+    assert_eq!(m["kind"], "globals");
+
+    // The roles come back from the globals file, then a database from its own file.
+    p.sql("drop database second");
+    p.sql("drop role reporter");
+    ok(&mut p.cmd(&["restore", globals, "--yes"]));
+    assert_eq!(
+        p.sql("select count(*) from pg_roles where rolname = 'reporter'"),
+        "1"
+    );
+    let second = files.iter().find(|f| f.contains("-second-")).unwrap();
+    ok(&mut p.cmd(&["restore", second, "--yes"]));
+    assert_eq!(sql_in(&p, "second", "select x from s"), "2");
+}
