@@ -45,6 +45,7 @@ complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "url" -d 'Print the conn
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "ls" -d 'List every pgbox-managed container on this host'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "schedule" -d 'Scheduled backups with cron or systemd: install, list, status, remove, run'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "completions" -d 'Print a shell completion script on stdout'
@@ -251,6 +252,95 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s v -l verbose -d 
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -f -a "install" -d 'Install a timer (systemd) or crontab entry that backs up, verifies and prunes'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -f -a "list" -d 'Every pgbox schedule on this host (this user\'s and the system\'s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -f -a "status" -d 'Last run, next run and the newest good backup; non-zero when something is wrong'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -f -a "remove" -d 'Remove this project\'s crontab entry or timer'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -f -a "run" -d 'What the timer runs: backup, verify, prune, record (no TTY, no prompts)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and not __fish_seen_subcommand_from install list status remove run help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l at -d 'When: cron (`0 2 * * *`), OnCalendar (`*-*-* 02:00:00`, `Mon..Fri 03:30`) or @daily etc' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l using -d 'Mechanism: systemd when it runs as PID 1, else cron' -r -f -a "auto\t''
+systemd\t''
+cron\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l keep-last -d 'Keep the N newest backups (default: pgbox.toml `[backup]`)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l keep-daily -d 'Keep one backup a day for N days (default: pgbox.toml, else 7)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l keep-weekly -d 'Keep one backup a week for N weeks (default: pgbox.toml, else 4)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l keep-monthly -d 'Keep one backup a month for N months (default: pgbox.toml, else 6)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l randomized-delay -d 'systemd: spread the start over up to this many seconds' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l user -d 'Install for this user (the default)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l system -d 'Install system-wide (/etc/systemd/system or /etc/cron.d)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l dry-run -d 'Print the exact files or crontab lines and write nothing'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from install" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l dry-run -d 'Print what would be removed and remove nothing'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l keep-last -d 'Keep the N newest backups (default: pgbox.toml `[backup]`)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l keep-daily -d 'Keep one backup a day for N days (default: pgbox.toml, else 7)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l keep-weekly -d 'Keep one backup a week for N weeks (default: pgbox.toml, else 4)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l keep-monthly -d 'Keep one backup a month for N months (default: pgbox.toml, else 6)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "install" -d 'Install a timer (systemd) or crontab entry that backs up, verifies and prunes'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "list" -d 'Every pgbox schedule on this host (this user\'s and the system\'s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "status" -d 'Last run, next run and the newest good backup; non-zero when something is wrong'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove this project\'s crontab entry or timer'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "run" -d 'What the timer runs: backup, verify, prune, record (no TTY, no prompts)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -291,22 +381,28 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s v -l verbose -d 'Pri
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "logs" -d 'Show the server\'s log'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "url" -d 'Print the connection string on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore save maintenance completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "logs" -d 'Show the server\'s log'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "url" -d 'Print the connection string on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "schedule" -d 'Scheduled backups with cron or systemd: install, list, status, remove, run'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule save maintenance completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backups: time, database, size, age, verified'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "install" -d 'Install a timer (systemd) or crontab entry that backs up, verifies and prunes'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "list" -d 'Every pgbox schedule on this host (this user\'s and the system\'s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "status" -d 'Last run, next run and the newest good backup; non-zero when something is wrong'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "remove" -d 'Remove this project\'s crontab entry or timer'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "run" -d 'What the timer runs: backup, verify, prune, record (no TTY, no prompts)'

@@ -41,6 +41,8 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
+command -v crontab >/dev/null 2>&1 || need+=(cron)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ "${#need[@]}" -gt 0 ]; then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     apt_install "${need[@]}"

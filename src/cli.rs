@@ -84,6 +84,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup: into a scratch database first, swapped in only on success
     Restore(RestoreArgs),
+    /// Scheduled backups with cron or systemd: install, list, status, remove, run
+    Schedule(ScheduleArgs),
     /// Fallback storage: save the running cluster to pgsql.tar.zst now
     Save,
     /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
@@ -374,6 +376,80 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    #[command(subcommand)]
+    pub action: ScheduleAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ScheduleAction {
+    /// Install a timer (systemd) or crontab entry that backs up, verifies and prunes
+    Install(ScheduleInstallArgs),
+    /// Every pgbox schedule on this host (this user's and the system's)
+    List,
+    /// Last run, next run and the newest good backup; non-zero when something is wrong
+    Status,
+    /// Remove this project's crontab entry or timer
+    Remove(ScheduleRemoveArgs),
+    /// What the timer runs: backup, verify, prune, record (no TTY, no prompts)
+    Run(RetentionArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleInstallArgs {
+    /// When: cron (`0 2 * * *`), OnCalendar (`*-*-* 02:00:00`, `Mon..Fri 03:30`) or @daily etc.
+    #[arg(long, value_name = "EXPR", default_value = "0 2 * * *")]
+    pub at: String,
+    /// Mechanism: systemd when it runs as PID 1, else cron
+    #[arg(long, value_enum, default_value = "auto")]
+    pub using: Mechanism,
+    /// Install for this user (the default)
+    #[arg(long, conflicts_with = "system")]
+    pub user: bool,
+    /// Install system-wide (/etc/systemd/system or /etc/cron.d)
+    #[arg(long)]
+    pub system: bool,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// systemd: spread the start over up to this many seconds
+    #[arg(long, value_name = "SECONDS")]
+    pub randomized_delay: Option<u64>,
+    /// Print the exact files or crontab lines and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleRemoveArgs {
+    /// Print what would be removed and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetentionArgs {
+    /// Keep the N newest backups (default: pgbox.toml `[backup]`)
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep one backup a day for N days (default: pgbox.toml, else 7)
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep one backup a week for N weeks (default: pgbox.toml, else 4)
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep one backup a month for N months (default: pgbox.toml, else 6)
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mechanism {
+    Auto,
+    Systemd,
+    Cron,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -203,6 +203,9 @@ pub struct BackupSection {
     pub keep_weekly: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_monthly: Option<u32>,
+    /// A shell command run when a scheduled backup fails (systemd `OnFailure=`, or by cron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -627,6 +630,7 @@ pub struct Settings {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    pub on_failure: Option<String>,
     pub max_connections: u32,
     /// postgresql.conf values, already in PostgreSQL's units.
     pub shared_buffers: String,
@@ -728,6 +732,7 @@ impl Settings {
             keep_daily: bk.keep_daily.unwrap_or(7),
             keep_weekly: bk.keep_weekly.unwrap_or(4),
             keep_monthly: bk.keep_monthly.unwrap_or(6),
+            on_failure: bk.on_failure.clone(),
             max_connections: pg.max_connections.unwrap_or(100),
             shared_buffers: format!("{shared_kb}kB"),
             effective_cache_size: format!("{cache_kb}kB"),

@@ -14,6 +14,7 @@ mod fsutil;
 mod printer;
 mod probe;
 mod project;
+mod schedule;
 mod scram;
 mod storage;
 mod templates;

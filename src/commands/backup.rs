@@ -87,8 +87,24 @@ async fn create(a: BackupCreateArgs, g: &GlobalArgs, p: &Printer) -> super::Outc
                 .into(),
         );
     }
+    for path in run_backup(&a, &s, level, to_stdout, g, p).await? {
+        p.data(path);
+    }
+    Ok(0)
+}
+
+/// Make the backups `a` asks for; into the backup folder the outcome is recorded,
+/// good or bad, for `prune` and `schedule status`.
+pub async fn run_backup(
+    a: &BackupCreateArgs,
+    s: &Settings,
+    level: u32,
+    to_stdout: bool,
+    g: &GlobalArgs,
+    p: &Printer,
+) -> anyhow::Result<Vec<String>> {
     let record = a.output.is_none();
-    let result = create_inner(&a, &s, level, to_stdout, g, p).await;
+    let result = create_inner(a, s, level, to_stdout, g, p).await;
     if record {
         let attempt = LastAttempt {
             at: Utc::now(),
@@ -98,10 +114,7 @@ async fn create(a: BackupCreateArgs, g: &GlobalArgs, p: &Printer) -> super::Outc
         };
         let _ = attempt.write(&s.backup_dir, &s.project);
     }
-    for path in result? {
-        p.data(path);
-    }
-    Ok(0)
+    result
 }
 
 async fn create_inner(
@@ -448,12 +461,34 @@ async fn verify_cmd(a: VerifyArgs, g: &GlobalArgs, p: &Printer) -> super::Outcom
 
 fn prune(a: PruneArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let s = Settings::load(g.config.as_deref())?;
-    let policy = Policy {
-        keep_last: a.keep_last.or(s.keep_last).unwrap_or(0),
-        daily: a.keep_daily.unwrap_or(s.keep_daily),
-        weekly: a.keep_weekly.unwrap_or(s.keep_weekly),
-        monthly: a.keep_monthly.unwrap_or(s.keep_monthly),
-    };
+    let policy = policy(&s, a.keep_last, a.keep_daily, a.keep_weekly, a.keep_monthly);
+    prune_with(&s, policy, a.yes, a.dry_run, p)
+}
+
+/// The retention policy: flags over pgbox.toml over 7 daily, 4 weekly, 6 monthly.
+pub fn policy(
+    s: &Settings,
+    last: Option<u32>,
+    daily: Option<u32>,
+    weekly: Option<u32>,
+    monthly: Option<u32>,
+) -> Policy {
+    Policy {
+        keep_last: last.or(s.keep_last).unwrap_or(0),
+        daily: daily.unwrap_or(s.keep_daily),
+        weekly: weekly.unwrap_or(s.keep_weekly),
+        monthly: monthly.unwrap_or(s.keep_monthly),
+    }
+}
+
+/// Delete what `policy` does not keep (after a confirmation unless `yes`).
+pub fn prune_with(
+    s: &Settings,
+    policy: Policy,
+    yes: bool,
+    dry_run: bool,
+    p: &Printer,
+) -> super::Outcome {
     if let Some(last) = LastAttempt::read(&s.backup_dir, &s.project).filter(|l| !l.ok) {
         return Err(Fail::new(format!(
             "the latest backup failed ({}): prune deletes nothing until a backup succeeds",
@@ -474,10 +509,10 @@ fn prune(a: PruneArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
             e.manifest.created_at.format("%Y-%m-%d %H:%M UTC")
         ));
     }
-    if a.dry_run {
+    if dry_run {
         return Ok(0);
     }
-    if !a.yes {
+    if !yes {
         if !p.can_prompt() {
             return Err(Fail::new(format!(
                 "pruning deletes {} backups and needs a confirmation",

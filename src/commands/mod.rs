@@ -15,6 +15,7 @@ mod maintenance;
 mod psql;
 mod restore;
 mod save;
+mod schedule;
 mod status;
 mod up;
 mod url;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Ls(_) => ls::run(g, p).await,
         Command::Backup(a) => backup::run(a, g, p).await,
         Command::Restore(a) => restore::run(a, g, p).await,
+        Command::Schedule(a) => schedule::run(a, g, p).await,
         Command::Save => save::run(g, p).await,
         Command::Maintenance(a) => maintenance::run(a, g, p).await,
         Command::Completions(a) => completions::completions(a),

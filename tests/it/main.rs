@@ -9,4 +9,5 @@ mod cli;
 mod config;
 mod container;
 mod e2e;
+mod schedule;
 mod support;

@@ -1,0 +1,162 @@
+//! The managed block in a crontab, and `/etc/cron.d` files.
+//!
+//! pgbox owns only the lines between its two marker lines for one project; every
+//! other byte of the crontab, other projects' blocks included, is written back as
+//! it was read. Installing twice replaces the block in place.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+
+pub fn begin_marker(project: &str) -> String {
+    format!("# >>> pgbox schedule: {project} >>> (managed by pgbox; edit with `pgbox schedule`)")
+}
+
+pub fn end_marker(project: &str) -> String {
+    format!("# <<< pgbox schedule: {project} <<<")
+}
+
+/// Escape `%`, which cron turns into a newline in the command part.
+pub fn escape_percent(s: &str) -> String {
+    s.replace('%', "\\%")
+}
+
+/// `text` with this project's block replaced by `block` (None: removed).
+/// Everything outside the block is kept byte for byte.
+pub fn with_block(text: &str, project: &str, block: Option<&str>) -> String {
+    let (begin, end) = (begin_marker(project), end_marker(project));
+    let mut out = String::new();
+    let mut rest = text;
+    let mut placed = false;
+    while let Some(b) = rest.find(&begin) {
+        let line_start = rest[..b].rfind('\n').map_or(0, |i| i + 1);
+        out.push_str(&rest[..line_start]);
+        let after = &rest[b..];
+        let stop = match after.find(&end) {
+            Some(e) => {
+                let e = e + end.len();
+                after[e..].find('\n').map_or(after.len(), |n| e + n + 1)
+            }
+            None => after.len(),
+        };
+        if let (Some(blk), false) = (block, placed) {
+            out.push_str(blk);
+            placed = true;
+        }
+        rest = &after[stop..];
+    }
+    out.push_str(rest);
+    if let (Some(blk), false) = (block, placed) {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(blk);
+    }
+    out
+}
+
+/// The block for one project: markers around one cron line.
+pub fn block(project: &str, cron_expr: &str, command: &str) -> String {
+    format!(
+        "{}\n{cron_expr} {}\n{}\n",
+        begin_marker(project),
+        escape_percent(command),
+        end_marker(project)
+    )
+}
+
+/// Projects with a block in `text`, with their cron lines.
+pub fn blocks(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        if let Some(rest) = l.strip_prefix("# >>> pgbox schedule: ") {
+            let project = rest.split(" >>>").next().unwrap_or_default().to_string();
+            let line = lines.next().unwrap_or_default().to_string();
+            out.push((project, line));
+        }
+    }
+    out
+}
+
+/// The user's crontab (`crontab -l`); empty when there is none.
+pub fn read_crontab() -> anyhow::Result<String> {
+    let out = Command::new("crontab").arg("-l").output().context(
+        "cannot run `crontab`: install cron (e.g. `apt-get install cron`) or use `--using systemd`",
+    )?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("no crontab") {
+        Ok(String::new())
+    } else {
+        anyhow::bail!("`crontab -l` failed: {}", err.trim())
+    }
+}
+
+/// Replace the user's crontab with `text` (`crontab -`).
+pub fn write_crontab(text: &str) -> anyhow::Result<()> {
+    let mut child = Command::new("crontab")
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run `crontab`")?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`crontab -` refused the new crontab: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FOREIGN: &str = "# my jobs\nMAILTO=me@example.com\n0 5 * * * date +\\%F >> /tmp/d.log\n";
+
+    #[test]
+    fn install_twice_keeps_one_block_and_foreign_lines() {
+        let b = block(
+            "shop",
+            "0 2 * * *",
+            "/usr/bin/pgbox --config /p/pgbox.toml schedule run",
+        );
+        let once = with_block(FOREIGN, "shop", Some(&b));
+        let twice = with_block(&once, "shop", Some(&b));
+        assert_eq!(once, twice);
+        assert!(once.starts_with(FOREIGN));
+        assert_eq!(twice.matches(&begin_marker("shop")).count(), 1);
+        let other = block("blog", "30 3 * * *", "/usr/bin/pgbox run");
+        let both = with_block(&twice, "blog", Some(&other));
+        let removed = with_block(&both, "shop", None);
+        assert_eq!(removed, format!("{FOREIGN}{other}"));
+        assert_eq!(with_block(&removed, "blog", None), FOREIGN);
+    }
+
+    #[test]
+    fn percent_is_escaped_and_blocks_are_listed() {
+        let b = block(
+            "p",
+            "0 2 * * *",
+            "/x/pgbox --config /my%dir/pgbox.toml schedule run",
+        );
+        assert!(b.contains("/my\\%dir/"));
+        assert_eq!(
+            blocks(&b),
+            vec![(
+                "p".to_string(),
+                "0 2 * * * /x/pgbox --config /my\\%dir/pgbox.toml schedule run".to_string()
+            )]
+        );
+    }
+}
