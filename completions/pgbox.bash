@@ -28,6 +28,9 @@ _pgbox() {
             pgbox,down)
                 cmd="pgbox__subcmd__down"
                 ;;
+            pgbox,generate)
+                cmd="pgbox__subcmd__generate"
+                ;;
             pgbox,help)
                 cmd="pgbox__subcmd__help"
                 ;;
@@ -102,6 +105,9 @@ _pgbox() {
                 ;;
             pgbox__subcmd__help,down)
                 cmd="pgbox__subcmd__help__subcmd__down"
+                ;;
+            pgbox__subcmd__help,generate)
+                cmd="pgbox__subcmd__help__subcmd__generate"
                 ;;
             pgbox__subcmd__help,help)
                 cmd="pgbox__subcmd__help__subcmd__help"
@@ -209,7 +215,7 @@ _pgbox() {
 
     case "${cmd}" in
         pgbox)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule save maintenance completions man help"
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -526,8 +532,46 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__generate)
+            opts="-o -q -v -h -V --env --output --force --publish --quiet --verbose --color --json --config --engine --help --version compose podman quadlet kube containerfile all"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --env)
+                    COMPREPLY=($(compgen -W "dev prod" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__help)
-            opts="init build up down status logs psql url ls backup restore schedule save maintenance completions man help"
+            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -625,6 +669,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__generate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -43,6 +43,9 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
 command -v crontab >/dev/null 2>&1 || need+=(cron)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v catatonit >/dev/null 2>&1 || need+=(catatonit)
 if [ "${#need[@]}" -gt 0 ]; then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     apt_install "${need[@]}"
@@ -80,4 +83,20 @@ else
         --change "LABEL org.pgbox.seeded=debootstrap-$SUITE" \
         - "$BASE_IMAGE" >/dev/null
     log "base image $BASE_IMAGE built"
+fi
+
+# Podman (rootful, through its CLI) for the generated podman and kube files. This
+# host's hard limits are below Podman's default ulimits, so lower them, and give
+# Podman the same offline base image as the engine.
+if command -v podman >/dev/null 2>&1; then
+    conf=/etc/containers/containers.conf
+    if is_root && ! grep -q '^default_ulimits' "$conf" 2>/dev/null; then
+        mkdir -p /etc/containers
+        printf '[containers]\ndefault_ulimits = [\n  "nofile=10000:10000",\n  "nproc=1000:1000",\n]\n' >>"$conf"
+        log "podman: default ulimits lowered in $conf"
+    fi
+    if ! podman image exists "$BASE_IMAGE" 2>/dev/null; then
+        log "podman: loading $BASE_IMAGE from the engine"
+        docker save "$BASE_IMAGE" | podman load -q >/dev/null
+    fi
 fi

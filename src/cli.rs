@@ -86,6 +86,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Scheduled backups with cron or systemd: install, list, status, remove, run
     Schedule(ScheduleArgs),
+    /// Write deployment files: compose, podman, quadlet, kube, containerfile, or all
+    Generate(GenerateArgs),
     /// Fallback storage: save the running cluster to pgsql.tar.zst now
     Save,
     /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
@@ -376,6 +378,41 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    /// What to write
+    #[arg(value_enum)]
+    pub what: GenerateKind,
+    /// Environment: isolated names, volumes, ports and password per environment
+    #[arg(long, value_enum, default_value = "dev")]
+    pub env: DeployEnv,
+    /// Output folder (default: deploy/<env> in the project folder)
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Overwrite files that differ (a summary of the changes is shown)
+    #[arg(long)]
+    pub force: bool,
+    /// Publish the port in prod too (dev always publishes it on the bind address)
+    #[arg(long)]
+    pub publish: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateKind {
+    Compose,
+    Podman,
+    Quadlet,
+    Kube,
+    Containerfile,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployEnv {
+    Dev,
+    Prod,
 }
 
 #[derive(Debug, Clone, Args)]

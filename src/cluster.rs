@@ -58,10 +58,8 @@ impl Rendered {
     }
 }
 
-/// Render postgresql.conf and pg_hba.conf into `.pgbox/conf/`; writes only what changed.
-pub fn render_config(s: &Settings) -> anyhow::Result<Rendered> {
-    let dir = s.state_dir().join("conf");
-    crate::fsutil::private_dir(&dir, 0o755)?;
+/// postgresql.conf and pg_hba.conf as pgbox.toml makes them: (file name, text).
+pub fn config_texts(s: &Settings) -> anyhow::Result<Vec<(&'static str, String)>> {
     let vars = ConfVars {
         pgbox_version: env!("CARGO_PKG_VERSION"),
         max_connections: s.max_connections,
@@ -72,10 +70,27 @@ pub fn render_config(s: &Settings) -> anyhow::Result<Rendered> {
         tls: s.tls != TlsMode::Off,
         settings: &s.pg_settings,
     };
+    ["postgresql.conf", "pg_hba.conf"]
+        .into_iter()
+        .map(|name| {
+            Ok((
+                name,
+                crate::templates::render(
+                    Some(&s.project_dir),
+                    &format!("postgres/{name}.j2"),
+                    &vars,
+                )?,
+            ))
+        })
+        .collect()
+}
+
+/// Render postgresql.conf and pg_hba.conf into `.pgbox/conf/`; writes only what changed.
+pub fn render_config(s: &Settings) -> anyhow::Result<Rendered> {
+    let dir = s.state_dir().join("conf");
+    crate::fsutil::private_dir(&dir, 0o755)?;
     let mut previous = Vec::new();
-    for name in ["postgresql.conf", "pg_hba.conf"] {
-        let text =
-            crate::templates::render(Some(&s.project_dir), &format!("postgres/{name}.j2"), &vars)?;
+    for (name, text) in config_texts(s)? {
         let path = dir.join(name);
         let old = std::fs::read(&path).ok();
         if old.as_deref() != Some(text.as_bytes()) {

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod config;
+mod deploy;
 mod engine;
 mod error;
 mod fsutil;

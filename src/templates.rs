@@ -38,6 +38,11 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "image/runtime/healthcheck.sh",
     "image/runtime/ctl.sh",
     "postgres/postgresql.conf.j2",
+    "deploy/compose.yaml.j2",
+    "deploy/podman-run.sh.j2",
+    "deploy/kube.yaml.j2",
+    "deploy/quadlet.container.j2",
+    "deploy/quadlet.volume.j2",
     "postgres/pg_hba.conf.j2",
     "pgbox.toml.j2",
 ];

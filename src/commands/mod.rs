@@ -8,6 +8,7 @@ mod backup;
 mod build;
 mod completions;
 mod down;
+mod generate;
 mod init;
 mod logs;
 mod ls;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Backup(a) => backup::run(a, g, p).await,
         Command::Restore(a) => restore::run(a, g, p).await,
         Command::Schedule(a) => schedule::run(a, g, p).await,
+        Command::Generate(a) => generate::run(a, g, p),
         Command::Save => save::run(g, p).await,
         Command::Maintenance(a) => maintenance::run(a, g, p).await,
         Command::Completions(a) => completions::completions(a),

@@ -9,5 +9,6 @@ mod cli;
 mod config;
 mod container;
 mod e2e;
+mod generate;
 mod schedule;
 mod support;
