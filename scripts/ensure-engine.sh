@@ -100,3 +100,18 @@ if command -v podman >/dev/null 2>&1; then
         docker save "$BASE_IMAGE" | podman load -q >/dev/null
     fi
 fi
+
+# Rootful Podman's Docker-compatible API, for the tests that run pgbox against Podman.
+PODMAN_SOCK=/run/podman/podman.sock
+podman_answers() { timeout 10 docker -H "unix://$PODMAN_SOCK" version >/dev/null 2>&1; }
+if command -v podman >/dev/null 2>&1 && is_root && ! podman_answers; then
+    mkdir -p /run/podman
+    rm -f "$PODMAN_SOCK"
+    log "starting podman system service on $PODMAN_SOCK (log: /var/log/pgbox-podman.log)"
+    setsid nohup podman system service --time=0 "unix://$PODMAN_SOCK" >/var/log/pgbox-podman.log 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        podman_answers && break
+        sleep 0.5
+    done
+    podman_answers || { tail -n 20 /var/log/pgbox-podman.log >&2 || true; die "podman system service did not answer within 30 s"; }
+fi

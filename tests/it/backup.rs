@@ -41,7 +41,16 @@ fn databases(p: &Project) -> String {
 
 #[test]
 fn tricky_data_round_trips_in_every_format() {
-    let p = Project::new("rt");
+    round_trip(Eng::Docker);
+}
+
+#[test]
+fn tricky_data_round_trips_in_every_format_on_podman() {
+    round_trip(Eng::Podman);
+}
+
+fn round_trip(eng: Eng) {
+    let p = Project::on(&format!("rt-{}", eng.cli()), eng);
     p.init(&[]);
     p.up();
     let db = p.name.replace('-', "_");

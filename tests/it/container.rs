@@ -28,7 +28,16 @@ fn logs(p: &Project) -> String {
 
 #[test]
 fn fallback_mode_persists_across_down_stop_and_recreation() {
-    let p = Project::new("fb");
+    fallback_lifecycle(Eng::Docker);
+}
+
+#[test]
+fn fallback_mode_persists_across_down_stop_and_recreation_on_podman() {
+    fallback_lifecycle(Eng::Podman);
+}
+
+fn fallback_lifecycle(eng: Eng) {
+    let p = Project::on(&format!("fb-{}", eng.cli()), eng);
     p.init(&["--storage", "fallback"]);
     p.up();
     assert!(logs(&p).contains("⚠️ UID mismatch"), "{}", logs(&p));
@@ -49,9 +58,9 @@ fn fallback_mode_persists_across_down_stop_and_recreation() {
 
     // A plain docker stop saves too, and keeps the previous tarball as .prev.
     p.sql("insert into f values (2)");
-    docker(&["stop", &p.container()]);
+    p.cli(&["stop", &p.container()]);
     assert!(p.path().join(".pgbox/data/pgsql.tar.zst.prev").is_file());
-    docker(&["start", &p.container()]);
+    p.cli(&["start", &p.container()]);
     wait_ready(&p);
     assert_eq!(
         p.sql("select string_agg(x::text, ',' order by x) from f"),

@@ -8,7 +8,16 @@ use crate::support::*;
 
 #[test]
 fn data_survives_restart_and_container_recreation() {
-    let p = Project::new("life");
+    lifecycle(Eng::Docker);
+}
+
+#[test]
+fn data_survives_restart_and_container_recreation_on_podman() {
+    lifecycle(Eng::Podman);
+}
+
+fn lifecycle(eng: Eng) {
+    let p = Project::on(&format!("life-{}", eng.cli()), eng);
     p.init(&[]);
     let out = p.up();
     // stdout carries the URL and nothing else.
@@ -27,14 +36,14 @@ fn data_survives_restart_and_container_recreation() {
     );
 
     ok(&mut p.cmd(&["down"]));
-    let st = docker(&["inspect", "-f", "{{.State.Status}}", &p.container()]);
+    let st = p.cli(&["inspect", "-f", "{{.State.Status}}", &p.container()]);
     assert_eq!(st.trim(), "exited");
     p.up();
     assert_eq!(p.sql("select x from t"), "kept");
 
     ok(&mut p.cmd(&["down", "--rm"]));
     assert!(
-        run(std::process::Command::new("docker").args(["inspect", &p.container()]))
+        run(std::process::Command::new(p.eng.cli()).args(["inspect", &p.container()]))
             .status
             .code()
             != Some(0)
@@ -331,4 +340,38 @@ fn up_initialises_a_fresh_folder_with_defaults() {
         p.port
     )));
     ok(pgbox(&dir).args(["down", "--purge", "--yes"]));
+}
+
+#[test]
+fn engine_detection_picks_docker_first_and_podman_on_request() {
+    require(Eng::Docker);
+    require(Eng::Podman);
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("pgbox.toml"),
+        "[project]\nname = \"detect\"\n",
+    )
+    .unwrap();
+    let engine_of = |extra: &[&str]| {
+        let mut c = pgbox(d.path());
+        c.args(extra).args(["status", "--json"]);
+        let out = run(&mut c);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "not running: {}",
+            text(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["engine"].as_str().unwrap().to_string()
+    };
+    // Both sockets answer: the Docker socket comes first.
+    assert!(engine_of(&[]).starts_with("Docker "), "{}", engine_of(&[]));
+    let podman = engine_of(&["--engine", "podman"]);
+    assert!(
+        podman.starts_with("Podman ") && podman.ends_with(PODMAN_SOCKET),
+        "{podman}"
+    );
+    let by_address = engine_of(&["--engine", PODMAN_SOCKET]);
+    assert!(by_address.starts_with("Podman "), "{by_address}");
 }

@@ -57,48 +57,73 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The engine a test drives: Docker, or rootful Podman through its Docker-compatible API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eng {
+    Docker,
+    Podman,
+}
+
+pub const PODMAN_SOCKET: &str = "unix:///run/podman/podman.sock";
+
+impl Eng {
+    /// The engine's own command-line tool (inspect, stop, kill, ... in tests).
+    pub fn cli(self) -> &'static str {
+        match self {
+            Eng::Docker => "docker",
+            Eng::Podman => "podman",
+        }
+    }
+}
+
 /// Fails (never skips) when no engine answers, saying how to start one.
 pub fn require_engine() {
-    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
-    let r: &Result<(), String> = CHECK.get_or_init(|| {
-        let out = Command::new("docker")
+    require(Eng::Docker);
+}
+
+/// Fails (never skips) when `eng` does not answer, saying how to start it.
+pub fn require(eng: Eng) {
+    static CHECK: [OnceLock<Result<(), String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let r: &Result<(), String> = CHECK[eng as usize].get_or_init(|| {
+        let mut c = Command::new("docker");
+        if eng == Eng::Podman {
+            c.args(["-H", PODMAN_SOCKET]);
+        }
+        let out = c
             .args(["version", "--format", "{{.Server.Version}}"])
             .output();
-        match out {
+        let answered = match out {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) => Err(text(&o.stderr)),
             Err(e) => Err(e.to_string()),
-        }
+        };
+        answered.and_then(|_| warm_image(eng))
     });
-    if let Err(why) = r.as_ref().and_then(|_| warm_image()) {
+    if let Err(why) = r {
         panic!(
-            "e2e tests need a running container engine and none answered ({why}).\n\
-             Start one with `sudo scripts/ensure-engine.sh` (installs docker.io, starts dockerd, \
-             builds the offline base image), then rerun."
+            "e2e tests need a running {} and it did not answer ({why}).\n\
+             Start it with `sudo scripts/ensure-engine.sh` (installs docker.io and podman, starts dockerd \
+             and `podman system service`, builds the offline base image), then rerun.",
+            eng.cli()
         );
     }
 }
 
-/// Build the image once for the whole run, so parallel tests do not all build it.
-fn warm_image() -> Result<(), &'static String> {
-    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
-    BUILD
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(
-                dir.path().join("pgbox.toml"),
-                "[project]\nname = \"warmup\"\n",
-            )
-            .unwrap();
-            let out = run(pgbox(dir.path()).arg("build"));
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!("`pgbox build` failed: {}", text(&out.stderr)))
-            }
-        })
-        .as_ref()
-        .map(|_| ())
+/// Build the image once per engine and run (pgbox tags by content, so this is a cache hit
+/// after the first), so parallel tests do not all build it.
+fn warm_image(eng: Eng) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pgbox.toml"),
+        "[project]\nname = \"warmup\"\n",
+    )
+    .unwrap();
+    let out = run(pgbox(dir.path()).args(["--engine", eng.cli(), "build"]));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`pgbox build` failed: {}", text(&out.stderr)))
+    }
 }
 
 /// A pgbox project in its own temporary folder, cleaned up on drop.
@@ -106,11 +131,17 @@ pub struct Project {
     pub dir: tempfile::TempDir,
     pub name: String,
     pub port: u16,
+    pub eng: Eng,
 }
 
 impl Project {
     pub fn new(tag: &str) -> Project {
-        require_engine();
+        Project::on(tag, Eng::Docker)
+    }
+
+    /// A project driven through `eng`.
+    pub fn on(tag: &str, eng: Eng) -> Project {
+        require(eng);
         let dir = tempfile::Builder::new()
             .prefix("pgbox-e2e-")
             .tempdir()
@@ -120,6 +151,7 @@ impl Project {
             dir,
             name,
             port: free_port(),
+            eng,
         }
     }
 
@@ -129,8 +161,26 @@ impl Project {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = pgbox(self.path());
+        if self.eng == Eng::Podman {
+            c.args(["--engine", "podman"]);
+        }
         c.args(args);
         c
+    }
+
+    /// Run the engine's own CLI (`docker` or `podman`) and return stdout (panics on failure).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(self.eng.cli())
+            .args(args)
+            .output()
+            .expect("run the engine CLI");
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}",
+            self.eng.cli(),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
     }
 
     /// `pgbox init --yes` with this project's name and port, plus `extra` flags.
@@ -167,12 +217,12 @@ impl Drop for Project {
     fn drop(&mut self) {
         // Remove the container and the data even when the test failed.
         let _ = self.cmd(&["down", "--purge", "--yes", "-q"]).output();
-        let _ = Command::new("docker")
+        let _ = Command::new(self.eng.cli())
             .args(["rm", "-f", &self.container()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = Command::new("docker")
+        let _ = Command::new(self.eng.cli())
             .args(["volume", "rm", "-f", &format!("pgbox-{}-data", self.name)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
