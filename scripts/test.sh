@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
     scripts/ensure-engine.sh
+    scripts/ensure-rootless.sh
 else
     sudo -n scripts/ensure-engine.sh 2>/dev/null || scripts/ensure-engine.sh
 fi

@@ -201,7 +201,10 @@ pub async fn storage_decision(
             return Ok(d);
         }
     }
-    let d = storage::decide(s.storage_mode, uid, gid)?;
+    let unshare = engine.rootless()
+        && engine.flavour == crate::engine::Flavour::Podman
+        && storage::unshare_available();
+    let d = storage::decide(s.storage_mode, uid, gid, unshare)?;
     state.storage = Some(d.clone());
     state.image = Some(image.to_string());
     state.save(s)?;
@@ -231,6 +234,7 @@ pub async fn prepare_storage(engine: &Engine, s: &Settings, d: &Decision) -> any
                 })?;
             }
         }
+        _ if d.via_unshare => storage::prepare_direct_unshare(&s.data_dir, d.uid, d.gid)?,
         _ => {
             storage::prepare_direct(&s.data_dir, d.uid, d.gid)?;
         }
@@ -425,6 +429,7 @@ mod tests {
             reason: String::new(),
             uid: 999,
             gid: 999,
+            via_unshare: false,
         };
         let a = container_spec(&s, "img", &d);
         let mut s2 = s.clone();

@@ -23,6 +23,9 @@ pub struct Decision {
     pub reason: String,
     pub uid: u32,
     pub gid: u32,
+    /// Direct mode under rootless Podman: the folder is owned through `podman unshare`.
+    #[serde(default)]
+    pub via_unshare: bool,
 }
 
 fn euid() -> u32 {
@@ -31,9 +34,18 @@ fn euid() -> u32 {
 }
 
 /// Decide the storage mode for `requested` given the container's postgres ids.
-pub fn decide(requested: StorageMode, uid: u32, gid: u32) -> Result<Decision, Fail> {
+/// `unshare` says whether a rootless Podman can map a folder to those ids for us.
+pub fn decide(requested: StorageMode, uid: u32, gid: u32, unshare: bool) -> Result<Decision, Fail> {
     let me = euid();
+    let via_unshare = unshare
+        && me != 0
+        && me != uid
+        && matches!(requested, StorageMode::Auto | StorageMode::Direct);
     let (mode, reason) = match requested {
+        StorageMode::Auto if via_unshare => (
+            StorageMode::Direct,
+            format!("rootless Podman maps the container's postgres uid {uid} to one of your subordinate uids; the data folder is given to it with `podman unshare chown`"),
+        ),
         StorageMode::Direct => (StorageMode::Direct, "set in pgbox.toml".to_string()),
         StorageMode::Volume => (StorageMode::Volume, "set in pgbox.toml".to_string()),
         StorageMode::Fallback => (StorageMode::Fallback, "set in pgbox.toml".to_string()),
@@ -51,7 +63,69 @@ pub fn decide(requested: StorageMode, uid: u32, gid: u32) -> Result<Decision, Fa
         reason,
         uid,
         gid,
+        via_unshare,
     })
+}
+
+/// Run `podman unshare CMD...` (inside the rootless user namespace).
+fn unshare(args: &[&str]) -> Result<String, Fail> {
+    let out = std::process::Command::new("podman")
+        .arg("unshare")
+        .args(args)
+        .output()
+        .map_err(|e| Fail::new(format!("cannot run `podman unshare`: {e}")))?;
+    if !out.status.success() {
+        return Err(Fail::new(format!(
+            "`podman unshare {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// True when `podman unshare` works for this user (rootless Podman is set up).
+pub fn unshare_available() -> bool {
+    unshare(&["true"]).is_ok()
+}
+
+/// Direct mode under rootless Podman: create the folder and give it, inside the user
+/// namespace, to the container's postgres ids (mode 700); then check from inside.
+pub fn prepare_direct_unshare(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(|e| {
+            Fail::new(format!(
+                "cannot create data folder `{}`: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let d = dir.display().to_string();
+    let seen = unshare(&["stat", "-c", "%u %a", &d])?;
+    if seen != format!("{uid} 700") {
+        let empty = fs::read_dir(dir)
+            .map(|mut r| r.next().is_none())
+            .unwrap_or(false);
+        let owner = seen.split_whitespace().next().unwrap_or("");
+        // Inside the namespace the user is root (0); other owners mean someone else's data.
+        if !empty && owner != "0" && owner != uid.to_string() {
+            return Err(wrong_owner(
+                dir,
+                owner.parse().unwrap_or(u32::MAX),
+                uid,
+                gid,
+            ));
+        }
+        unshare(&["chown", &format!("{uid}:{gid}"), &d])?;
+        unshare(&["chmod", "700", &d])?;
+    }
+    let seen = unshare(&["stat", "-c", "%u %a", &d])?;
+    if seen != format!("{uid} 700") {
+        return Err(Fail::new(format!(
+            "data folder `{d}` is `{seen}` inside the user namespace, not `{uid} 700`"
+        )));
+    }
+    Ok(())
 }
 
 /// What `prepare_direct` did.
@@ -192,16 +266,18 @@ mod tests {
     #[test]
     fn auto_as_root_or_same_uid_is_direct() {
         let me = euid();
-        let d = decide(StorageMode::Auto, me, me).unwrap();
+        let d = decide(StorageMode::Auto, me, me, false).unwrap();
         assert_eq!(d.mode, StorageMode::Direct);
         if me != 0 {
             assert_eq!(
-                decide(StorageMode::Auto, me + 1, me + 1).unwrap().mode,
+                decide(StorageMode::Auto, me + 1, me + 1, false)
+                    .unwrap()
+                    .mode,
                 StorageMode::Volume
             );
         }
         assert_eq!(
-            decide(StorageMode::Fallback, 0, 0).unwrap().mode,
+            decide(StorageMode::Fallback, 0, 0, true).unwrap().mode,
             StorageMode::Fallback
         );
     }

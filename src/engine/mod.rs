@@ -193,6 +193,13 @@ impl Engine {
         })
     }
 
+    /// A rootless engine: its socket lives in the user's runtime folder.
+    pub fn rootless(&self) -> bool {
+        self.address.contains("/run/user/")
+            || std::env::var("XDG_RUNTIME_DIR")
+                .is_ok_and(|d| !d.is_empty() && self.address.contains(&d))
+    }
+
     pub fn describe(&self) -> String {
         let name = match self.flavour {
             Flavour::Docker => "Docker",

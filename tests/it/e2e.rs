@@ -375,3 +375,99 @@ fn engine_detection_picks_docker_first_and_podman_on_request() {
     let by_address = engine_of(&["--engine", PODMAN_SOCKET]);
     assert!(by_address.starts_with("Podman "), "{by_address}");
 }
+
+/// The unprivileged user `scripts/ensure-rootless.sh` sets up with rootless Podman.
+const ROOTLESS_USER: &str = "pgboxtest";
+
+#[test]
+fn rootless_podman_user_keeps_data_and_can_delete_everything() {
+    let uid = text(&run(std::process::Command::new("id").args(["-u", ROOTLESS_USER])).stdout)
+        .trim()
+        .to_string();
+    assert!(
+        !uid.is_empty() && text(&run(std::process::Command::new("id").arg("-u")).stdout).trim() == "0",
+        "this test runs pgbox as `{ROOTLESS_USER}` and needs root to switch to it: run `sudo scripts/ensure-rootless.sh` and the tests as root"
+    );
+    let home = format!("/home/{ROOTLESS_USER}");
+    let dir = format!("{home}/pgbox-rootless-{}", std::process::id());
+    let runtime = format!("/run/user/{uid}");
+    let as_user = |args: &[&str]| {
+        let mut c = std::process::Command::new("runuser");
+        c.args([
+            "-u",
+            ROOTLESS_USER,
+            "--",
+            "env",
+            &format!("HOME={home}"),
+            &format!("XDG_RUNTIME_DIR={runtime}"),
+        ])
+        .arg(format!(
+            "PATH={}",
+            std::env::var("PATH").unwrap_or_default()
+        ))
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null());
+        c
+    };
+    let pgbox_bin = bin().display().to_string();
+    let pg = |args: &[&str]| {
+        let mut a = vec![pgbox_bin.as_str()];
+        a.extend_from_slice(args);
+        as_user(&a)
+    };
+    assert!(std::process::Command::new("runuser")
+        .args(["-u", ROOTLESS_USER, "--", "mkdir", "-p", &dir])
+        .status()
+        .unwrap()
+        .success());
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let port = free_port().to_string();
+
+    let out = ok(&mut pg(&[
+        "init",
+        "--yes",
+        "--name",
+        &format!("rl{}", std::process::id()),
+        "--port",
+        &port,
+    ]));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("storage mode `direct`: rootless Podman maps"),
+        "{err}"
+    );
+    let status = ok(&mut pg(&["up"]));
+    assert!(text(&status.stdout).starts_with("postgresql://"));
+    ok(&mut pg(&[
+        "psql",
+        "-c",
+        "create table r(x int); insert into r values (8)",
+    ]));
+    ok(&mut pg(&["down"]));
+    ok(&mut pg(&["up"]));
+    let out = ok(&mut pg(&["psql", "-X", "-At", "-c", "select x from r"]));
+    assert_eq!(text(&out.stdout).trim(), "8");
+    let st = ok(&mut pg(&["status", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert!(
+        v["engine"].as_str().unwrap().starts_with("Podman "),
+        "{}",
+        v["engine"]
+    );
+    ok(&mut pg(&["down", "--purge", "--yes"]));
+    // Every file left in the project folder can be deleted by its owner, without sudo.
+    let rm = run(&mut as_user(&["rm", "-rf", &dir]));
+    assert!(
+        rm.status.success(),
+        "the user could not delete their project: {}",
+        text(&rm.stderr)
+    );
+    assert!(!std::path::Path::new(&dir).exists());
+}
