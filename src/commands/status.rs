@@ -65,7 +65,13 @@ pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
             .map(|c| c.state.clone())
             .unwrap_or_else(|| "absent".into()),
         running,
-        health: info.as_ref().and_then(|c| c.health.clone()),
+        health: info.as_ref().and_then(|c| c.health.clone()).map(|h| {
+            if engine.health_checks_run() {
+                h
+            } else {
+                format!("{h} (Podman runs health checks through systemd, which is not running here; `ready` is pgbox's own probe)")
+            }
+        }),
         entrypoint_state,
         ready,
         url: project::url(&s, None),

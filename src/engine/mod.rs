@@ -193,6 +193,12 @@ impl Engine {
         })
     }
 
+    /// Podman runs health checks with systemd timers; without systemd it never runs
+    /// them and the engine's health stays `starting`.
+    pub fn health_checks_run(&self) -> bool {
+        self.flavour != Flavour::Podman || std::path::Path::new("/run/systemd/system").is_dir()
+    }
+
     /// A rootless engine: its socket lives in the user's runtime folder.
     pub fn rootless(&self) -> bool {
         self.address.contains("/run/user/")
