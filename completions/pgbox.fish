@@ -217,10 +217,10 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subc
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-last -d 'Keep the N newest backups' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-daily -d 'Keep the newest backup of each of the last N days' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-weekly -d 'Keep the newest backup of each of the last N weeks' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-monthly -d 'Keep the newest backup of each of the last N months' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-last -d 'Keep the N newest backups (default: pgbox.toml `[backup]`)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-daily -d 'Keep one backup a day for N days (default: pgbox.toml, else 7)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-weekly -d 'Keep one backup a week for N weeks (default: pgbox.toml, else 4)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l keep-monthly -d 'Keep one backup a month for N months (default: pgbox.toml, else 6)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"

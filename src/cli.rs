@@ -329,18 +329,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
-    /// Keep the N newest backups
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest backup of each of the last N days
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest backup of each of the last N weeks
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest backup of each of the last N months
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Delete without asking
     #[arg(short, long)]
     pub yes: bool,

@@ -13,8 +13,9 @@ use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::backup::ops::{self, ident};
 use crate::config::{Settings, TlsMode};
-use crate::engine::{Engine, ExecSpec};
+use crate::engine::Engine;
 use crate::error::Fail;
 use crate::printer::Printer;
 use crate::project;
@@ -145,47 +146,6 @@ pub fn url_tls_params(s: &Settings) -> Option<String> {
     }
 }
 
-/// Run SQL through psql inside the container (stdin, so nothing lands in argv).
-async fn psql(
-    engine: &Engine,
-    container: &str,
-    s: &Settings,
-    db: &str,
-    sql: &str,
-) -> anyhow::Result<String> {
-    let out = engine
-        .exec_with_stdin(
-            container,
-            &ExecSpec {
-                cmd: [
-                    "psql",
-                    "--no-psqlrc",
-                    "-qAt",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-U",
-                    &s.user,
-                    "-d",
-                    db,
-                ]
-                .map(String::from)
-                .to_vec(),
-                user: Some("postgres".into()),
-                env: Vec::new(),
-            },
-            sql.as_bytes().to_vec(),
-        )
-        .await?;
-    if out.code != 0 {
-        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
@@ -212,10 +172,10 @@ pub async fn apply_drift(
         Some(old) if *old != digest => {
             let sql = format!(
                 "SET log_statement = 'none';\nALTER ROLE {} PASSWORD '{}';\n",
-                quote_ident(&s.user),
+                ident(&s.user),
                 crate::scram::verifier(&password)
             );
-            psql(engine, container, s, "postgres", &sql)
+            ops::sql(engine, container, s, "postgres", &sql)
                 .await
                 .context("applying the new password failed")?;
             p.done(format!("applied the new password to role `{}`", s.user));
@@ -232,9 +192,9 @@ pub async fn apply_drift(
     if !missing.is_empty() {
         let sql: String = missing
             .iter()
-            .map(|e| format!("CREATE EXTENSION IF NOT EXISTS {};\n", quote_ident(e)))
+            .map(|e| format!("CREATE EXTENSION IF NOT EXISTS {};\n", ident(e)))
             .collect();
-        psql(engine, container, s, &s.database, &sql).await.map_err(|e| {
+        ops::sql(engine, container, s, &s.database, &sql).await.map_err(|e| {
             Fail::new(format!("creating extensions failed: {e}"))
                 .hint("check the names under `extensions` in pgbox.toml (`select name from pg_available_extensions`)")
         })?;

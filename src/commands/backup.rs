@@ -29,7 +29,7 @@ pub async fn run(args: BackupArgs, g: &GlobalArgs, p: &Printer) -> super::Outcom
     }
 }
 
-fn mb(bytes: u64) -> String {
+pub fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
@@ -461,7 +461,8 @@ async fn verify_cmd(a: VerifyArgs, g: &GlobalArgs, p: &Printer) -> super::Outcom
 
 fn prune(a: PruneArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let s = Settings::load(g.config.as_deref())?;
-    let policy = policy(&s, a.keep_last, a.keep_daily, a.keep_weekly, a.keep_monthly);
+    let r = &a.retention;
+    let policy = policy(&s, r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly);
     prune_with(&s, policy, a.yes, a.dry_run, p)
 }
 

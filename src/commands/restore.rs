@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::backup::{jobs_default, ready_container, resolve};
+use super::backup::{jobs_default, mb, ready_container, resolve};
 use crate::backup::ops::{self, ident, lit};
 use crate::backup::{self as bk, Format};
 use crate::cli::{GlobalArgs, RestoreArgs};
@@ -19,10 +19,6 @@ use crate::config::Settings;
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
-}
 
 /// PostgreSQL names are at most 63 bytes.
 fn pg_name(base: &str, suffix: &str) -> String {
