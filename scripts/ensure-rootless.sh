@@ -13,8 +13,15 @@ USER_NAME="${PGBOX_ROOTLESS_USER:-pgboxtest}"
 BASE_IMAGE="${PGBOX_SEED_IMAGE:-debian:bookworm-slim}"
 
 command -v podman >/dev/null || die "podman is not installed (scripts/ensure-engine.sh installs it)"
-if ! command -v newuidmap >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends uidmap >/dev/null
+# Rootless Podman needs what Debian's podman package only recommends: newuidmap and
+# newgidmap (uidmap) for the user namespace, and slirp4netns for the network.
+need=()
+command -v newuidmap >/dev/null || need+=(uidmap)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)
+if [ "${#need[@]}" -gt 0 ]; then
+    log "installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 id "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USER_NAME"
 grep -q "^$USER_NAME:" /etc/subuid || echo "$USER_NAME:100000:65536" >>/etc/subuid
