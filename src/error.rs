@@ -69,7 +69,7 @@ pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
 
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<Interrupted>().is_some() {
-        return EXIT_INTERRUPTED;
+        return crate::cancel::exit_code();
     }
     find_fail(err).map_or(EXIT_FAILURE, |f| f.code)
 }

@@ -4,6 +4,8 @@
 //! print an error chain if there is one, and map the outcome to an exit code.
 
 mod backup;
+#[allow(dead_code)] // until the guards land (issue 10)
+mod cancel;
 mod cli;
 mod cluster;
 mod commands;
@@ -12,6 +14,8 @@ mod deploy;
 mod engine;
 mod error;
 mod fsutil;
+#[allow(dead_code)] // until the guards land (issue 10)
+mod lock;
 mod printer;
 mod probe;
 mod project;
@@ -40,10 +44,21 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        tokio::select! {
+        cancel::install();
+        // On a signal the command's future is dropped; the guards it held queue their
+        // undo, which is awaited here before the runtime goes away.
+        let r = tokio::select! {
             r = commands::run(cli, &printer) => r,
-            _ = tokio::signal::ctrl_c() => Err(error::Interrupted.into()),
+            _ = cancel::cancelled() => Err(error::Interrupted.into()),
+        };
+        let left = cancel::drain(std::time::Duration::from_secs(60)).await;
+        if !left.is_empty() {
+            printer.warn(format!(
+                "left behind: {}; the next run of this command removes it",
+                left.join(", ")
+            ));
         }
+        r
     });
     // A stdin reader may still be blocked in a worker thread; do not wait for it.
     runtime.shutdown_background();
