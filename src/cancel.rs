@@ -61,11 +61,12 @@ pub async fn cancelled() {
     let _ = rx.wait_for(|fired| *fired).await;
 }
 
-/// The exit code for the signal that cancelled the run: 130 for SIGINT, 143 for SIGTERM.
+/// The exit code for the signal that cancelled the run: 128 + its number, as shells
+/// report it (130 for SIGINT, 143 for SIGTERM).
 pub fn exit_code() -> u8 {
     match SIGNAL.load(Ordering::SeqCst) {
-        libc::SIGTERM => 143,
-        _ => crate::error::EXIT_INTERRUPTED,
+        libc::SIGTERM => 128 + libc::SIGTERM as u8,
+        _ => 128 + libc::SIGINT as u8,
     }
 }
 

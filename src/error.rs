@@ -4,7 +4,7 @@
 //! `anyhow`. `main` prints the chain as `error:` / `caused by:` / `hint:` and
 //! maps it to an exit code with [`exit_code`]. The codes are documented in the
 //! README: 0 ok, 1 failure, 2 usage or configuration, 3 no engine, 4 unhealthy,
-//! 130 interrupted; `psql` passes its own code through.
+//! 130 interrupted (143 on SIGTERM); `psql` passes its own code through.
 
 use std::fmt;
 
@@ -12,7 +12,6 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NO_ENGINE: u8 = 3;
 pub const EXIT_UNHEALTHY: u8 = 4;
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// A failure the user can act on: a message, an optional hint, an exit code.
 #[derive(Debug)]
