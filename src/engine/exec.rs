@@ -101,26 +101,7 @@ impl Engine {
 
     /// Run a command and collect its output (no TTY, no stdin).
     pub async fn exec_capture(&self, container: &str, spec: &ExecSpec) -> Result<ExecOutput> {
-        let id = self.create_exec(container, spec, false, false).await?;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        if let StartExecResults::Attached { mut output, .. } =
-            self.docker.start_exec(&id, None).await?
-        {
-            while let Some(chunk) = output.next().await {
-                match chunk? {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        stderr.extend_from_slice(&message)
-                    }
-                    other => stdout.extend_from_slice(&other.into_bytes()),
-                }
-            }
-        }
-        Ok(ExecOutput {
-            code: self.exec_code(&id).await?,
-            stdout,
-            stderr,
-        })
+        self.exec_collect(container, spec, None).await
     }
 
     /// Run a command with `input` on its stdin and collect its output (no TTY).
@@ -130,35 +111,31 @@ impl Engine {
         spec: &ExecSpec,
         input: Vec<u8>,
     ) -> Result<ExecOutput> {
-        let id = self.create_exec(container, spec, true, false).await?;
+        self.exec_collect(container, spec, Some(&input)).await
+    }
+
+    async fn exec_collect(
+        &self,
+        container: &str,
+        spec: &ExecSpec,
+        input: Option<&[u8]>,
+    ) -> Result<ExecOutput> {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        if let StartExecResults::Attached {
-            mut output,
-            input: mut writer,
-        } = self.docker.start_exec(&id, None).await?
-        {
-            let feed = async move {
-                let _ = writer.write_all(&input).await;
-                let _ = writer.flush().await;
-                let _ = writer.shutdown().await; // EOF for the command
-            };
-            let read = async {
-                while let Some(chunk) = output.next().await {
-                    match chunk? {
-                        bollard::container::LogOutput::StdErr { message } => {
-                            stderr.extend_from_slice(&message)
-                        }
-                        other => stdout.extend_from_slice(&other.into_bytes()),
-                    }
-                }
-                Ok::<(), EngineError>(())
-            };
-            let ((), r) = tokio::join!(feed, read);
-            r?;
-        }
+        let code = self
+            .exec_stream(
+                container,
+                spec,
+                input,
+                |chunk| {
+                    stdout.extend_from_slice(chunk);
+                    Ok(())
+                },
+                |chunk| stderr.extend_from_slice(chunk),
+            )
+            .await?;
         Ok(ExecOutput {
-            code: self.exec_code(&id).await?,
+            code,
             stdout,
             stderr,
         })
