@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backup::{Compression, Format};
+use crate::printer::ColorChoice;
 
 /// PostgreSQL in a container, with your data safe, in one command.
 #[derive(Debug, Parser)]
@@ -51,13 +52,6 @@ pub struct GlobalArgs {
     /// Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`
     #[arg(long, global = true, value_name = "ENGINE", env = "PGBOX_ENGINE")]
     pub engine: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,7 +31,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let printer = printer::Printer::new(&cli.global);
+    let g = &cli.global;
+    let printer = printer::Printer::new(g.quiet, g.verbose, g.json, g.color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -11,7 +11,15 @@ use std::time::Duration;
 use console::{style, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::{ColorChoice, GlobalArgs};
+use crate::error::{Fail, EXIT_USAGE};
+
+/// When to colour stderr (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
 
 #[derive(Debug, Clone)]
 pub struct Printer {
@@ -23,9 +31,9 @@ pub struct Printer {
 }
 
 impl Printer {
-    pub fn new(args: &GlobalArgs) -> Self {
+    pub fn new(quiet: bool, verbose: u8, json: bool, color: ColorChoice) -> Self {
         let stderr_tty = std::io::stderr().is_terminal();
-        let colors = match args.color {
+        let colors = match color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
@@ -35,9 +43,9 @@ impl Printer {
         console::set_colors_enabled_stderr(colors);
         console::set_colors_enabled(colors && std::io::stdout().is_terminal());
         Printer {
-            quiet: args.quiet,
-            verbose: args.verbose,
-            json: args.json,
+            quiet,
+            verbose,
+            json,
             stderr_tty,
             stdin_tty: std::io::stdin().is_terminal(),
         }
@@ -54,6 +62,54 @@ impl Printer {
     /// True when prompts may be shown: stdin and stderr are terminals and not quiet.
     pub fn can_prompt(&self) -> bool {
         self.stdin_tty && self.stderr_tty && !self.quiet
+    }
+
+    /// Ask before something that cannot be undone. `yes` (the command's `--yes`)
+    /// answers for the user; without it the question is asked on a terminal, and
+    /// without a terminal the answer is an error saying that `what` needs a
+    /// confirmation, with `hint` (how to give it without a terminal).
+    pub fn confirm(
+        &self,
+        question: impl Into<String>,
+        yes: bool,
+        what: impl AsRef<str>,
+        hint: impl Into<String>,
+    ) -> Result<bool, Fail> {
+        if yes {
+            return Ok(true);
+        }
+        if !self.can_prompt() {
+            return Err(
+                Fail::new(format!("{} and needs a confirmation", what.as_ref()))
+                    .hint(hint)
+                    .code(EXIT_USAGE),
+            );
+        }
+        dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact()
+            .map_err(|e| Fail::new(format!("cannot read the answer: {e}")))
+    }
+
+    /// Ask for a value on a terminal, offering `default`; `check` refuses bad answers.
+    pub fn ask<T>(
+        &self,
+        question: impl Into<String>,
+        default: T,
+        check: impl Fn(&T) -> Result<(), String>,
+    ) -> Result<T, Fail>
+    where
+        T: Clone + ToString + std::str::FromStr,
+        <T as std::str::FromStr>::Err: ToString,
+    {
+        let theme = dialoguer::theme::ColorfulTheme::default();
+        dialoguer::Input::with_theme(&theme)
+            .with_prompt(question)
+            .default(default)
+            .validate_with(|v: &T| check(v))
+            .interact_text()
+            .map_err(|e| Fail::new(format!("cannot read the answer: {e}")))
     }
 
     /// A step that finished: `✓ message`.

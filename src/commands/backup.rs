@@ -513,24 +513,14 @@ pub fn prune_with(
     if dry_run {
         return Ok(0);
     }
-    if !yes {
-        if !p.can_prompt() {
-            return Err(Fail::new(format!(
-                "pruning deletes {} backups and needs a confirmation",
-                doomed.len()
-            ))
-            .hint("pass `--yes` to confirm without a terminal, or `--dry-run` to only look")
-            .code(EXIT_USAGE)
-            .into());
-        }
-        if !dialoguer::Confirm::new()
-            .with_prompt(format!("Delete these {} backups?", doomed.len()))
-            .default(false)
-            .interact()?
-        {
-            p.info("nothing deleted");
-            return Ok(1);
-        }
+    if !p.confirm(
+        format!("Delete these {} backups?", doomed.len()),
+        yes,
+        format!("pruning deletes {} backups", doomed.len()),
+        "pass `--yes` to confirm without a terminal, or `--dry-run` to only look",
+    )? {
+        p.info("nothing deleted");
+        return Ok(1);
     }
     for e in &doomed {
         std::fs::remove_file(&e.path)?;

@@ -117,21 +117,15 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
             (Some(n), Some(port)) => (n, port),
             (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
             (n, port) if p.can_prompt() => {
-                let theme = dialoguer::theme::ColorfulTheme::default();
                 let name = match n {
                     Some(n) => n,
-                    None => dialoguer::Input::with_theme(&theme)
-                        .with_prompt("Project name")
-                        .default(default_name)
-                        .validate_with(|v: &String| config::check_project_name(v))
-                        .interact_text()?,
+                    None => p.ask("Project name", default_name, |v: &String| {
+                        config::check_project_name(v)
+                    })?,
                 };
                 let port = match port {
                     Some(port) => port,
-                    None => dialoguer::Input::with_theme(&theme)
-                        .with_prompt(format!("Host port on {bind}"))
-                        .default(default_port)
-                        .interact_text()?,
+                    None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
                 };
                 (name, port)
             }
