@@ -11,7 +11,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::backup::ops::{self, ident};
 use crate::config::{Settings, TlsMode};
@@ -146,13 +145,6 @@ pub fn url_tls_params(s: &Settings) -> Option<String> {
     }
 }
 
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// After the server is ready: apply a changed password and missing extensions.
 pub async fn apply_drift(
     engine: &Engine,
@@ -163,7 +155,7 @@ pub async fn apply_drift(
     let mut state = ProjectState::load(s);
     let mut dirty = false;
     let password = project::read_password(s)?;
-    let digest = sha256_hex(&password);
+    let digest = crate::digest::sha256_hex(&password);
     match &state.password_sha256 {
         None => {
             state.password_sha256 = Some(digest);

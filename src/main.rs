@@ -11,6 +11,7 @@ mod cluster;
 mod commands;
 mod config;
 mod deploy;
+mod digest;
 mod engine;
 mod error;
 mod fsutil;

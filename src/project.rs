@@ -338,11 +338,7 @@ fn spec_hash(spec: &ContainerSpec) -> String {
     let mut labels: Vec<_> = spec.labels.iter().collect();
     labels.sort();
     h.update(format!("{labels:?}").as_bytes());
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::hex(&h.finalize()[..8])
 }
 
 /// Run `pgbox-ctl ARGS` inside the container as root.

@@ -136,12 +136,7 @@ impl ImageContext {
             h.update((f.body.len() as u64).to_le_bytes());
             h.update(&f.body);
         }
-        let hex: String = h
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = crate::digest::hex(&h.finalize()[..6]);
         Ok(ImageContext {
             files,
             tag: format!("pgbox-postgres:{}-{hex}", s.pg_version),
