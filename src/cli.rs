@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backup::{Compression, Format};
+use crate::config::{StorageMode, TlsMode};
+use crate::deploy::{DeployEnv, GenerateKind};
 use crate::printer::ColorChoice;
 
 /// PostgreSQL in a container, with your data safe, in one command.
@@ -108,7 +110,7 @@ pub struct InitArgs {
 
     /// Storage mode
     #[arg(long, value_enum)]
-    pub storage: Option<StorageModeArg>,
+    pub storage: Option<StorageMode>,
 
     /// Data folder for direct mode, relative to the project folder
     #[arg(long, value_name = "DIR")]
@@ -128,7 +130,7 @@ pub struct InitArgs {
 
     /// TLS for connections from outside the container
     #[arg(long, value_enum, value_name = "MODE")]
-    pub tls: Option<TlsArg>,
+    pub tls: Option<TlsMode>,
 
     /// With `--tls files`: the certificate (chain) file, e.g. fullchain.pem
     #[arg(long, value_name = "FILE", requires = "key")]
@@ -166,21 +168,6 @@ impl InitArgs {
             force: false,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TlsArg {
-    Off,
-    SelfSigned,
-    Files,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StorageModeArg {
-    Auto,
-    Direct,
-    Fallback,
-    Volume,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -381,22 +368,6 @@ pub struct GenerateArgs {
     /// Publish the port in prod too (dev always publishes it on the bind address)
     #[arg(long)]
     pub publish: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GenerateKind {
-    Compose,
-    Podman,
-    Quadlet,
-    Kube,
-    Containerfile,
-    All,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeployEnv {
-    Dev,
-    Prod,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,10 +11,27 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cli::{DeployEnv, GenerateKind};
 use crate::config::{Settings, StorageMode};
 use crate::project;
 use crate::templates::{self, ImageContext};
+
+/// What `pgbox generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenerateKind {
+    Compose,
+    Podman,
+    Quadlet,
+    Kube,
+    Containerfile,
+    All,
+}
+
+/// The environment generated files are for: names, volumes, ports and passwords differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployEnv {
+    Dev,
+    Prod,
+}
 
 /// One file to write, relative to the output folder.
 pub struct GenFile {

@@ -5,9 +5,10 @@
 //! would be refused, so a folder is never left half regenerated. Each environment
 //! gets its own password file, created once and never printed.
 
-use crate::cli::{DeployEnv, GenerateArgs, GenerateKind, GlobalArgs};
+use crate::cli::{GenerateArgs, GlobalArgs};
 use crate::config::Settings;
 use crate::deploy;
+use crate::deploy::{DeployEnv, GenerateKind};
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
 use crate::project;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::{GlobalArgs, InitArgs, StorageModeArg, TlsArg};
+use crate::cli::{GlobalArgs, InitArgs};
 use crate::config::{self, Settings, StorageMode, TlsMode, CONFIG_FILE, DEFAULT_PORT};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
@@ -139,29 +139,21 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
             }
         };
         config::check_project_name(&name).map_err(|m| Fail::new(m).code(EXIT_USAGE))?;
-        let storage = match args.storage {
-            Some(StorageModeArg::Auto) => StorageMode::Auto,
-            Some(StorageModeArg::Direct) => StorageMode::Direct,
-            Some(StorageModeArg::Volume) => StorageMode::Volume,
-            Some(StorageModeArg::Fallback) => StorageMode::Fallback,
-            None => existing
+        let storage = args.storage.unwrap_or_else(|| {
+            existing
                 .as_ref()
                 .map(|s| s.storage_mode)
-                .unwrap_or(StorageMode::Auto),
-        };
-        let tls = args.tls.or(existing.as_ref().map(|s| match s.tls {
-            TlsMode::Off => TlsArg::Off,
-            TlsMode::SelfSigned => TlsArg::SelfSigned,
-            TlsMode::Files => TlsArg::Files,
-        }));
+                .unwrap_or(StorageMode::Auto)
+        });
+        let tls = args.tls.or(existing.as_ref().map(|s| s.tls));
         let tls_mode = match tls {
-            None | Some(TlsArg::Off) => "off",
-            Some(TlsArg::SelfSigned) => "self-signed",
-            Some(TlsArg::Files) => "files",
+            None | Some(TlsMode::Off) => "off",
+            Some(TlsMode::SelfSigned) => "self-signed",
+            Some(TlsMode::Files) => "files",
         };
         let tls_files = match (tls, &args.cert, &args.key) {
-            (Some(TlsArg::Files), Some(c), Some(k)) => Some((config::absolute(&cwd_now, c), config::absolute(&cwd_now, k))),
-            (Some(TlsArg::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
+            (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(&cwd_now, c), config::absolute(&cwd_now, k))),
+            (Some(TlsMode::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
                 Some(pair) => Some(pair),
                 None => {
                     return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")

@@ -122,7 +122,8 @@ pub struct TlsSection {
     pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// TLS for connections from outside the container (`[tls] mode`, `init --tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
     Off,
@@ -194,7 +195,8 @@ pub struct BackupSection {
     pub on_failure: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where PGDATA lives (`[storage] mode`, `init --storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageMode {
     Auto,
