@@ -306,10 +306,7 @@ impl Engine {
         tail: &str,
         timestamps: bool,
     ) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
-        let mut stdout = tokio::io::stdout();
-        let mut stderr = tokio::io::stderr();
-        let mut s = self.docker.logs(
+        let s = self.docker.logs(
             name,
             Some(
                 LogsOptionsBuilder::new()
@@ -321,21 +318,7 @@ impl Engine {
                     .build(),
             ),
         );
-        while let Some(chunk) = s.next().await {
-            let w: Result<(), std::io::Error> = match chunk? {
-                bollard::container::LogOutput::StdErr { message } => {
-                    stderr.write_all(&message).await.and(stderr.flush().await)
-                }
-                other => stdout
-                    .write_all(&other.into_bytes())
-                    .await
-                    .and(stdout.flush().await),
-            };
-            if w.is_err() {
-                break; // the reader went away (e.g. `| head`)
-            }
-        }
-        Ok(())
+        super::exec::copy_to_stdio(s).await
     }
 
     /// Create a container from `spec`, run it to completion, remove it.

@@ -57,9 +57,14 @@ impl Drop for RawMode {
     }
 }
 
-fn terminal_size() -> Option<(u16, u16)> {
-    let (rows, cols) = console::Term::stdout().size_checked()?;
-    Some((rows, cols))
+/// Give the exec's TTY the host terminal's size (best effort: a failed resize only
+/// wraps lines differently).
+async fn resize_to_terminal(docker: &bollard::Docker, id: &str) {
+    if let Some((height, width)) = console::Term::stdout().size_checked() {
+        let _ = docker
+            .resize_exec(id, ResizeExecOptions { height, width })
+            .await;
+    }
 }
 
 impl Engine {
@@ -219,29 +224,14 @@ impl Engine {
                 }),
             )
             .await?;
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started
-        else {
+        let StartExecResults::Attached { output, mut input } = started else {
             return Err(EngineError::Other(
                 "the engine did not attach to the command".into(),
             ));
         };
         let raw = if tty { RawMode::enable() } else { None };
         if tty {
-            if let Some((h, w)) = terminal_size() {
-                let _ = self
-                    .docker
-                    .resize_exec(
-                        &id,
-                        ResizeExecOptions {
-                            height: h,
-                            width: w,
-                        },
-                    )
-                    .await;
-            }
+            resize_to_terminal(&self.docker, &id).await;
         }
         // stdin pump: copy until EOF, then close the exec's input (EOF inside).
         let pump = tokio::spawn(async move {
@@ -270,41 +260,44 @@ impl Engine {
                     return;
                 };
                 while sig.recv().await.is_some() {
-                    if let Some((h, w)) = terminal_size() {
-                        let _ = docker
-                            .resize_exec(
-                                &id,
-                                ResizeExecOptions {
-                                    height: h,
-                                    width: w,
-                                },
-                            )
-                            .await;
-                    }
+                    resize_to_terminal(&docker, &id).await;
                 }
             })
         });
-        let mut stdout = tokio::io::stdout();
-        let mut stderr = tokio::io::stderr();
-        while let Some(chunk) = output.next().await {
-            let res = match chunk? {
-                bollard::container::LogOutput::StdErr { message } => {
-                    stderr.write_all(&message).await.and(stderr.flush().await)
-                }
-                other => stdout
-                    .write_all(&other.into_bytes())
-                    .await
-                    .and(stdout.flush().await),
-            };
-            if res.is_err() {
-                break;
-            }
-        }
+        let copied = copy_to_stdio(output).await;
         pump.abort();
         if let Some(r) = resize {
             r.abort();
         }
         drop(raw);
+        copied?;
         self.exec_code(&id).await
     }
+}
+
+/// Copy an attached stream's stdout and stderr to this process's, flushing each
+/// chunk; stops quietly when the reader went away (`| head`).
+pub(super) async fn copy_to_stdio<S>(mut output: S) -> Result<()>
+where
+    S: futures_util::Stream<
+            Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+        > + Unpin,
+{
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = output.next().await {
+        let written = match chunk? {
+            bollard::container::LogOutput::StdErr { message } => {
+                stderr.write_all(&message).await.and(stderr.flush().await)
+            }
+            other => stdout
+                .write_all(&other.into_bytes())
+                .await
+                .and(stdout.flush().await),
+        };
+        if written.is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
