@@ -13,12 +13,15 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NO_ENGINE: u8 = 3;
 pub const EXIT_UNHEALTHY: u8 = 4;
 
-/// A failure the user can act on: a message, an optional hint, an exit code.
+/// A failure the user can act on: a message, an optional hint, an exit code, and
+/// optionally the module's typed error it was made from, so callers decide by
+/// its variant ([`Fail::kind`]), never by the message text.
 #[derive(Debug)]
 pub struct Fail {
     pub message: String,
     pub hint: Option<String>,
     pub code: u8,
+    kind: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Fail {
@@ -27,7 +30,23 @@ impl Fail {
             message: message.into(),
             hint: None,
             code: EXIT_FAILURE,
+            kind: None,
         }
+    }
+
+    /// A failure made from a module's typed error; its text is the message.
+    pub fn typed<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        Fail {
+            message: e.to_string(),
+            hint: None,
+            code: EXIT_FAILURE,
+            kind: Some(Box::new(e)),
+        }
+    }
+
+    /// The typed error this failure was made from, when it is an `E`.
+    pub fn kind<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.kind.as_ref()?.downcast_ref::<E>()
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

@@ -28,11 +28,6 @@ fn port_taken(bind: &str, port: u16) -> Fail {
     ))
 }
 
-fn is_port_conflict(e: &EngineError) -> bool {
-    let m = e.to_string();
-    m.contains("port is already allocated") || m.contains("address already in use")
-}
-
 /// Ping the published port until it answers (the engine's proxy may lag a moment).
 async fn confirm_port(host: &str, port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -206,7 +201,7 @@ async fn start(
     }
     match waited {
         Ok(_) => {}
-        Err(WaitError::Engine(e)) if is_port_conflict(&e) => return Err(port_taken(&s.bind, s.port).into()),
+        Err(WaitError::Engine(EngineError::PortTaken(_))) => return Err(port_taken(&s.bind, s.port).into()),
         Err(WaitError::Died { exit_code, last_lines }) => {
             return Err(Fail::new(format!(
                 "PostgreSQL did not start: the container exited with code {exit_code}; its last lines:\n{}",

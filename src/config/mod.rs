@@ -16,7 +16,6 @@ use crate::error::{Fail, EXIT_USAGE};
 
 pub const CONFIG_FILE: &str = "pgbox.toml";
 pub const STATE_DIR: &str = ".pgbox";
-const NOT_FOUND: &str = "no `pgbox.toml`";
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
 pub const DEFAULT_PG_VERSION: u32 = 15;
 pub const DEFAULT_PORT: u16 = 5432;
@@ -50,9 +49,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Why no configuration could be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no `pgbox.toml` in `{}` or any folder above it", .0.display())]
+    NotFound(PathBuf),
+}
+
 /// True for the error `find_config` gives when no pgbox.toml exists above `start`.
 pub fn is_not_found(f: &Fail) -> bool {
-    f.message.starts_with(NOT_FOUND)
+    matches!(f.kind::<ConfigError>(), Some(ConfigError::NotFound(_)))
 }
 
 /// Find pgbox.toml: `--config`, else walk up from `start`.
@@ -75,12 +81,9 @@ pub fn find_config(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Fai
         }
         dir = d.parent();
     }
-    Err(Fail::new(format!(
-        "{NOT_FOUND} in `{}` or any folder above it",
-        start.display()
-    ))
-    .hint("run `pgbox init` in your project folder, or pass `--config PATH`")
-    .code(EXIT_USAGE))
+    Err(Fail::typed(ConfigError::NotFound(start.to_path_buf()))
+        .hint("run `pgbox init` in your project folder, or pass `--config PATH`")
+        .code(EXIT_USAGE))
 }
 
 pub fn absolute(base: &Path, p: &Path) -> PathBuf {

@@ -31,6 +31,10 @@ pub const LABEL_PORT: &str = "org.pgbox.port";
 pub enum EngineError {
     #[error("{0}")]
     NotFound(String),
+    /// The host port a container publishes is taken (the engine says so only in text,
+    /// so this is the one place that reads it).
+    #[error("{0}")]
+    PortTaken(String),
     #[error("{message}")]
     Api { status: u16, message: String },
     #[error("{0}")]
@@ -44,6 +48,12 @@ impl From<BollardError> for EngineError {
                 status_code: 404,
                 message,
             } => EngineError::NotFound(message),
+            BollardError::DockerResponseServerError { message, .. }
+                if message.contains("port is already allocated")
+                    || message.contains("address already in use") =>
+            {
+                EngineError::PortTaken(message)
+            }
             BollardError::DockerResponseServerError {
                 status_code,
                 message,
