@@ -3,7 +3,10 @@
 //! The dump runs inside the server's own container, compressed there, and is
 //! written here as `.partial`, fsynced, checked and renamed, with a manifest
 //! beside it. Every outcome, good or bad, is recorded so `prune` can refuse to
-//! delete anything after a failed backup.
+//! delete anything after a failed backup; the record says "failed" from before the
+//! dump starts until it succeeds, so a killed pgbox never leaves a false `ok`.
+//! `backup` holds the project lock, so whatever an earlier, killed backup left (a
+//! `.partial` file, a pg_dump still running in the container) is removed first.
 
 use std::path::{Path, PathBuf};
 

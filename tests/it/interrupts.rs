@@ -199,7 +199,10 @@ fn assert_loser(loser: &Output, command: &str, project: &str) {
             && err.contains(&format!("this `pgbox {command}` did nothing")),
         "{err}"
     );
-    assert!(!err.contains("Conflict") && !err.contains("os error"), "{err}");
+    assert!(
+        !err.contains("Conflict") && !err.contains("os error"),
+        "{err}"
+    );
 }
 
 #[test]
