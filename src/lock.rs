@@ -4,9 +4,8 @@
 //! process ends, however it ends, so a killed run never leaves a stale lock. The
 //! file holds the holder's pid and command, so the one that loses says who holds it.
 //! Commands that change the project (up, down, backup, restore, save, schedule run)
-//! take the
-//! project lock; holding it also means anything a previous run left behind is stale
-//! and may be cleaned up.
+//! take the project lock; holding it also means anything a previous run left behind
+//! is stale and may be cleaned up.
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
