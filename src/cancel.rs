@@ -26,11 +26,12 @@ type Undo = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// The signal that cancelled the run (0 = none).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-static FIRED: OnceLock<watch::Sender<bool>> = OnceLock::new();
+/// How many signals arrived (the first cancels, the second cuts the drain short).
+static FIRED: OnceLock<watch::Sender<u32>> = OnceLock::new();
 static PENDING: Mutex<Vec<(String, Undo)>> = Mutex::new(Vec::new());
 
-fn sender() -> &'static watch::Sender<bool> {
-    FIRED.get_or_init(|| watch::channel(false).0)
+fn sender() -> &'static watch::Sender<u32> {
+    FIRED.get_or_init(|| watch::channel(0).0)
 }
 
 /// Listen for SIGINT and SIGTERM (inside the runtime). The first one cancels the run.
@@ -44,7 +45,7 @@ pub fn install() {
         tokio::spawn(async move {
             while s.recv().await.is_some() {
                 let _ = SIGNAL.compare_exchange(0, num, Ordering::SeqCst, Ordering::SeqCst);
-                sender().send_replace(true);
+                sender().send_modify(|n| *n += 1);
             }
         });
     }
@@ -52,13 +53,13 @@ pub fn install() {
 
 /// True once a signal arrived.
 pub fn is_cancelled() -> bool {
-    *sender().borrow()
+    *sender().borrow() > 0
 }
 
 /// Resolves when a signal arrives.
 pub async fn cancelled() {
     let mut rx = sender().subscribe();
-    let _ = rx.wait_for(|fired| *fired).await;
+    let _ = rx.wait_for(|n| *n > 0).await;
 }
 
 /// The exit code for the signal that cancelled the run: 128 + its number, as shells
@@ -162,14 +163,10 @@ pub async fn drain(limit: Duration) -> Vec<String> {
             done += 1;
         }
     };
-    // A second signal (the first already fired) leaves without waiting.
+    // A second signal (SIGINT or SIGTERM; the first already fired) leaves at once.
     let second = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        {
-            s.recv().await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        let mut rx = sender().subscribe();
+        let _ = rx.wait_for(|n| *n > 1).await;
     };
     tokio::select! {
         _ = all => {}

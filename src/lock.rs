@@ -3,9 +3,9 @@
 //! A lock is `flock` on a file under `.pgbox/`: the kernel releases it when the
 //! process ends, however it ends, so a killed run never leaves a stale lock. The
 //! file holds the holder's pid and command, so the one that loses says who holds it.
-//! Commands that change the project (up, down, backup, restore, save) take the
-//! project lock; holding it also means anything a previous run left behind is stale
-//! and may be cleaned up.
+//! Commands that change the project (up, down, backup, restore, save, schedule run)
+//! take the project lock; holding it also means anything a previous run left behind
+//! is stale and may be cleaned up.
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
@@ -17,6 +17,7 @@ use crate::error::Fail;
 #[derive(Debug)]
 pub struct FileLock {
     file: std::fs::File,
+    #[allow(dead_code)] // part of the API; no caller on this branch reads it yet
     pub path: PathBuf,
 }
 
@@ -74,13 +75,26 @@ pub fn project_lock_path(state_dir: &Path) -> PathBuf {
 /// holds it.
 pub fn project(state_dir: &Path, project: &str, command: &str) -> Result<FileLock, Fail> {
     let path = project_lock_path(state_dir);
+    if !state_dir.exists() {
+        // `.pgbox` holds the secret too: private from the start.
+        let _ = crate::fsutil::private_dir(state_dir, 0o700);
+    }
     match FileLock::try_take(&path) {
         Ok(Some(mut l)) => {
             l.describe(command);
             Ok(l)
         }
         Ok(None) => {
-            let who = FileLock::holder(&path)
+            // The winner writes its name right after taking the lock: give it a moment.
+            let mut holder = FileLock::holder(&path);
+            for _ in 0..20 {
+                if holder.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                holder = FileLock::holder(&path);
+            }
+            let who = holder
                 .map(|(pid, what)| format!("`pgbox {what}` (pid {pid})"))
                 .unwrap_or_else(|| "another pgbox".into());
             Err(Fail::new(format!(
@@ -93,6 +107,18 @@ pub fn project(state_dir: &Path, project: &str, command: &str) -> Result<FileLoc
             path.display()
         ))
         .hint("check that the project's `.pgbox` folder is writable by you")),
+    }
+}
+
+/// The pid of the pgbox holding the project's lock right now, if one does.
+pub fn held_by(state_dir: &Path) -> Option<u32> {
+    let path = project_lock_path(state_dir);
+    if !path.exists() {
+        return None;
+    }
+    match FileLock::try_take(&path) {
+        Ok(None) => FileLock::holder(&path).map(|(pid, _)| pid),
+        _ => None,
     }
 }
 
@@ -112,7 +138,9 @@ mod tests {
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
         );
+        assert_eq!(held_by(dir.path()), Some(std::process::id()));
         drop(first);
+        assert_eq!(held_by(dir.path()), None);
         project(dir.path(), "app", "up").unwrap();
     }
 }

@@ -4,7 +4,6 @@
 //! print an error chain if there is one, and map the outcome to an exit code.
 
 mod backup;
-#[allow(dead_code)] // until the guards land (issue 10)
 mod cancel;
 mod cli;
 mod cluster;
@@ -15,7 +14,6 @@ mod digest;
 mod engine;
 mod error;
 mod fsutil;
-#[allow(dead_code)] // until the guards land (issue 10)
 mod lock;
 mod printer;
 mod probe;

@@ -264,13 +264,28 @@ pub fn detect(path: &Path) -> anyhow::Result<Detected> {
 }
 
 /// The outcome of the last backup attempt, kept in the backup folder.
+///
+/// It is written before the dump starts, as failed with `running_pid` set, and
+/// rewritten when the attempt ends. So a pgbox killed mid-backup (even by SIGKILL)
+/// leaves a failed record, never the previous `ok`, and `prune` refuses to delete.
+/// While the attempt runs, `previous_ok` says how the one before it ended: a prune
+/// beside a live backup goes by that (see [`LastAttempt::blocks_prune`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LastAttempt {
     pub at: DateTime<Utc>,
     pub ok: bool,
     pub file: Option<String>,
     pub error: Option<String>,
+    /// The pgbox making this attempt, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_pid: Option<u32>,
+    /// Whether the attempt before this one succeeded (None: there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_ok: Option<bool>,
 }
+
+/// What a record says when its pgbox never came back to finish it.
+pub const NOT_FINISHED: &str = "interrupted: the backup did not finish";
 
 impl LastAttempt {
     fn path(dir: &Path, project: &str) -> PathBuf {
@@ -289,6 +304,49 @@ impl LastAttempt {
             0o600,
         )?;
         Ok(())
+    }
+
+    /// Record an attempt that starts now: failed until [`LastAttempt::finish`] says
+    /// otherwise.
+    pub fn begin(dir: &Path, project: &str) -> anyhow::Result<()> {
+        let previous_ok = Self::read(dir, project).map(|l| match l.running_pid {
+            // Its pgbox never finished it (we hold the project lock now).
+            Some(_) => false,
+            None => l.ok,
+        });
+        LastAttempt {
+            at: Utc::now(),
+            ok: false,
+            file: None,
+            error: Some(NOT_FINISHED.into()),
+            running_pid: Some(std::process::id()),
+            previous_ok,
+        }
+        .write(dir, project)
+    }
+
+    /// Record how the attempt ended.
+    pub fn finish(dir: &Path, project: &str, outcome: Result<Option<String>, String>) {
+        let _ = LastAttempt {
+            at: Utc::now(),
+            ok: outcome.is_ok(),
+            file: outcome.as_ref().ok().cloned().flatten(),
+            error: outcome.err(),
+            running_pid: None,
+            previous_ok: None,
+        }
+        .write(dir, project);
+    }
+
+    /// Whether this record stops `prune`: a failed or interrupted attempt does; one
+    /// still running (its pgbox alive, as `alive(pid)` tells) goes by the attempt
+    /// before it, since it has not failed yet and waiting for it would block a
+    /// prune for the length of a dump.
+    pub fn blocks_prune(&self, alive: impl Fn(u32) -> bool) -> bool {
+        match self.running_pid {
+            Some(pid) if alive(pid) => self.previous_ok == Some(false),
+            _ => !self.ok,
+        }
     }
 }
 
@@ -337,5 +395,29 @@ mod tests {
         let junk = tmp.path().join("junk");
         std::fs::write(&junk, [0u8, 159, 146, 150, 1, 2, 3]).unwrap();
         assert!(detect(&junk).is_err());
+    }
+
+    #[test]
+    fn a_begun_attempt_reads_as_failed_until_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        LastAttempt::finish(dir, "app", Ok(Some("a.dump".into())));
+        LastAttempt::begin(dir, "app").unwrap();
+        let l = LastAttempt::read(dir, "app").unwrap();
+        assert!(!l.ok);
+        assert_eq!(l.running_pid, Some(std::process::id()));
+        assert_eq!(l.previous_ok, Some(true));
+        // Alive: prune goes by the previous attempt; dead (killed): it is a failure.
+        assert!(!l.blocks_prune(|_| true));
+        assert!(l.blocks_prune(|_| false));
+        // A new attempt after a killed one remembers the killed one as failed.
+        LastAttempt::begin(dir, "app").unwrap();
+        let l = LastAttempt::read(dir, "app").unwrap();
+        assert_eq!(l.previous_ok, Some(false));
+        assert!(l.blocks_prune(|_| true));
+        LastAttempt::finish(dir, "app", Err("boom".into()));
+        let l = LastAttempt::read(dir, "app").unwrap();
+        assert!(l.blocks_prune(|_| true));
+        assert_eq!(l.error.as_deref(), Some("boom"));
     }
 }

@@ -17,6 +17,7 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use super::{Compression, Detected, Format, Manifest};
+use crate::cancel::Guard;
 use crate::config::Settings;
 use crate::engine::{Engine, ExecSpec};
 use crate::error::Fail;
@@ -95,8 +96,86 @@ pub struct DumpRequest<'a> {
     pub versions: (String, String),
 }
 
+/// Where the in-container dump records its process group: `/tmp/pgbox-dump-<token>.pid`.
+const DUMP_PIDFILE_PREFIX: &str = "/tmp/pgbox-dump-";
+
+/// Runs the command after it in a session of its own and writes the session's id
+/// (the process group of everything the dump starts) to the file named by `$0`,
+/// which also tags the command line so a later kill can check it is ours.
+const DUMP_WRAPPER: &str = r#"echo $$ >"$0"; "$@"; rc=$?; rm -f "$0"; exit $rc"#;
+
+/// Ends the dump group named in pid file `$0` (if its leader still carries that
+/// name) and removes the file; prints a line when it ended one.
+const DUMP_KILLER: &str = r#"pg=$(cat "$0" 2>/dev/null) || exit 0
+if [ -n "$pg" ] && tr '\0' ' ' <"/proc/$pg/cmdline" 2>/dev/null | grep -qF "$0"; then
+    kill -TERM "-$pg" 2>/dev/null && echo "a pg_dump still running in the container"
+fi
+rm -f "$0""#;
+
+/// Ends a dump (or all stale ones, for `*`) inside the container.
+async fn kill_dumps(engine: &Engine, c: &str, pidfile_glob: &str) -> anyhow::Result<String> {
+    let script = format!(
+        "for f in {pidfile_glob}; do [ -e \"$f\" ] || continue; sh -c '{}' \"$f\"; done",
+        DUMP_KILLER.replace('\'', r"'\''")
+    );
+    let out = engine
+        .exec_capture(c, &spec(&["sh", "-c", &script], "0"))
+        .await?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// What a killed backup may have left in the container: dumps still running (their
+/// output goes nowhere) and the temporary folders of directory-format dumps. Call
+/// with the project lock held: no dump of this project is live then. Returns
+/// descriptions of what was removed.
+pub async fn remove_stale_dumps(engine: &Engine, c: &str) -> anyhow::Result<Vec<String>> {
+    let mut did: Vec<String> = kill_dumps(engine, c, &format!("{DUMP_PIDFILE_PREFIX}*.pid"))
+        .await?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let out = engine
+        .exec_capture(
+            c,
+            &spec(
+                &[
+                    "sh",
+                    "-c",
+                    r#"for d in /tmp/pgbox-dump.*; do [ -d "$d" ] || continue; rm -rf "$d" && echo "$d"; done"#,
+                ],
+                "0",
+            ),
+        )
+        .await?;
+    did.extend(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|d| format!("`{d}` in the container")),
+    );
+    Ok(did)
+}
+
+/// Remove `*.partial` files of `project` in `dir` that an interrupted backup left.
+/// Call with the project lock held. Returns the files removed.
+pub fn remove_stale_partials(dir: &Path, project: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let prefix = format!("{project}-");
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with(&prefix) && n.ends_with(".partial") && !n.starts_with('.')
+            })
+        })
+        .filter(|p| p.is_file() && std::fs::remove_file(p).is_ok())
+        .collect()
+}
+
 /// Dump one database (or the globals) to `dest`: `.partial`, fsync, checks, rename.
-/// On any failure the partial file is removed and nothing else is touched.
+/// On any failure, and on cancellation, guards remove the partial file and stop the
+/// dump inside the container; nothing else is touched.
 pub async fn dump(
     engine: &Engine,
     c: &str,
@@ -113,7 +192,19 @@ pub async fn dump(
     } else {
         "dump"
     };
+    let pidfile = format!(
+        "{DUMP_PIDFILE_PREFIX}{}-{}.pid",
+        std::process::id(),
+        created_at.timestamp_nanos_opt().unwrap_or_default()
+    );
+    // setsid: the dump gets a process group of its own, which the guard below ends.
     let cmd = [
+        "setsid",
+        "-w",
+        "sh",
+        "-c",
+        DUMP_WRAPPER,
+        &pidfile,
         "pgbox-ctl",
         verb,
         req.database,
@@ -142,6 +233,16 @@ pub async fn dump(
         }
         Dest::Stdout => (None, None),
     };
+    // From here until the rename, the partial file is the guard's.
+    let partial_guard = partial.clone().map(Guard::path);
+    // Dropping the stream does not stop pg_dump in the container at once (it runs
+    // until its next write fails, or a directory dump to its end): end its group.
+    let killer = {
+        let (engine, c, pidfile) = (engine.clone(), c.to_string(), pidfile.clone());
+        Guard::future(format!("the dump running in `{c}`"), async move {
+            let _ = kill_dumps(&engine, &c, &pidfile).await;
+        })
+    };
     let mut stdout = std::io::stdout().lock();
     let result = engine
         .exec_stream(
@@ -160,12 +261,14 @@ pub async fn dump(
             |e| stderr.extend_from_slice(e),
         )
         .await;
+    drop(stdout);
+    match &result {
+        Ok(_) => killer.disarm(),
+        Err(_) => killer.undo().await,
+    }
     bar.finish_and_clear();
     let messages = String::from_utf8_lossy(&stderr).into_owned();
-    let cleanup = |why: String| -> anyhow::Error {
-        if let Some(p) = &partial {
-            let _ = std::fs::remove_file(p);
-        }
+    let failed = |why: String| -> anyhow::Error {
         let msg = messages.trim();
         let detail = if msg.is_empty() {
             String::new()
@@ -181,36 +284,43 @@ pub async fn dump(
     };
     let code = match result {
         Ok(code) => code,
-        Err(e) => return Err(cleanup(e.to_string())),
+        Err(e) => return Err(failed(e.to_string())),
     };
     if code != 0 {
-        return Err(cleanup(format!("the dump exited with code {code}")));
+        return Err(failed(format!("the dump exited with code {code}")));
     }
     if bytes == 0 {
-        return Err(cleanup("the dump produced no bytes".into()));
+        return Err(failed("the dump produced no bytes".into()));
     }
     let path = match (file, partial.clone(), &dest) {
         (Some(f), Some(partial), Dest::File(path)) => {
-            let f = f.into_inner().map_err(|e| cleanup(e.to_string()))?;
-            if let Err(e) = f.sync_all() {
-                return Err(cleanup(format!(
-                    "cannot write `{}`: {e}",
-                    partial.display()
-                )));
-            }
-            drop(f);
+            let f = f.into_inner().map_err(|e| failed(e.to_string()))?;
+            // fsync and the read-back off the runtime, so a signal is seen at once.
+            let check = partial.clone();
+            let synced = tokio::task::spawn_blocking(move || {
+                f.sync_all()?;
+                drop(f);
+                super::detect(&check).map_err(std::io::Error::other)
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?;
             // The file must read back as what it claims to be.
-            match super::detect(&partial) {
+            match synced {
                 Ok(d)
                     if d.compression == req.compression
                         && (d.format == req.format || req.kind == "globals") => {}
                 Ok(d) => {
-                    return Err(cleanup(format!(
+                    return Err(failed(format!(
                         "the file reads as {d:?}, not {:?}/{:?}",
                         req.format, req.compression
                     )))
                 }
-                Err(e) => return Err(cleanup(format!("the file does not read back: {e}"))),
+                Err(e) => {
+                    return Err(failed(format!(
+                        "cannot write or read back `{}`: {e}",
+                        partial.display()
+                    )))
+                }
             }
             Some((partial, path.clone()))
         }
@@ -248,20 +358,27 @@ pub async fn dump(
     let path = match path {
         Some((partial, final_path)) => {
             // Manifest first: a file without a manifest is never left looking complete.
+            // No await from here to the disarm: a cancellation cannot fall in between.
             if let Err(e) = manifest.write(&final_path) {
-                return Err(cleanup(format!("cannot write the manifest: {e}")));
+                return Err(failed(format!("cannot write the manifest: {e}")));
             }
             if let Err(e) = std::fs::rename(&partial, &final_path) {
                 let _ = std::fs::remove_file(super::manifest_path(&final_path));
-                return Err(cleanup(format!(
+                return Err(failed(format!(
                     "cannot rename `{}`: {e}",
                     partial.display()
                 )));
             }
-            if let Some(dir) = final_path.parent() {
-                if let Ok(d) = std::fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
+            if let Some(g) = partial_guard {
+                g.disarm();
+            }
+            if let Some(dir) = final_path.parent().map(Path::to_path_buf) {
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Ok(d) = std::fs::File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                })
+                .await;
             }
             Some(final_path)
         }
@@ -270,23 +387,32 @@ pub async fn dump(
     Ok(Dumped { path, manifest })
 }
 
-/// sha256 of a file, with a progress bar.
-pub fn sha256_file(path: &Path, p: &Printer) -> anyhow::Result<String> {
+/// sha256 of a file, with a progress bar; the reading runs off the async runtime so
+/// a signal is seen at once, and stops when one arrived.
+pub async fn sha256_file(path: &Path, p: &Printer) -> anyhow::Result<String> {
     let len = std::fs::metadata(path)?.len();
     let bar = p.bytes_bar("checking the checksum", Some(len));
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
+    let (path, b) = (path.to_path_buf(), bar.clone());
+    let sum = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let mut f = std::fs::File::open(&path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if crate::cancel::is_cancelled() {
+                return Err(crate::error::Interrupted.into());
+            }
+            let n = std::io::Read::read(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            b.inc(n as u64);
         }
-        h.update(&buf[..n]);
-        bar.inc(n as u64);
-    }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    })
+    .await?;
     bar.finish_and_clear();
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    sum
 }
 
 /// A backup placed inside the container, removed on drop of the cleanup call.

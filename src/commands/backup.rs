@@ -3,7 +3,10 @@
 //! The dump runs inside the server's own container, compressed there, and is
 //! written here as `.partial`, fsynced, checked and renamed, with a manifest
 //! beside it. Every outcome, good or bad, is recorded so `prune` can refuse to
-//! delete anything after a failed backup.
+//! delete anything after a failed backup; the record says "failed" from before the
+//! dump starts until it succeeds, so a killed pgbox never leaves a false `ok`.
+//! `backup` holds the project lock, so whatever an earlier, killed backup left (a
+//! `.partial` file, a pg_dump still running in the container) is removed first.
 
 use std::path::{Path, PathBuf};
 
@@ -13,12 +16,14 @@ use serde::Serialize;
 use crate::backup::ops::{self, Dest, DumpRequest};
 use crate::backup::retention::{self, Policy};
 use crate::backup::{self as bk, Compression, Entry, Format, LastAttempt};
+use crate::cancel::Guard;
 use crate::cli::{BackupAction, BackupArgs, BackupCreateArgs, GlobalArgs, PruneArgs, VerifyArgs};
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
 use crate::project;
+use crate::{cancel, lock};
 
 pub async fn run(args: BackupArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     match args.action {
@@ -59,6 +64,7 @@ async fn versions(engine: &Engine, c: &str) -> anyhow::Result<(String, String)> 
 
 async fn create(a: BackupCreateArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let s = Settings::load(g.config.as_deref())?;
+    let _lock = lock::project(&s.state_dir(), &s.project, "backup")?;
     let level = a.level.unwrap_or(match a.compress {
         Compression::Zstd => 3,
         Compression::Gzip => 6,
@@ -94,7 +100,11 @@ async fn create(a: BackupCreateArgs, g: &GlobalArgs, p: &Printer) -> super::Outc
 }
 
 /// Make the backups `a` asks for; into the backup folder the outcome is recorded,
-/// good or bad, for `prune` and `schedule status`.
+/// good or bad, for `prune` and `schedule status`. The caller holds the project lock.
+///
+/// The record says "failed, not finished" before the first byte is dumped, so a
+/// pgbox killed by any signal never leaves the previous `ok` standing; a SIGINT or
+/// SIGTERM rewrites it as interrupted on the way out.
 pub async fn run_backup(
     a: &BackupCreateArgs,
     s: &Settings,
@@ -104,15 +114,37 @@ pub async fn run_backup(
     p: &Printer,
 ) -> anyhow::Result<Vec<String>> {
     let record = a.output.is_none();
+    let interrupted = if record {
+        LastAttempt::begin(&s.backup_dir, &s.project).map_err(|e| {
+            Fail::new(format!(
+                "cannot write in backup folder `{}`: {e:#}",
+                s.backup_dir.display()
+            ))
+            .hint("check that the folder is writable by you")
+        })?;
+        let (dir, project) = (s.backup_dir.clone(), s.project.clone());
+        Some(Guard::sync("the backup record", move || {
+            let signal = if cancel::exit_code() == 143 {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
+            LastAttempt::finish(&dir, &project, Err(format!("interrupted by {signal}")));
+        }))
+    } else {
+        None
+    };
     let result = create_inner(a, s, level, to_stdout, g, p).await;
-    if record {
-        let attempt = LastAttempt {
-            at: Utc::now(),
-            ok: result.is_ok(),
-            file: result.as_ref().ok().and_then(|v| v.first().cloned()),
-            error: result.as_ref().err().map(|e| format!("{e:#}")),
-        };
-        let _ = attempt.write(&s.backup_dir, &s.project);
+    if let Some(guard) = interrupted {
+        guard.disarm();
+        LastAttempt::finish(
+            &s.backup_dir,
+            &s.project,
+            match &result {
+                Ok(v) => Ok(v.first().cloned()),
+                Err(e) => Err(format!("{e:#}")),
+            },
+        );
     }
     result
 }
@@ -163,6 +195,19 @@ async fn create_inner(
                 d.display()
             ))
         })?;
+    }
+    // We hold the project lock: whatever an earlier backup left is stale.
+    let mut stale: Vec<String> = dir
+        .iter()
+        .flat_map(|d| ops::remove_stale_partials(d, &s.project))
+        .map(|f| format!("`{}`", f.display()))
+        .collect();
+    stale.extend(ops::remove_stale_dumps(&engine, &c).await?);
+    if !stale.is_empty() {
+        p.info(format!(
+            "removed what an interrupted backup left: {}",
+            stale.join(", ")
+        ));
     }
     let now = Utc::now();
     let mut written = Vec::new();
@@ -333,7 +378,7 @@ pub async fn verify(
     let manifest = bk::Manifest::read(path);
     match &manifest {
         Some(m) => {
-            let sum = ops::sha256_file(path, p)?;
+            let sum = ops::sha256_file(path, p).await?;
             if sum != m.sha256 {
                 return Err(Fail::new(format!(
                     "`{}` does not match its manifest's checksum (sha256 {sum}, expected {})",
@@ -490,9 +535,23 @@ pub fn prune_with(
     dry_run: bool,
     p: &Printer,
 ) -> super::Outcome {
-    if let Some(last) = LastAttempt::read(&s.backup_dir, &s.project).filter(|l| !l.ok) {
+    let alive = |pid| lock::held_by(&s.state_dir()) == Some(pid);
+    if let Some(last) =
+        LastAttempt::read(&s.backup_dir, &s.project).filter(|l| l.blocks_prune(alive))
+    {
+        let how = match last.running_pid {
+            Some(pid) if alive(pid) => "before the one now running failed",
+            Some(_) => "was interrupted",
+            None => "failed",
+        };
+        let why = last
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
         return Err(Fail::new(format!(
-            "the latest backup failed ({}): prune deletes nothing until a backup succeeds",
+            "the latest backup {how} ({}{why}); prune deletes nothing until a backup succeeds",
             last.at.format("%Y-%m-%d %H:%M UTC")
         ))
         .hint("run `pgbox backup` and fix what it reports")

@@ -17,6 +17,7 @@ use crate::storage::ProjectState;
 
 pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
+    let _lock = crate::lock::project(&s.state_dir(), &s.project, "down")?;
     let name = s.container_name();
     let decision = ProjectState::load(&s).storage;
     let mode = decision.as_ref().map(|d| d.mode).unwrap_or(s.storage_mode);

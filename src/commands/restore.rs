@@ -38,7 +38,7 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
     // 1. Nothing is touched before the file checks out.
     match &manifest {
         Some(m) => {
-            let sum = ops::sha256_file(&path, p)?;
+            let sum = ops::sha256_file(&path, p).await?;
             if sum != m.sha256 {
                 return Err(Fail::new(format!(
                     "`{}` does not match its manifest's checksum; refusing to restore it",

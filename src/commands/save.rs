@@ -15,6 +15,7 @@ use crate::storage::ProjectState;
 
 pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
+    let _lock = crate::lock::project(&s.state_dir(), &s.project, "save")?;
     let mode = ProjectState::load(&s)
         .storage
         .map(|d| d.mode)

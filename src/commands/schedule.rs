@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use super::backup::{policy, prune_with, run_backup};
 use crate::backup as bk;
+use crate::cancel::{self, Guard};
 use crate::cli::{
     BackupCreateArgs, GlobalArgs, Mechanism, RetentionArgs, ScheduleAction, ScheduleArgs,
     ScheduleInstallArgs,
 };
 use crate::config::Settings;
 use crate::error::{Fail, EXIT_USAGE};
+use crate::lock::{self, FileLock};
 use crate::printer::Printer;
 use crate::schedule::expr::Schedule;
 use crate::schedule::{cron, systemd};
@@ -47,6 +49,10 @@ struct LastRun {
     file: Option<String>,
     duration_ms: u64,
     error: Option<String>,
+    /// The pgbox making this run, while it runs (a record still carrying it after
+    /// that process ended is a run that was killed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    running_pid: Option<u32>,
 }
 
 fn installed_path(s: &Settings) -> PathBuf {
@@ -372,7 +378,9 @@ fn status(s: &Settings, p: &Printer) -> super::Outcome {
     if inst.is_none() {
         problems.push("no schedule is installed (`pgbox schedule install`)".to_string());
     }
-    if let Some(l) = last.as_ref().filter(|l| !l.ok) {
+    let running =
+        |l: &LastRun| l.running_pid.is_some() && l.running_pid == lock::held_by(&s.state_dir());
+    if let Some(l) = last.as_ref().filter(|l| !l.ok && !running(l)) {
         problems.push(format!(
             "the last run failed: {}",
             l.error.clone().unwrap_or_default()
@@ -494,29 +502,21 @@ fn remove(s: &Settings, dry_run: bool, p: &Printer) -> super::Outcome {
     Ok(0)
 }
 
-/// An exclusive, non-blocking lock on a file; released when dropped (or the process dies).
-struct Lock {
-    _file: std::fs::File,
-}
-
-impl Lock {
-    fn try_take(path: &Path) -> anyhow::Result<Option<Lock>> {
-        use std::os::unix::io::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
-        // SAFETY: flock on a file descriptor we own.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        Ok((r == 0).then_some(Lock { _file: f }))
-    }
+fn write_last_run(s: &Settings, record: &LastRun) -> anyhow::Result<()> {
+    crate::fsutil::write_atomic(
+        &last_run_path(s),
+        &serde_json::to_vec_pretty(record)?,
+        0o600,
+    )?;
+    Ok(())
 }
 
 async fn run_once(r: RetentionArgs, s: &Settings, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     std::fs::create_dir_all(&s.backup_dir)
         .with_context(|| format!("cannot create `{}`", s.backup_dir.display()))?;
-    let Some(_lock) = Lock::try_take(
+    // Two timer runs never overlap; the project lock (taken once, here) keeps any
+    // other pgbox off the project while the backup runs.
+    let Some(_schedule_lock) = FileLock::try_take(
         &s.backup_dir
             .join(format!(".pgbox-{}-schedule.lock", s.project)),
     )?
@@ -527,8 +527,44 @@ async fn run_once(r: RetentionArgs, s: &Settings, g: &GlobalArgs, p: &Printer) -
         ))
         .into());
     };
+    let _lock = lock::project(&s.state_dir(), &s.project, "schedule run")?;
     let started_at = Utc::now();
     let t = Instant::now();
+    // Failed until it finishes: a run killed by any signal leaves a failed record.
+    write_last_run(
+        s,
+        &LastRun {
+            started_at,
+            finished_at: started_at,
+            ok: false,
+            file: None,
+            duration_ms: 0,
+            error: Some("interrupted: the run did not finish".into()),
+            running_pid: Some(std::process::id()),
+        },
+    )?;
+    let interrupted = {
+        let s = s.clone();
+        Guard::sync("the schedule record", move || {
+            let signal = if cancel::exit_code() == 143 {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
+            let _ = write_last_run(
+                &s,
+                &LastRun {
+                    started_at,
+                    finished_at: Utc::now(),
+                    ok: false,
+                    file: None,
+                    duration_ms: t.elapsed().as_millis() as u64,
+                    error: Some(format!("interrupted by {signal}")),
+                    running_pid: None,
+                },
+            );
+        })
+    };
     let stamp = || Local::now().format("%Y-%m-%dT%H:%M:%S%z");
     p.info(format!(
         "{} schedule run: backing up `{}`",
@@ -564,6 +600,7 @@ async fn run_once(r: RetentionArgs, s: &Settings, g: &GlobalArgs, p: &Printer) -
         Ok(files.into_iter().next())
     }
     .await;
+    interrupted.disarm();
     let record = LastRun {
         started_at,
         finished_at: Utc::now(),
@@ -571,12 +608,9 @@ async fn run_once(r: RetentionArgs, s: &Settings, g: &GlobalArgs, p: &Printer) -
         file: result.as_ref().ok().cloned().flatten(),
         duration_ms: t.elapsed().as_millis() as u64,
         error: result.as_ref().err().map(|e| format!("{e:#}")),
+        running_pid: None,
     };
-    crate::fsutil::write_atomic(
-        &last_run_path(s),
-        &serde_json::to_vec_pretty(&record)?,
-        0o600,
-    )?;
+    write_last_run(s, &record)?;
     match result {
         Ok(_) => {
             p.info(format!(

@@ -55,6 +55,7 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         }
         other => other?,
     };
+    let _lock = crate::lock::project(&s.state_dir(), &s.project, "up")?;
     project::ensure_secret(&s, None)?;
     let tag = project::ensure_image(&engine, &s, p, false).await?;
     let decision = project::storage_decision(&engine, &s, &tag).await?;

@@ -76,7 +76,7 @@ pub enum Flavour {
     Podman,
 }
 
-/// A connected engine (cheap to clone: the client is reference-counted).
+/// A connected engine (cheap to clone: guards own one for their async undo).
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,

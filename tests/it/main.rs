@@ -10,5 +10,6 @@ mod config;
 mod container;
 mod e2e;
 mod generate;
+mod interrupts;
 mod schedule;
 mod support;
