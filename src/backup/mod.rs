@@ -7,6 +7,7 @@
 //! never sees half a backup.
 
 pub mod ops;
+pub mod plain;
 pub mod retention;
 
 use std::io::Read;
