@@ -74,7 +74,8 @@ pub enum Flavour {
     Podman,
 }
 
-/// A connected engine.
+/// A connected engine (cheap to clone: guards take one into their undo).
+#[derive(Clone)]
 pub struct Engine {
     docker: Docker,
     pub address: String,
