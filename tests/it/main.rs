@@ -10,5 +10,6 @@ mod config;
 mod container;
 mod e2e;
 mod generate;
+mod restore_safety;
 mod schedule;
 mod support;
