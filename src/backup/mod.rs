@@ -7,6 +7,8 @@
 //! never sees half a backup.
 
 pub mod ops;
+pub mod plain;
+pub mod restore;
 pub mod retention;
 
 use std::io::Read;
@@ -260,6 +262,18 @@ pub fn detect(path: &Path) -> anyhow::Result<Detected> {
             path.display(),
             &inner[..inner.len().min(8)]
         )
+    })
+}
+
+/// A backup file's content, decompressed as detected.
+pub fn open_decompressed(path: &Path, d: Detected) -> anyhow::Result<Box<dyn Read + Send>> {
+    let f = std::fs::File::open(path)?;
+    Ok(match d.compression {
+        Compression::None => Box::new(f),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        Compression::Zstd => Box::new(ruzstd::decoding::StreamingDecoder::new(f).map_err(|e| {
+            anyhow::anyhow!("`{}` is not a readable zstd file: {e}", path.display())
+        })?),
     })
 }
 

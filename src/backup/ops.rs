@@ -415,13 +415,14 @@ pub async fn sha256_file(path: &Path, p: &Printer) -> anyhow::Result<String> {
     sum
 }
 
-/// A backup placed inside the container, removed on drop of the cleanup call.
+/// A backup placed inside the container (`dir/dump`), removed with [`remove_remote`].
 pub struct Remote {
     pub dir: String,
     pub path: String,
 }
 
-/// Stream a backup file (or packed directory) into the container, decompressed.
+/// Stream a backup file (or packed directory) into the container, decompressed, to
+/// `/tmp/pgbox-upload-<pid>`.
 pub async fn upload(
     engine: &Engine,
     c: &str,
@@ -429,7 +430,21 @@ pub async fn upload(
     d: Detected,
     p: &Printer,
 ) -> anyhow::Result<Remote> {
-    let dir = format!("/tmp/pgbox-restore-{}", std::process::id());
+    let dir = format!("/tmp/pgbox-upload-{}", std::process::id());
+    upload_to(engine, c, local, d, &dir, p).await
+}
+
+/// Stream a backup file (or packed directory) into the container folder `dir`,
+/// decompressed, as `dir/dump`.
+pub async fn upload_to(
+    engine: &Engine,
+    c: &str,
+    local: &Path,
+    d: Detected,
+    dir: &str,
+    p: &Printer,
+) -> anyhow::Result<Remote> {
+    let dir = dir.to_string();
     let path = format!("{dir}/dump");
     let mut cmd = vec![
         "pgbox-ctl",
@@ -579,16 +594,18 @@ pub async fn dump_row_counts(
         .collect())
 }
 
-/// Exact row counts of every user table in `db`.
+/// Exact row counts of every user table in `db`, as the dump's COPY blocks hold them:
+/// a table without its inheritance children (`only`), a partitioned table with all its
+/// partitions (what `--load-via-partition-root` copies into it).
 pub async fn row_counts(
     engine: &Engine,
     c: &str,
     s: &Settings,
     db: &str,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
-    let q = "select format('select %L || chr(9) || count(*) from %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
+    let q = "select format('select %L || chr(9) || count(*) from %s %I.%I', n.nspname || '.' || c.relname, case c.relkind when 'r' then 'only' else '' end, n.nspname, c.relname)
                from pg_class c join pg_namespace n on n.oid = c.relnamespace
-              where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
+              where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'
               order by 1 \\gexec";
     let out = sql(engine, c, s, db, q).await?;
     Ok(out
@@ -630,6 +647,37 @@ pub async fn restore_into(
     job: &RestoreJob<'_>,
     p: &Printer,
 ) -> anyhow::Result<()> {
+    restore_tracked(engine, c, s, job, None, p).await
+}
+
+/// Wrap `cmd` so its process group id lands in `dir/pid` first (a cancelled run, or
+/// the next one, ends the whole group: psql, sed, pg_restore and its workers). With
+/// `plain`, `dir/edits.sed` is applied to `dir/dump` on its way into `cmd`'s stdin.
+fn tracked(dir: &str, plain: bool, cmd: &[&str]) -> Vec<String> {
+    let script = if plain {
+        r#"set -o pipefail; echo $$ > "$0/pid"; sed -f "$0/edits.sed" "$0/dump" | "$@""#
+    } else {
+        r#"echo $$ > "$0/pid"; exec "$@""#
+    };
+    let mut v: Vec<String> = ["setsid", "-w", "bash", "-c", script, dir]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(cmd.iter().map(|s| s.to_string()));
+    v
+}
+
+/// Restore an uploaded backup into `job.db`. With `plan` (the restore command), the
+/// run is tracked in the upload folder, and a plain SQL file is fed through its plan
+/// (see [`super::plain`]); `plan.1` is the first line psql reads (`\restrict`).
+pub async fn restore_tracked(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    job: &RestoreJob<'_>,
+    plan: Option<(&super::plain::Plan, Option<String>)>,
+    p: &Printer,
+) -> anyhow::Result<()> {
     let RestoreJob {
         remote,
         detected: d,
@@ -642,6 +690,7 @@ pub async fn restore_into(
     let code = match d.format {
         Format::Plain => {
             let bar = p.spinner(format!("restoring into scratch database `{db}` with psql"));
+            let input = if plan.is_some() { "-" } else { &remote.path };
             let cmd = [
                 "psql",
                 "--no-psqlrc",
@@ -653,9 +702,28 @@ pub async fn restore_into(
                 "-d",
                 db,
                 "-f",
-                &remote.path,
+                input,
             ];
             let mut psql = spec(&cmd, "postgres");
+            if let Some((plan, first)) = &plan {
+                let script = plan.sed_script(&ident(db), first.as_deref());
+                let out = engine
+                    .exec_with_stdin(
+                        c,
+                        &spec(
+                            &["sh", "-c", r#"cat > "$0/edits.sed""#, &remote.dir],
+                            "postgres",
+                        ),
+                        script.into_bytes(),
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    out.code == 0,
+                    "cannot write the restore plan into the container: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                psql.cmd = tracked(&remote.dir, true, &cmd);
+            }
             psql.env
                 .push(format!("PGOPTIONS={}", restore_session_options(s)));
             let code = engine
@@ -693,6 +761,9 @@ pub async fn restore_into(
             cmd.push(&remote.path);
             let mut partial = String::new();
             let mut pg_restore = spec(&cmd, "postgres");
+            if plan.is_some() {
+                pg_restore.cmd = tracked(&remote.dir, false, &cmd);
+            }
             pg_restore
                 .env
                 .push(format!("PGOPTIONS={}", restore_session_options(s)));
@@ -742,6 +813,227 @@ pub async fn restore_into(
     Ok(())
 }
 
+/// The prefix of the container folders a restore uploads to (`<prefix><stamp>-<pid>`).
+pub const RESTORE_DIR_PREFIX: &str = "/tmp/pgbox-restore-";
+
+/// End the process group a tracked restore recorded in `dir/pid` (TERM, then KILL
+/// after 5 s); nothing when there is none or it is gone.
+pub async fn kill_tracked(engine: &Engine, c: &str, dir: &str) -> anyhow::Result<()> {
+    let script = r#"p=$(cat "$0/pid" 2>/dev/null) || exit 0
+case "$p" in '' | *[!0-9]*) exit 0 ;; esac
+kill -TERM -- "-$p" 2>/dev/null || exit 0
+for _ in $(seq 50); do kill -0 -- "-$p" 2>/dev/null || exit 0; sleep 0.1; done
+kill -KILL -- "-$p" 2>/dev/null || true"#;
+    let out = engine
+        .exec_capture(c, &spec(&["bash", "-c", script, dir], "0"))
+        .await?;
+    anyhow::ensure!(
+        out.code == 0,
+        "cannot end the restore still running in `{dir}`: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// Undo one restore's temporary things: end its processes, drop the scratch
+/// database (FORCE ends any connection still in it), remove the upload folder.
+/// Every step runs even when an earlier one failed; the first error is returned.
+pub async fn remove_restore_leftovers(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    dir: Option<&str>,
+    scratch: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut first: Option<anyhow::Error> = None;
+    if let Some(dir) = dir {
+        if let Err(e) = kill_tracked(engine, c, dir).await {
+            first.get_or_insert(e);
+        }
+    }
+    if let Some(db) = scratch {
+        let q = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db));
+        if let Err(e) = sql(engine, c, s, "postgres", &q).await {
+            first.get_or_insert(e);
+        }
+    }
+    if let Some(dir) = dir {
+        if let Err(e) = remove_remote(engine, c, dir).await {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Whether a scratch database name is one a restore made (`..._pgbox_restore_<14 digits>`).
+pub fn is_restore_scratch(name: &str) -> bool {
+    name.rsplit_once("_pgbox_restore_")
+        .is_some_and(|(_, stamp)| stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What earlier restores left (killed before their cleanup ran): scratch databases
+/// and upload folders. Removed, and named for the caller to report. Only call this
+/// holding the project lock, so no other restore of the project is running. Never
+/// touches `_pgbox_old_*` databases (a replaced database kept for the user).
+pub async fn clean_restore_leftovers(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+) -> anyhow::Result<Vec<String>> {
+    let out = engine
+        .exec_capture(
+            c,
+            &spec(
+                &[
+                    "bash",
+                    "-c",
+                    r#"for d in "$0"*; do [ -d "$d" ] && printf '%s\n' "$d"; done; true"#,
+                    RESTORE_DIR_PREFIX,
+                ],
+                "0",
+            ),
+        )
+        .await?;
+    let dirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let dbs: Vec<String> = sql(
+        engine,
+        c,
+        s,
+        "postgres",
+        "select datname from pg_database where datname like '%\\_pgbox\\_restore\\_%' order by 1",
+    )
+    .await?
+    .lines()
+    .filter(|n| is_restore_scratch(n))
+    .map(String::from)
+    .collect();
+    let mut named = Vec::new();
+    for d in &dirs {
+        kill_tracked(engine, c, d).await?;
+    }
+    for db in &dbs {
+        remove_restore_leftovers(engine, c, s, None, Some(db)).await?;
+        named.push(format!("database `{db}`"));
+    }
+    for d in &dirs {
+        remove_remote(engine, c, d).await?;
+        named.push(format!("`{d}`"));
+    }
+    Ok(named)
+}
+
+/// Rows per table (`schema.table`, unquoted) in the COPY blocks of an uploaded
+/// custom or directory dump, read inside the container.
+pub async fn archive_row_counts(
+    engine: &Engine,
+    c: &str,
+    remote: &Remote,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    // The COPY target as pg_dump quotes it: "a ""b""".c -> a "b".c
+    let awk = r#"function qname(s,   i, ch, out, inq) {
+    out = ""; inq = 0
+    for (i = 1; i <= length(s); i++) {
+        ch = substr(s, i, 1)
+        if (inq) {
+            if (ch == "\"") { if (substr(s, i + 1, 1) == "\"") { out = out ch; i++ } else inq = 0 }
+            else out = out ch
+        } else if (ch == "\"") inq = 1
+        else if (ch == " ") break
+        else out = out ch
+    }
+    return out
+}
+/^COPY .* FROM stdin;$/ { t = qname(substr($0, 6)); n = 0; inside = 1; next }
+inside && /^\\\.$/ { print t "\t" n; inside = 0; next }
+inside { n++ }"#;
+    let out = engine
+        .exec_capture(
+            c,
+            &spec(
+                &[
+                    "bash",
+                    "-c",
+                    r#"set -o pipefail; pg_restore --data-only --file=- "$0" | awk "$1""#,
+                    &remote.path,
+                    awk,
+                ],
+                "postgres",
+            ),
+        )
+        .await?;
+    anyhow::ensure!(
+        out.code == 0,
+        "counting the rows in the backup failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.rsplit_once('\t'))
+        .filter_map(|(t, n)| Some((t.to_string(), n.parse().ok()?)))
+        .fold(BTreeMap::new(), |mut m, (t, n): (String, u64)| {
+            *m.entry(t).or_insert(0) += n;
+            m
+        }))
+}
+
+/// Every database as `(oid, name)`, in oid order.
+pub async fn databases(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+) -> anyhow::Result<Vec<(u32, String)>> {
+    let out = sql(
+        engine,
+        c,
+        s,
+        "postgres",
+        "select oid || chr(9) || datname from pg_database order by oid",
+    )
+    .await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter_map(|(o, n)| Some((o.parse().ok()?, n.to_string())))
+        .collect())
+}
+
+/// Whether this psql has `\restrict` (15.14, 16.10, 17.6 and later; from its
+/// `psql --version` line).
+pub fn psql_has_restrict(version: &str) -> bool {
+    let Some(v) = version
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+    else {
+        return false;
+    };
+    let mut it = v.split('.').map(|x| {
+        x.trim_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    match major {
+        0..=12 => false,
+        13 => minor >= 22,
+        14 => minor >= 19,
+        15 => minor >= 14,
+        16 => minor >= 10,
+        17 => minor >= 6,
+        _ => true,
+    }
+}
+
+/// `psql --version` inside the container.
+pub async fn psql_version(engine: &Engine, c: &str) -> anyhow::Result<String> {
+    let out = engine
+        .exec_capture(c, &spec(&["psql", "--version"], "postgres"))
+        .await?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,5 +1042,24 @@ mod tests {
     fn roles_come_from_owner_and_grant_lines() {
         let sql = "ALTER TABLE public.t OWNER TO alice;\nALTER SCHEMA s OWNER TO \"Bob \"\"B\"\"\";\nGRANT SELECT ON TABLE public.t TO carol WITH GRANT OPTION;\nGRANT ALL ON SCHEMA public TO PUBLIC;\nCOMMENT ON EXTENSION x IS 'TO nobody';\n";
         assert_eq!(roles_in_sql(sql), vec!["Bob \"B\"", "alice", "carol"]);
+    }
+
+    #[test]
+    fn only_restore_scratch_names_count_as_leftovers() {
+        assert!(is_restore_scratch("app_pgbox_restore_20260101120000"));
+        assert!(!is_restore_scratch("app_pgbox_old_20260101120000"));
+        assert!(!is_restore_scratch("app_pgbox_restore_2026"));
+        assert!(!is_restore_scratch("my_pgbox_restore_notes"));
+    }
+
+    #[test]
+    fn restrict_arrived_in_these_minor_releases() {
+        assert!(psql_has_restrict(
+            "psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        ));
+        assert!(!psql_has_restrict("psql (PostgreSQL) 15.13"));
+        assert!(psql_has_restrict("psql (PostgreSQL) 18.1"));
+        assert!(!psql_has_restrict("psql (PostgreSQL) 16.9"));
+        assert!(!psql_has_restrict("garbage"));
     }
 }

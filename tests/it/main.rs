@@ -11,5 +11,6 @@ mod container;
 mod e2e;
 mod generate;
 mod interrupts;
+mod restore_safety;
 mod schedule;
 mod support;

@@ -1,0 +1,376 @@
+//! A restore that never leaves you with less than you had: scratch database,
+//! checks, then an atomic swap.
+//!
+//! The backup goes into a scratch database `<target>_pgbox_restore_<stamp>` from a
+//! container folder `/tmp/pgbox-restore-<stamp>-<pid>`. One guard owns both and the
+//! processes restoring into them (their process group id is in the folder): on any
+//! failure, on Ctrl-C or SIGTERM, it ends the processes, drops the scratch database
+//! and removes the folder. A run killed with SIGKILL leaves them behind; the next
+//! restore (holding the project lock, so no other restore runs) removes them and
+//! names them. Before the swap the scratch database must hold what the backup holds
+//! (rows per table of its COPY data) and every database that existed before must
+//! still be there under its name and oid; only then is the target renamed aside and
+//! the scratch one renamed into place, both in one transaction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::Utc;
+use rand::distributions::{Alphanumeric, DistString};
+
+use super::ops::{self, ident, lit};
+use super::plain::Plan;
+use super::{Detected, Format};
+use crate::cancel::Guard;
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::error::Fail;
+use crate::printer::Printer;
+
+/// PostgreSQL names are at most 63 bytes.
+pub fn pg_name(base: &str, suffix: &str) -> String {
+    let mut b = base.to_string();
+    while b.len() + suffix.len() > 63 {
+        b.pop();
+    }
+    format!("{b}{suffix}")
+}
+
+pub struct Request<'a> {
+    pub local: &'a Path,
+    pub detected: Detected,
+    /// The database replaced (or created, with `into`).
+    pub target: &'a str,
+    pub target_exists: bool,
+    /// `--into`: the target is new; nothing is renamed aside.
+    pub into: bool,
+    pub drop_old: bool,
+    pub jobs: u32,
+    pub no_owner: bool,
+    /// The plan of a plain SQL file (see `plain`); required for plain SQL.
+    pub plain: Option<Plan>,
+}
+
+pub struct Restored {
+    pub tables: usize,
+    pub rows: u64,
+    /// Whether the counts were compared with the backup's COPY data.
+    pub checked: bool,
+    /// The previous database, kept renamed aside.
+    pub old: Option<String>,
+}
+
+/// Restore `req.local` into a scratch database and swap it in (see the module doc).
+pub async fn restore(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: Request<'_>,
+    p: &Printer,
+) -> anyhow::Result<Restored> {
+    let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let scratch = pg_name(req.target, &format!("_pgbox_restore_{stamp}"));
+    let dir = format!("{}{stamp}-{}", ops::RESTORE_DIR_PREFIX, std::process::id());
+    let guard = {
+        let (engine, c, s) = (engine.clone(), c.to_string(), s.clone());
+        let (dir, scratch) = (dir.clone(), scratch.clone());
+        Guard::future(
+            format!("scratch database `{scratch}` and `{dir}` in the container"),
+            async move {
+                let _ = ops::remove_restore_leftovers(&engine, &c, &s, Some(&dir), Some(&scratch))
+                    .await;
+            },
+        )
+    };
+    let result = restore_guarded(engine, c, s, &req, &scratch, &dir, p).await;
+    // After a swap the scratch name is gone, so this only removes the folder.
+    guard.undo().await;
+    result
+}
+
+async fn restore_guarded(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: &Request<'_>,
+    scratch: &str,
+    dir: &str,
+    p: &Printer,
+) -> anyhow::Result<Restored> {
+    let target = req.target;
+    let before = ops::databases(engine, c, s).await?;
+    let remote = ops::upload_to(engine, c, req.local, req.detected, dir, p).await?;
+    p.detail("uploaded and unpacked the backup");
+    let plain = req.detected.format == Format::Plain;
+    let mut items = 0;
+    if !plain {
+        let (n, owners) = ops::list_items(engine, c, &remote).await?;
+        items = n;
+        if !req.no_owner && !owners.is_empty() {
+            let list = owners.iter().map(|o| lit(o)).collect::<Vec<_>>().join(",");
+            let present = ops::sql(
+                engine,
+                c,
+                s,
+                "postgres",
+                &format!("select rolname from pg_roles where rolname in ({list})"),
+            )
+            .await?;
+            let missing: Vec<&str> = owners
+                .iter()
+                .filter(|o| !present.lines().any(|l| l == o.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(Fail::new(format!("the backup needs roles that do not exist here: {}", missing.join(", ")))
+                    .hint("create them (`pgbox psql -c 'CREATE ROLE name'`, or restore the globals backup first), or pass `--no-owner`")
+                    .into());
+            }
+        }
+        p.detail("checked the roles the backup needs");
+    }
+    let plan = match (&req.plain, plain) {
+        (Some(plan), true) => {
+            let restrict =
+                ops::psql_has_restrict(&ops::psql_version(engine, c).await?).then(|| {
+                    format!(
+                        "\\restrict {}",
+                        Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+                    )
+                });
+            Some((plan, restrict))
+        }
+        (None, true) => anyhow::bail!("a plain SQL restore needs its plan"),
+        _ => None,
+    };
+
+    ops::sql(
+        engine,
+        c,
+        s,
+        "postgres",
+        &format!(
+            "CREATE DATABASE {} OWNER {} TEMPLATE template0",
+            ident(scratch),
+            ident(&s.user)
+        ),
+    )
+    .await?;
+    let job = ops::RestoreJob {
+        remote: &remote,
+        detected: req.detected,
+        db: scratch,
+        jobs: req.jobs,
+        no_owner: req.no_owner,
+        items,
+    };
+    let (restored, expected) =
+        tokio::join!(ops::restore_tracked(engine, c, s, &job, plan, p), async {
+            match &req.plain {
+                Some(plan) => Ok(plan.tables.clone()),
+                None => ops::archive_row_counts(engine, c, &remote).await,
+            }
+        });
+    let intact = intact(engine, c, s, &before).await;
+    let unchanged = |what: String| -> anyhow::Error {
+        match &intact {
+            Ok(()) => Fail::new(format!("{what}; database `{target}` is unchanged"))
+                .hint("fix the cause (e.g. create missing roles or pass `--no-owner`) and run the restore again")
+                .into(),
+            Err(changed) => Fail::new(format!("{what}; and {changed:#}"))
+                .hint("the backup file acted outside its scratch database; check the databases named above")
+                .into(),
+        }
+    };
+    if let Err(e) = restored {
+        return Err(unchanged(format!("restore failed: {e:#}")));
+    }
+    if let Err(changed) = &intact {
+        return Err(Fail::new(format!(
+            "the restore was stopped before the swap: {changed:#}"
+        ))
+        .hint("nothing was swapped in; the backup file acted outside its scratch database")
+        .into());
+    }
+    let expected = expected.map_err(|e| unchanged(format!("{e:#}")))?;
+    let got = ops::row_counts(engine, c, s, scratch)
+        .await
+        .map_err(|e| unchanged(format!("cannot count the restored rows: {e:#}")))?;
+    compare(&expected, &got).map_err(|e| unchanged(e.to_string()))?;
+    ops::sql(engine, c, s, scratch, "ANALYZE")
+        .await
+        .map_err(|e| unchanged(format!("ANALYZE of the restored database failed: {e:#}")))?;
+    p.detail(format!("restored into `{scratch}` and checked it"));
+
+    // The swap: end connections, rename old aside and new into place, atomically.
+    let stamp = scratch.rsplit('_').next().unwrap_or_default();
+    let old =
+        (req.target_exists && !req.into).then(|| pg_name(target, &format!("_pgbox_old_{stamp}")));
+    let renames = match &old {
+        Some(old) => format!(
+            "ALTER DATABASE {t} RENAME TO {o};\nALTER DATABASE {n} RENAME TO {t};\n",
+            t = ident(target),
+            o = ident(old),
+            n = ident(scratch)
+        ),
+        None => format!(
+            "ALTER DATABASE {} RENAME TO {};\n",
+            ident(scratch),
+            ident(target)
+        ),
+    };
+    let swap = format!(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = {} and pid <> pg_backend_pid();\nBEGIN;\n{renames}COMMIT;\n",
+        lit(target)
+    );
+    let mut tries = 0;
+    loop {
+        match ops::sql(engine, c, s, "postgres", &swap).await {
+            Ok(_) => break,
+            Err(e) if tries < 10 && e.to_string().contains("being accessed by other users") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(Fail::new(format!(
+                    "could not swap the restored database in; `{target}` is unchanged: {e}"
+                ))
+                .into());
+            }
+        }
+    }
+    let old = match old {
+        Some(o) if req.drop_old => {
+            ops::sql(
+                engine,
+                c,
+                s,
+                "postgres",
+                &format!("DROP DATABASE {} WITH (FORCE)", ident(&o)),
+            )
+            .await
+            .map_err(|e| {
+                Fail::new(format!(
+                    "restored `{target}`, but could not drop the previous database `{o}`: {e:#}"
+                ))
+                .hint(format!(
+                    "drop it with: pgbox psql -c 'DROP DATABASE \"{o}\"'"
+                ))
+            })?;
+            None
+        }
+        other => other,
+    };
+    let checked = !expected.is_empty();
+    let (tables, rows) = if checked {
+        (expected.len(), expected.values().sum())
+    } else {
+        (got.len(), got.values().sum())
+    };
+    Ok(Restored {
+        tables,
+        rows,
+        checked,
+        old,
+    })
+}
+
+/// Every database that existed before the restore is still there, same name and oid.
+async fn intact(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    before: &[(u32, String)],
+) -> anyhow::Result<()> {
+    let now = ops::databases(engine, c, s).await?;
+    let mut changed = Vec::new();
+    for (oid, name) in before {
+        match now.iter().find(|(o, _)| o == oid) {
+            Some((_, n)) if n == name => {}
+            Some((_, n)) => changed.push(format!("database `{name}` was renamed to `{n}`")),
+            None => changed.push(format!("database `{name}` was dropped")),
+        }
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", changed.join(", "))
+    }
+}
+
+/// The scratch database must hold every table of the backup's COPY data with as
+/// many rows; an empty result from a backup with rows is named as such.
+fn compare(expected: &BTreeMap<String, u64>, got: &BTreeMap<String, u64>) -> anyhow::Result<()> {
+    let want: u64 = expected.values().sum();
+    let have: u64 = expected.keys().filter_map(|t| got.get(t)).sum();
+    if want > 0 && got.values().sum::<u64>() == 0 {
+        anyhow::bail!(
+            "the restored database is empty, but the backup holds {want} rows in {} tables",
+            expected.len()
+        );
+    }
+    let diffs: Vec<String> = expected
+        .iter()
+        .filter(|(t, n)| got.get(*t) != Some(n))
+        .map(|(t, n)| match got.get(t) {
+            Some(g) => format!("`{t}`: {n} rows in the backup, {g} restored"),
+            None => format!("`{t}`: {n} rows in the backup, table missing"),
+        })
+        .collect();
+    if !diffs.is_empty() {
+        let shown: Vec<&str> = diffs.iter().take(10).map(String::as_str).collect();
+        anyhow::bail!(
+            "the restored database does not hold what the backup holds ({have} of {want} rows): {}{}",
+            shown.join(", "),
+            if diffs.len() > 10 { format!(" and {} more", diffs.len() - 10) } else { String::new() }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_or_short_restore_is_refused() {
+        let m = |v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(k, n)| (k.to_string(), *n))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let want = m(&[("public.a", 5), ("public.b", 0)]);
+        let e = compare(&want, &m(&[])).unwrap_err().to_string();
+        assert!(
+            e.contains("is empty, but the backup holds 5 rows in 2 tables"),
+            "{e}"
+        );
+        let e = compare(&want, &m(&[("public.a", 4), ("public.b", 0)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`public.a`: 5 rows in the backup, 4 restored"),
+            "{e}"
+        );
+        let e = compare(&want, &m(&[("public.a", 5)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`public.b`: 0 rows in the backup, table missing"),
+            "{e}"
+        );
+        compare(
+            &want,
+            &m(&[("public.a", 5), ("public.b", 0), ("public.extra", 1)]),
+        )
+        .unwrap();
+        compare(&m(&[]), &m(&[])).unwrap();
+    }
+
+    #[test]
+    fn names_keep_their_suffix_within_63_bytes() {
+        let n = pg_name(&"x".repeat(80), "_pgbox_restore_20260101120000");
+        assert_eq!(n.len(), 63);
+        assert!(ops::is_restore_scratch(&n));
+    }
+}
