@@ -13,6 +13,7 @@ mod config;
 mod deploy;
 mod engine;
 mod error;
+mod fallback;
 mod fsutil;
 #[allow(dead_code)] // until the guards land (issue 10)
 mod lock;

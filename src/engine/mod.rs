@@ -372,6 +372,31 @@ impl Engine {
         }))
     }
 
+    /// A small file from a container, running or stopped; None when it does not exist.
+    pub async fn read_file(&self, name: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let mut stream = self.docker.download_from_container(
+            name,
+            Some(DownloadFromContainerOptionsBuilder::new().path(path).build()),
+        );
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(EngineError::from) {
+                Ok(c) => bytes.extend_from_slice(&c),
+                Err(EngineError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let other = |e: std::io::Error| EngineError::Other(e.to_string());
+        let mut entries = archive.entries().map_err(other)?;
+        let Some(entry) = entries.next() else {
+            return Ok(None);
+        };
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry.map_err(other)?, &mut content).map_err(other)?;
+        Ok(Some(content))
+    }
+
     /// Every container carrying `label` (any value), running or not.
     pub async fn list_labelled(&self, label: &str) -> Result<Vec<ContainerInfo>> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
