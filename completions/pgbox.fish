@@ -47,7 +47,7 @@ complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "backup" -d 'Dump a data
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "schedule" -d 'Scheduled backups with cron or systemd: install, list, status, remove, run'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "generate" -d 'Write deployment files: compose, podman, quadlet, kube, containerfile, or all'
-complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now (or `-o PATH`: a copy anywhere)'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "completions" -d 'Print a shell completion script on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "man" -d 'Print the man page (roff) on stdout'
@@ -357,6 +357,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s v -l verbose -d
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -s o -l output -d 'Write a consistent copy of the running cluster to PATH instead (pg_basebackup tar, zstd; any storage mode); for getting the data out when the data folder is full' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -410,7 +411,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_su
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "schedule" -d 'Scheduled backups with cron or systemd: install, list, status, remove, run'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "generate" -d 'Write deployment files: compose, podman, quadlet, kube, containerfile, or all'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now (or `-o PATH`: a copy anywhere)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'

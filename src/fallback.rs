@@ -168,7 +168,12 @@ pub fn at_risk(s: &Settings) -> Option<String> {
 /// zstd) written to `path` through `PATH.partial`, fsynced, checked, renamed. Nothing
 /// is written in the container or the data folder, so it works when that is full.
 /// Returns the size in bytes.
-pub async fn copy_out(engine: &Engine, name: &str, path: &Path, p: &Printer) -> anyhow::Result<u64> {
+pub async fn copy_out(
+    engine: &Engine,
+    name: &str,
+    path: &Path,
+    p: &Printer,
+) -> anyhow::Result<u64> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
@@ -213,9 +218,16 @@ pub async fn copy_out(engine: &Engine, name: &str, path: &Path, p: &Printer) -> 
     bar.finish_and_clear();
     let fail = |why: String| -> anyhow::Error {
         let msg = String::from_utf8_lossy(&stderr).trim().to_string();
-        Fail::new(format!("copying the cluster to `{}` failed: {why}", path.display()))
-            .hint(if msg.is_empty() { "nothing was written".to_string() } else { format!("nothing was written; the container said: {msg}") })
-            .into()
+        Fail::new(format!(
+            "copying the cluster to `{}` failed: {why}",
+            path.display()
+        ))
+        .hint(if msg.is_empty() {
+            "nothing was written".to_string()
+        } else {
+            format!("nothing was written; the container said: {msg}")
+        })
+        .into()
     };
     let code = result.map_err(|e| fail(e.to_string()))?;
     if code != 0 {

@@ -65,8 +65,7 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         // Fallback: the stop is a success only once the newest data is in the tarball,
         // and a container holding unsaved data is never removed (`--purge` deletes it all).
         if mode == StorageMode::Fallback && !args.purge {
-            fallback::ensure_saved(&engine, &s, &name, stopped.is_some(), "pgbox down", p)
-                .await?;
+            fallback::ensure_saved(&engine, &s, &name, stopped.is_some(), "pgbox down", p).await?;
         }
         match stopped {
             Some(t) => p.done(format!("stopped `{name}` in {:.1}s", t.as_secs_f64())),

@@ -115,6 +115,14 @@ pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
     };
+    if mode == StorageMode::Fallback && info.as_ref().is_some_and(|c| !c.running) {
+        if let Ok(Some(why)) = fallback::unsaved(&engine, &report.container).await {
+            p.warn(format!(
+                "`{}` holds writes that are not in `pgsql.tar.zst` ({why}); `pgbox down` or `pgbox up` saves them, removing the container loses them",
+                report.container
+            ));
+        }
+    }
     if let Some(risk) = &report.storage.at_risk {
         p.warn(risk);
     }

@@ -114,9 +114,7 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     }
     start(&engine, &s, &name, timeout, p).await?;
     cluster::apply_drift(&engine, &name, &s, p).await?;
-    if decision.mode == StorageMode::Fallback {
-        fallback::warn_kept(&s, p);
-    }
+    fallback::warn_kept(&s, p);
     p.done(format!(
         "PostgreSQL {} for `{}` is ready in {:.1}s ({} storage)",
         s.pg_version,
@@ -176,6 +174,7 @@ async fn already_running(
         }
     }
     cluster::apply_drift(engine, name, s, p).await?;
+    fallback::warn_kept(s, p);
     p.info(format!("PostgreSQL for `{}` is already running", s.project));
     p.data(project::url(s, None));
     Ok(0)

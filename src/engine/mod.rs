@@ -376,7 +376,11 @@ impl Engine {
     pub async fn read_file(&self, name: &str, path: &str) -> Result<Option<Vec<u8>>> {
         let mut stream = self.docker.download_from_container(
             name,
-            Some(DownloadFromContainerOptionsBuilder::new().path(path).build()),
+            Some(
+                DownloadFromContainerOptionsBuilder::new()
+                    .path(path)
+                    .build(),
+            ),
         );
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {

@@ -52,7 +52,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .expect("run mount");
@@ -71,8 +77,18 @@ impl Tmpfs {
             .arg(format!("of={}", self.0.join("filler").display()))
             .stderr(Stdio::null())
             .status();
-        let out = text(&Command::new("df").arg("--output=avail").arg(&self.0).output().unwrap().stdout);
-        assert!(out.lines().nth(1).unwrap().trim() == "0", "the tmpfs is full: {out}");
+        let out = text(
+            &Command::new("df")
+                .arg("--output=avail")
+                .arg(&self.0)
+                .output()
+                .unwrap()
+                .stdout,
+        );
+        assert!(
+            out.lines().nth(1).unwrap().trim() == "0",
+            "the tmpfs is full: {out}"
+        );
     }
 
     fn free(&self) {
@@ -106,13 +122,21 @@ fn down_on_a_full_data_location_fails_and_keeps_the_data() {
 
     let out = run(&mut p.cmd(&["down"]));
     let err = text(&out.stderr);
-    assert!(!out.status.success(), "down must fail when the save fails:\n{err}");
+    assert!(
+        !out.status.success(),
+        "down must fail when the save fails:\n{err}"
+    );
     assert!(!err.contains("✓ stopped"), "{err}");
     assert!(err.contains("did not save"), "{err}");
     assert!(err.contains("free space"), "{err}");
     assert!(err.contains("pgbox save -o"), "{err}");
     assert!(exists(&p), "the container holding the only copy is kept");
     assert!(logs(&p).contains("ERROR shutdown: saving the cluster failed"));
+    let st = text(&run(&mut p.cmd(&["status"])).stderr);
+    assert!(
+        st.contains("holds writes that are not in `pgsql.tar.zst`"),
+        "{st}"
+    );
 
     // --rm refuses while the newest data is unsaved.
     let out = run(&mut p.cmd(&["down", "--rm"]));
@@ -126,7 +150,10 @@ fn down_on_a_full_data_location_fails_and_keeps_the_data() {
     ok(&mut p.cmd(&["save", "-o", copy.to_str().unwrap()]));
     let listed = Command::new("sh")
         .arg("-c")
-        .arg(format!("zstd -dc '{}' | tar -tf - | grep -cx './PG_VERSION\\|PG_VERSION'", copy.display()))
+        .arg(format!(
+            "zstd -dc '{}' | tar -tf - | grep -cx './PG_VERSION\\|PG_VERSION'",
+            copy.display()
+        ))
         .output()
         .unwrap();
     assert!(listed.status.success(), "the copy holds a cluster");
@@ -192,9 +219,12 @@ fn a_crash_or_kill_keeps_every_committed_row() {
         "-c",
         "kill -9 $(head -n 1 /tmp/pgdata-ephemeral-*/postmaster.pid)",
     ]);
-    wait_for(&p, "PostgreSQL answers again after the postmaster was killed", 60, || {
-        run(&mut p.cmd(&["status", "-q"])).status.success()
-    });
+    wait_for(
+        &p,
+        "PostgreSQL answers again after the postmaster was killed",
+        60,
+        || run(&mut p.cmd(&["status", "-q"])).status.success(),
+    );
     assert_eq!(rows(&p, "crash_t"), "1,2");
 
     // docker kill, then up.
@@ -269,7 +299,12 @@ fn an_unstartable_cluster_falls_back_to_the_tarball_and_keeps_the_newer_copy() {
 fn kill_during_first_initdb(storage: &str) {
     let p = Project::new(&format!("init{storage}"));
     p.init(&["--storage", storage]);
-    let mut up = p.cmd(&["up"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut up = p
+        .cmd(&["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Kill once initdb has begun writing the cluster (PG_VERSION is its first file).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -321,11 +356,23 @@ fn init_and_status_warn_about_unsaved_writes_in_fallback_mode() {
     let err = text(&out.stderr);
     assert!(err.contains("save_interval"), "{err}");
     let st = run(&mut p.cmd(&["status"]));
-    assert!(text(&st.stderr).contains("save_interval"), "{}", text(&st.stderr));
+    assert!(
+        text(&st.stderr).contains("save_interval"),
+        "{}",
+        text(&st.stderr)
+    );
 
     let path = p.path().join("pgbox.toml");
     let t = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, t.replace("# save_interval = \"15m\"", "save_interval = \"5m\"")).unwrap();
+    std::fs::write(
+        &path,
+        t.replace("# save_interval = \"15m\"", "save_interval = \"5m\""),
+    )
+    .unwrap();
     let st = run(&mut p.cmd(&["status"]));
-    assert!(!text(&st.stderr).contains("save_interval"), "{}", text(&st.stderr));
+    assert!(
+        !text(&st.stderr).contains("save_interval"),
+        "{}",
+        text(&st.stderr)
+    );
 }

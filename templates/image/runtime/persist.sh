@@ -127,7 +127,7 @@ mark_unsaved() {
 
 # The last line of a tool's error output, for a log line.
 last_error_line() {
-    tr '\r' '\n' <"$1" | grep -v '^[[:space:]]*$' | tail -n 1
+    tr '\r' '\n' <"$1" | grep -v '^[[:space:]]*$' | tail -n 1 | sed 's/[[:space:]]*$//'
 }
 
 # Archive PGDATA into the data folder under a name pgbox never deletes, then empty
@@ -173,7 +173,7 @@ save_offline() {
     ) 9>"$SAVE_LOCK" || {
         reason=$(last_error_line "$errfile")
         rm -f "$errfile"
-        mark_unsaved "saving the cluster to $TARBALL failed: ${reason:-see the container log}"
+        mark_unsaved "saving pgsql.tar.zst in the data folder failed: ${reason:-see the container log}"
         return 1
     }
     rm -f "$errfile" "$UNSAVED_MARK"

@@ -20,7 +20,7 @@ start_postgres() {
     MODULE=startup
     set_state STARTING
     # From here on PGDATA can gain writes the tarball lacks, until a save at stop.
-    [ "$PGBOX_STORAGE_MODE" != fallback ] || mark_unsaved "PostgreSQL ran after the last save and was not stopped cleanly by pgbox"
+    [ "$PGBOX_STORAGE_MODE" != fallback ] || mark_unsaved "PostgreSQL ran since the last save and the container stopped without a save (a crash or a kill)"
     # setpriv directly, not a shell function: `function &` would fork a subshell and
     # $! would name it instead of the postmaster that must receive the signals.
     setpriv --reuid=postgres --regid=postgres --init-groups -- \
