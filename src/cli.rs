@@ -88,7 +88,7 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Write deployment files: compose, podman, quadlet, kube, containerfile, or all
     Generate(GenerateArgs),
-    /// Fallback storage: save the running cluster to pgsql.tar.zst now (or `-o PATH`: a copy anywhere)
+    /// Fallback storage: save the running cluster to pgsql.tar.zst now
     Save(SaveArgs),
     /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
     Maintenance(MaintenanceArgs),

@@ -376,3 +376,38 @@ fn init_and_status_warn_about_unsaved_writes_in_fallback_mode() {
         text(&st.stderr)
     );
 }
+
+#[test]
+fn a_tarball_replaced_by_hand_wins_and_the_container_copy_is_kept() {
+    let p = Project::new("fbrepl");
+    p.init(&["--storage", "fallback"]);
+    p.up();
+    p.sql("create table repl_t(x int)");
+    p.sql("insert into repl_t values (1)");
+    ok(&mut p.cmd(&["down"]));
+    let tarball = data(&p).join("pgsql.tar.zst");
+    let old = p.path().join("old.tar.zst");
+    std::fs::copy(&tarball, &old).unwrap();
+    p.up();
+    p.sql("insert into repl_t values (2)");
+    ok(&mut p.cmd(&["down"]));
+    // The user puts an older save back by hand; the same container starts again.
+    std::fs::remove_file(&tarball).unwrap();
+    std::fs::copy(&old, &tarball).unwrap();
+    let out = p.up();
+    assert_eq!(
+        rows(&p, "repl_t"),
+        "1",
+        "the tarball put in place by hand is used"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("was replaced by hand"), "{err}");
+    assert!(
+        std::fs::read_dir(data(&p)).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pgsql-replaced-")),
+        "the container's own cluster is kept aside"
+    );
+}
