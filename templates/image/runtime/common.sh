@@ -34,7 +34,7 @@ INIT_STAGE="$PGDATA/.pgbox-initdb"
 # Fallback bookkeeping, in the container's own filesystem beside the ephemeral PGDATA.
 # UNSAVED_MARK exists (holding the reason) while PGDATA may hold writes the tarball
 # lacks; pgbox reads it from a stopped container before it removes one. SAVED_RECORD
-# names the tarball PGDATA was last saved to or restored from (inode:size:mtime).
+# names the tarball PGDATA was last saved to or restored from (size:mtime:hash of its end).
 UNSAVED_MARK=/tmp/pgbox-unsaved
 SAVED_RECORD=/tmp/pgbox-saved-tarball
 

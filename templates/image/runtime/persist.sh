@@ -11,7 +11,7 @@
 # Which copy is newest: the container's own PGDATA survives a stop, a crash and a
 # kill of the container (not its removal). It is at least as new as the tarball
 # when the tarball is the one it was last saved to or restored from (SAVED_RECORD:
-# inode, size and mtime); then a start uses it (after crash recovery) and saves it
+# size, mtime and a hash of the file's end); then a start uses it (after crash recovery) and saves it
 # again. A tarball that is not that one was put there by someone else (a restore
 # by hand): it wins, and the container's copy is kept aside in the data folder as
 # pgsql-replaced-<time>.tar.zst. A container cluster that cannot start is kept as
@@ -104,9 +104,11 @@ commit_tarball() {
     record_tarball
 }
 
-# The identity of a tarball: inode, size, mtime (a copy or a new file changes it).
+# The identity of a tarball: size, mtime and a hash of its end (where zstd keeps the
+# frame checksum). No inode: shared-folder mounts (macOS, Windows) may not keep them.
 tarball_id() {
-    stat -c '%i:%s:%Y' "$1" 2>/dev/null || true
+    [ -f "$1" ] || return 0
+    printf '%s:%s\n' "$(stat -c '%s:%Y' "$1")" "$(tail -c 65536 "$1" | sha256sum | cut -c1-16)"
 }
 
 record_tarball() {
