@@ -357,6 +357,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s v -l verbose -d
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand save" -s o -l output -d 'Write a consistent copy of the running cluster to PATH instead (pg_basebackup tar, zstd; any storage mode); for getting the data out when the data folder is full' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand save" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -85,7 +85,7 @@ pub enum Command {
     /// Write deployment files: compose, podman, quadlet, kube, containerfile, or all
     Generate(GenerateArgs),
     /// Fallback storage: save the running cluster to pgsql.tar.zst now
-    Save,
+    Save(SaveArgs),
     /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
     Maintenance(MaintenanceArgs),
     /// Print a shell completion script on stdout
@@ -201,6 +201,14 @@ pub struct DownArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SaveArgs {
+    /// Write a consistent copy of the running cluster to PATH instead (pg_basebackup tar,
+    /// zstd; any storage mode); for getting the data out when the data folder is full
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,7 @@ mod deploy;
 mod digest;
 mod engine;
 mod error;
+mod fallback;
 mod fsutil;
 mod lock;
 mod printer;

@@ -3,7 +3,9 @@
 //! Data is deleted only with `--purge`, after a confirmation (or `--yes`). The
 //! question is asked before anything is stopped, so a refused or impossible
 //! confirmation leaves everything as it was. Files in a direct-mode folder belong
-//! to the container's UID, so they are deleted through the engine.
+//! to the container's UID, so they are deleted through the engine. In fallback
+//! mode a stop succeeds only when the entrypoint saved the cluster; otherwise the
+//! command fails and the container, holding the only up-to-date copy, is kept.
 
 use std::time::Instant;
 
@@ -11,6 +13,7 @@ use crate::cli::{DownArgs, GlobalArgs};
 use crate::config::StorageMode;
 use crate::engine::{ContainerSpec, MountSource, MountSpec};
 use crate::error::{Fail, EXIT_USAGE};
+use crate::fallback;
 use crate::printer::Printer;
 use crate::project;
 use crate::storage::ProjectState;
@@ -48,7 +51,7 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
     let container = engine.inspect(&name).await?;
     if let Some(c) = &container {
         project::check_ownership(&s, &c.labels)?;
-        if c.running {
+        let stopped = if c.running {
             let bar = p.spinner(format!("stopping `{name}`"));
             let t = Instant::now();
             let r = engine
@@ -56,12 +59,18 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
                 .await;
             bar.finish_and_clear();
             r?;
-            p.done(format!(
-                "stopped `{name}` in {:.1}s",
-                t.elapsed().as_secs_f64()
-            ));
+            Some(t.elapsed())
         } else {
-            p.info(format!("`{name}` is not running"));
+            None
+        };
+        // Fallback: the stop is a success only once the newest data is in the tarball,
+        // and a container holding unsaved data is never removed (`--purge` deletes it all).
+        if mode == StorageMode::Fallback && !args.purge {
+            fallback::ensure_saved(&engine, &s, &name, stopped.is_some(), "pgbox down", p).await?;
+        }
+        match stopped {
+            Some(t) => p.done(format!("stopped `{name}` in {:.1}s", t.as_secs_f64())),
+            None => p.info(format!("`{name}` is not running")),
         }
         if args.rm || args.purge {
             engine.remove_container(&name, false).await?;

@@ -260,6 +260,11 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
             let d = project::storage_decision(&engine, &s, &tag).await?;
             let dir_existed = s.data_dir.exists();
             project::prepare_storage(&engine, &s, &d).await?;
+            if d.mode == StorageMode::Fallback {
+                if let Some(risk) = crate::fallback::at_risk(&s) {
+                    p.warn(risk);
+                }
+            }
             if before.as_ref() != Some(&d) {
                 changed.push(format!("storage mode `{}`: {}", d.mode, d.reason));
             }

@@ -44,7 +44,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Restore(a) => restore::run(a, g, p).await,
         Command::Schedule(a) => schedule::run(a, g, p).await,
         Command::Generate(a) => generate::run(a, g, p),
-        Command::Save => save::run(g, p).await,
+        Command::Save(a) => save::run(a, g, p).await,
         Command::Maintenance(a) => maintenance::run(a, g, p).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),

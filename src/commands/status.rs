@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cli::GlobalArgs;
 use crate::config::StorageMode;
 use crate::error::EXIT_UNHEALTHY;
+use crate::fallback;
 use crate::printer::Printer;
 use crate::probe::{self, Ping};
 use crate::project;
@@ -20,6 +21,12 @@ struct Storage {
     mode: String,
     reason: Option<String>,
     location: String,
+    /// Fallback: when `pgsql.tar.zst` was last written (RFC 3339).
+    last_save: Option<String>,
+    /// Fallback: what a crash or a removed container can cost, when unbounded.
+    at_risk: Option<String>,
+    /// Fallback: copies of a cluster the entrypoint kept aside, never deleted by pgbox.
+    kept_aside: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -89,10 +96,39 @@ pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
                 StorageMode::Volume => format!("volume {}", s.volume),
                 _ => s.data_dir.display().to_string(),
             },
+            last_save: (mode == StorageMode::Fallback)
+                .then(|| std::fs::metadata(s.data_dir.join("pgsql.tar.zst")).and_then(|m| m.modified()).ok())
+                .flatten()
+                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            at_risk: (mode == StorageMode::Fallback)
+                .then(|| fallback::at_risk(&s))
+                .flatten(),
+            kept_aside: if mode == StorageMode::Fallback {
+                fallback::kept_aside(&s)
+                    .iter()
+                    .map(|k| k.display().to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         },
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
     };
+    if mode == StorageMode::Fallback && info.as_ref().is_some_and(|c| !c.running) {
+        if let Ok(Some(why)) = fallback::unsaved(&engine, &report.container).await {
+            p.warn(format!(
+                "`{}` holds writes that are not in `pgsql.tar.zst` ({why}); `pgbox down` or `pgbox up` saves them, removing the container loses them",
+                report.container
+            ));
+        }
+    }
+    if let Some(risk) = &report.storage.at_risk {
+        p.warn(risk);
+    }
+    for k in &report.storage.kept_aside {
+        p.warn(fallback::describe_kept(std::path::Path::new(k)));
+    }
     if p.json() {
         p.data(serde_json::to_string_pretty(&report)?);
     } else {
@@ -120,6 +156,17 @@ pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
                 format!("{} ({})", report.storage.mode, report.storage.location),
             ),
             ("why", report.storage.reason.clone().unwrap_or_else(dash)),
+            (
+                "last save",
+                match mode {
+                    StorageMode::Fallback => report
+                        .storage
+                        .last_save
+                        .clone()
+                        .unwrap_or_else(|| "never".into()),
+                    _ => dash(),
+                },
+            ),
             ("image", report.image.clone().unwrap_or_else(dash)),
             ("started", report.started_at.clone().unwrap_or_else(dash)),
             ("engine", report.engine.clone()),

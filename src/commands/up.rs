@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{GlobalArgs, InitArgs, UpArgs};
 use crate::cluster;
-use crate::config::Settings;
+use crate::config::{Settings, StorageMode};
 use crate::engine::{
     ContainerSpec, Engine, EngineError, MountSource, WaitError, LABEL_PROJECT, LABEL_SPEC,
 };
 use crate::error::Fail;
+use crate::fallback;
 use crate::printer::Printer;
 use crate::probe::{self, Ping};
 use crate::project::{self, READY_MARKER};
@@ -88,6 +89,11 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         if current {
             create = false;
         } else {
+            // Fallback: the old container may hold the only up-to-date copy; it goes
+            // only after that copy is in the tarball.
+            if decision.mode == StorageMode::Fallback {
+                fallback::ensure_saved(&engine, &s, &name, c.running, "pgbox up", p).await?;
+            }
             p.info(
                 "settings changed since the container was created: recreating it (data is kept)",
             );
@@ -104,6 +110,7 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     }
     start(&engine, &s, &name, timeout, p).await?;
     cluster::apply_drift(&engine, &name, &s, p).await?;
+    fallback::warn_kept(&s, p);
     p.done(format!(
         "PostgreSQL {} for `{}` is ready in {:.1}s ({} storage)",
         s.pg_version,
@@ -163,6 +170,7 @@ async fn already_running(
         }
     }
     cluster::apply_drift(engine, name, s, p).await?;
+    fallback::warn_kept(s, p);
     p.info(format!("PostgreSQL for `{}` is already running", s.project));
     p.data(project::url(s, None));
     Ok(0)

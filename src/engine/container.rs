@@ -10,9 +10,9 @@ use bollard::models::{
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -59,6 +59,35 @@ impl Engine {
             started_at: state.started_at,
             labels: config.labels.unwrap_or_default(),
         }))
+    }
+
+    /// A small file from a container, running or stopped; None when it does not exist.
+    pub async fn read_file(&self, name: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let mut stream = self.docker.download_from_container(
+            name,
+            Some(
+                DownloadFromContainerOptionsBuilder::new()
+                    .path(path)
+                    .build(),
+            ),
+        );
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(EngineError::from) {
+                Ok(c) => bytes.extend_from_slice(&c),
+                Err(EngineError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let other = |e: std::io::Error| EngineError::Other(e.to_string());
+        let mut entries = archive.entries().map_err(other)?;
+        let Some(entry) = entries.next() else {
+            return Ok(None);
+        };
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry.map_err(other)?, &mut content).map_err(other)?;
+        Ok(Some(content))
     }
 
     /// Every container carrying `label` (any value), running or not.

@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-};
+use bollard::query_parameters::{BuildImageOptionsBuilder, CreateContainerOptionsBuilder};
 use futures_util::StreamExt;
 
 use super::{push_tail, Engine, EngineError, Result, LABEL_PROJECT};
@@ -80,39 +78,9 @@ impl Engine {
                 body,
             )
             .await?;
-        let mut stream = self.docker.download_from_container(
-            &name,
-            Some(
-                DownloadFromContainerOptionsBuilder::new()
-                    .path("/etc/passwd")
-                    .build(),
-            ),
-        );
-        let mut bytes = Vec::new();
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(c) => bytes.extend_from_slice(&c),
-                Err(e) => {
-                    failure = Some(EngineError::from(e));
-                    break;
-                }
-            }
-        }
+        let read = self.read_file(&name, "/etc/passwd").await;
         let _ = self.remove_container(&name, true).await;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let mut passwd = String::new();
-        for entry in archive
-            .entries()
-            .map_err(|e| EngineError::Other(e.to_string()))?
-        {
-            let mut entry = entry.map_err(|e| EngineError::Other(e.to_string()))?;
-            std::io::Read::read_to_string(&mut entry, &mut passwd)
-                .map_err(|e| EngineError::Other(e.to_string()))?;
-        }
+        let passwd = String::from_utf8_lossy(&read?.unwrap_or_default()).into_owned();
         passwd
             .lines()
             .map(|l| l.split(':').collect::<Vec<_>>())

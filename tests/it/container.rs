@@ -93,7 +93,7 @@ fn fallback_lifecycle(eng: Eng) {
 }
 
 #[test]
-fn fallback_kill_restores_the_last_good_save() {
+fn fallback_kill_keeps_the_writes_made_after_the_last_save() {
     let p = Project::new("kill");
     p.init(&["--storage", "fallback"]);
     p.up();
@@ -107,12 +107,13 @@ fn fallback_kill_restores_the_last_good_save() {
     );
     p.sql("insert into k values (2)");
     docker(&["kill", &p.container()]);
-    // After SIGKILL nothing was saved: the next start restores the live save.
+    // After SIGKILL nothing was saved, but the container's own PGDATA survived: the
+    // next start recovers it (issue #10: it used to restore the older live save).
     let _ = run(&mut p.cmd(&["up"]));
     wait_ready(&p);
     assert_eq!(
         p.sql("select string_agg(x::text, ',' order by x) from k"),
-        "1"
+        "1,2"
     );
 }
 

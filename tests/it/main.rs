@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod container;
 mod e2e;
+mod fallback_safety;
 mod generate;
 mod interrupts;
 mod restore_safety;

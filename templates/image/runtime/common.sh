@@ -27,6 +27,17 @@ else
 fi
 export PGDATA PGBOX_MOUNT PGBOX_STORAGE_MODE
 
+# First-start initialisation happens in this folder inside PGDATA and is moved into
+# place with PG_VERSION last: PG_VERSION at PGDATA's root means a complete cluster.
+INIT_STAGE="$PGDATA/.pgbox-initdb"
+
+# Fallback bookkeeping, in the container's own filesystem beside the ephemeral PGDATA.
+# UNSAVED_MARK exists (holding the reason) while PGDATA may hold writes the tarball
+# lacks; pgbox reads it from a stopped container before it removes one. SAVED_RECORD
+# names the tarball PGDATA was last saved to or restored from (size:mtime:hash of its end).
+UNSAVED_MARK=/tmp/pgbox-unsaved
+SAVED_RECORD=/tmp/pgbox-saved-tarball
+
 set_state() {
     printf '%s\n' "$1" >"$STATE_FILE"
     log_info "state=$1${2:+ ($2)}"

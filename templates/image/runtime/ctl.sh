@@ -3,6 +3,7 @@
 #   pgbox-ctl state              print the entrypoint state
 #   pgbox-ctl reload             check the configuration, reload it, list settings pending a restart
 #   pgbox-ctl save               fallback mode: save a consistent live copy now
+#   pgbox-ctl save-stream        a consistent copy (pg_basebackup tar, zstd) on stdout
 #   pgbox-ctl maintenance on|off stop PostgreSQL and keep the container up, or resume
 #   pgbox-ctl versions           server and pg_dump versions
 #   pgbox-ctl dump DB FORMAT COMPRESSION LEVEL   a dump on stdout (never through a TTY)
@@ -130,6 +131,10 @@ save)
     [ "$(current_state)" = RUNNING ] || { echo "PostgreSQL is not running (state $(current_state))" >&2; exit 1; }
     save_live
     ;;
+save-stream)
+    [ "$(current_state)" = RUNNING ] || { echo "PostgreSQL is not running (state $(current_state))" >&2; exit 1; }
+    save_stream
+    ;;
 maintenance)
     case "${2:-}" in
     on)
@@ -150,7 +155,7 @@ maintenance)
     esac
     ;;
 *)
-    echo "usage: pgbox-ctl state | reload | save | maintenance on|off | versions | dump | globals | receive | count-rows" >&2
+    echo "usage: pgbox-ctl state | reload | save | save-stream | maintenance on|off | versions | dump | globals | receive | count-rows" >&2
     exit 2
     ;;
 esac

@@ -2,6 +2,8 @@
 # runtime/shutdown.sh: on SIGTERM or SIGINT, a fast shutdown bounded by
 # PGBOX_SHUTDOWN_TIMEOUT (30 s), then an immediate one, then SIGKILL; in fallback
 # mode the stopped cluster is saved; then the modules' cleanups; the time is logged.
+# A failed save ends in state ERROR with exit code 3 (storage): the container and
+# its PGDATA, the only up-to-date copy, stay as they are for pgbox to report.
 # The engine's stop timeout set by pgbox exceeds this whole sequence.
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # MODULE, VALIDATE_EXIT and the paths are read by other modules
@@ -11,6 +13,7 @@ source "$PGBOX_LIB/runtime/persist.sh"
 
 PG_PID=""
 SAVER_PID=""
+CATCHUP_PID=""
 
 module_validate() {
     VALIDATE_EXIT=$EXIT_CONFIG
@@ -43,17 +46,26 @@ on_stop() {
     trap '' TERM INT
     local t0=$EPOCHREALTIME
     set_state STOPPING
-    if [ -n "$SAVER_PID" ]; then
-        kill "$SAVER_PID" 2>/dev/null || true
-        wait "$SAVER_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in $SAVER_PID $CATCHUP_PID; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     stop_postgres
     log_info "PostgreSQL stopped in $(elapsed_since "$t0")s"
+    local saved=1
     if [ "$PGBOX_STORAGE_MODE" = fallback ]; then
-        save_offline || log_error "saving the cluster failed; the previous tarball is kept"
+        if ! save_offline; then
+            saved=0
+            log_error "saving the cluster failed; the previous tarball is kept and the newest data stays in the container's $PGDATA"
+        fi
     fi
     run_cleanups
     log_info "shutdown complete in $(elapsed_since "$t0")s"
+    if [ "$saved" = 0 ]; then
+        set_state ERROR "stopped, but the cluster was not saved: $(cat "$UNSAVED_MARK" 2>/dev/null)"
+        exit "$EXIT_STORAGE"
+    fi
     set_state STOPPED
     exit 0
 }

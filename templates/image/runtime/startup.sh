@@ -3,7 +3,8 @@
 # stopped (maintenance mode, while /run/pgbox/maintenance exists). Ready means a
 # TCP connection to 127.0.0.1 is accepted by the real server; only then is the
 # state RUNNING. In fallback mode with PGBOX_SAVE_INTERVAL > 0 a live save runs
-# periodically.
+# periodically, and once RUNNING a cluster the tarball lags behind (a new one, or one
+# recovered after a crash) is saved right away.
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # MODULE, VALIDATE_EXIT and the paths are read by other modules
 
@@ -18,6 +19,8 @@ module_validate() {
 start_postgres() {
     MODULE=startup
     set_state STARTING
+    # From here on PGDATA can gain writes the tarball lacks, until a save at stop.
+    [ "$PGBOX_STORAGE_MODE" != fallback ] || mark_unsaved "PostgreSQL ran since the last save and the container stopped without a save (a crash or a kill)"
     # setpriv directly, not a shell function: `function &` would fork a subshell and
     # $! would name it instead of the postmaster that must receive the signals.
     setpriv --reuid=postgres --regid=postgres --init-groups -- \
@@ -28,6 +31,14 @@ start_postgres() {
         sleep 0.05
     done
     set_state RUNNING
+    if [ "$PGBOX_STORAGE_MODE" = fallback ] && [ "${CATCH_UP:-0}" = 1 ]; then
+        CATCH_UP=0
+        (
+            MODULE=saver
+            save_live || log_warn "saving the cluster after its start failed; it is saved again at stop, or with \`pgbox save\`"
+        ) &
+        CATCHUP_PID=$!
+    fi
 }
 
 start_saver() {

@@ -1,0 +1,249 @@
+//! Fallback storage's safety net on the host: never drop the only up-to-date copy.
+//!
+//! In fallback mode the newest data lives in the container's own PGDATA until a
+//! save succeeds. The entrypoint keeps a marker file (`UNSAVED_MARK`, holding the
+//! reason) while that copy may hold writes the tarball lacks; pgbox reads it, even
+//! from a stopped container, before it calls a stop successful or removes a
+//! container. A container stopped without a save (a kill, a crash, a full disk) is
+//! started once to recover and stopped again so its stop-save runs. Copies the
+//! entrypoint kept aside (`pgsql-unstartable-*`, `pgsql-replaced-*`) are listed by
+//! `up` and `status` until the user deletes them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Settings, StorageMode};
+use crate::engine::{Engine, WaitError};
+use crate::error::Fail;
+use crate::printer::Printer;
+use crate::project::{self, READY_MARKER};
+
+/// Written by the entrypoint (runtime/common.sh) while PGDATA is newer than the tarball.
+pub const UNSAVED_MARK: &str = "/tmp/pgbox-unsaved";
+
+/// Why the container may hold writes its tarball lacks, or None when it holds none.
+pub async fn unsaved(engine: &Engine, name: &str) -> anyhow::Result<Option<String>> {
+    Ok(engine
+        .read_file(name, UNSAVED_MARK)
+        .await?
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
+}
+
+/// Free space in `dir`, in MB (None when unknown).
+fn free_mb(dir: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        Some(st.f_bavail as u64 * st.f_frsize as u64 / 1_000_000)
+    }
+}
+
+fn not_saved(s: &Settings, name: &str, reason: &str, retry: &str) -> Fail {
+    let free = free_mb(&s.data_dir)
+        .map(|mb| format!(" ({mb} MB free there now)"))
+        .unwrap_or_default();
+    Fail::new(format!(
+        "stopping `{name}` did not save its newest data: {reason}"
+    ))
+    .hint(format!(
+        "the container and its data are kept: free space in `{}`{free}, then run `{retry}` again; \
+         or copy the data elsewhere: `pgbox up`, then `pgbox save -o PATH`",
+        s.data_dir.display()
+    ))
+}
+
+/// After a stop (`just_stopped`) or on a stopped container: make sure the tarball
+/// holds the newest data, or fail saying what to do. `retry` is the command to rerun.
+pub async fn ensure_saved(
+    engine: &Engine,
+    s: &Settings,
+    name: &str,
+    just_stopped: bool,
+    retry: &str,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let Some(reason) = unsaved(engine, name).await? else {
+        return Ok(());
+    };
+    if just_stopped {
+        return Err(not_saved(s, name, &reason, retry).into());
+    }
+    p.warn(format!(
+        "`{name}` stopped without saving its newest data ({reason}): starting it to save it"
+    ));
+    let bar = p.spinner(format!("recovering `{name}` to save it"));
+    let waited = engine
+        .start_and_wait(name, READY_MARKER, Duration::from_secs(600), |_| {})
+        .await;
+    bar.finish_and_clear();
+    let timeout = project::stop_timeout(StorageMode::Fallback);
+    if let Err(e) = waited {
+        let _ = engine.stop_container(name, timeout).await;
+        let detail = match e {
+            WaitError::Died { last_lines, .. } | WaitError::Timeout(_, last_lines) => {
+                last_lines.join("\n")
+            }
+            WaitError::Engine(e) => e.to_string(),
+        };
+        return Err(Fail::new(format!(
+            "`{name}` holds data newer than its last save, and starting it to save that data failed:\n{detail}"
+        ))
+        .hint(format!(
+            "the container is kept: fix the cause (`pgbox logs`), then run `{retry}` again"
+        ))
+        .into());
+    }
+    let bar = p.spinner(format!("stopping `{name}` and saving it"));
+    let r = engine.stop_container(name, timeout).await;
+    bar.finish_and_clear();
+    r?;
+    if let Some(reason) = unsaved(engine, name).await? {
+        return Err(not_saved(s, name, &reason, retry).into());
+    }
+    p.done("saved the newest data to `pgsql.tar.zst`");
+    Ok(())
+}
+
+/// Copies of a cluster the entrypoint kept aside in the data folder, oldest first.
+pub fn kept_aside(s: &Settings) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&s.data_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap_or_default().to_string_lossy();
+                    (n.starts_with("pgsql-unstartable-") || n.starts_with("pgsql-replaced-"))
+                        && n.ends_with(".tar.zst")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// What a kept-aside copy is, and what to do with it.
+pub fn describe_kept(path: &Path) -> String {
+    let file = path.display();
+    if path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("pgsql-unstartable-"))
+    {
+        format!(
+            "the container's cluster could not start after a crash, so PostgreSQL runs on the last save, \
+             which lacks the writes made after it; that newer cluster is kept in `{file}` \
+             (unpack it into an empty folder with `zstd -dc FILE | tar -xf -` to look at it; delete the file when done)"
+        )
+    } else {
+        format!(
+            "`pgsql.tar.zst` was replaced by hand and PostgreSQL runs on it; the container's own cluster \
+             it replaced is kept in `{file}` (delete the file when done)"
+        )
+    }
+}
+
+/// Print a warning for every kept-aside copy.
+pub fn warn_kept(s: &Settings, p: &Printer) {
+    for k in kept_aside(s) {
+        p.warn(describe_kept(&k));
+    }
+}
+
+/// The risk of fallback mode without `save_interval`, or None when it is bounded.
+pub fn at_risk(s: &Settings) -> Option<String> {
+    (s.save_interval == 0).then(|| {
+        "fallback storage without `save_interval`: writes since the last save (`pgbox down`, `pgbox save`) \
+         exist only inside the container; a crash or kill keeps them, but a container removed outside pgbox \
+         (`docker rm -f`, a prune, an engine reset) loses them; set `save_interval = \"15m\"` under \
+         `[storage]` in pgbox.toml to bound that"
+            .to_string()
+    })
+}
+
+/// `pgbox save -o PATH`: a consistent copy of the running cluster (pg_basebackup tar,
+/// zstd) written to `path` through `PATH.partial`, fsynced, checked, renamed. Nothing
+/// is written in the container or the data folder, so it works when that is full.
+/// Returns the size in bytes.
+pub async fn copy_out(
+    engine: &Engine,
+    name: &str,
+    path: &Path,
+    p: &Printer,
+) -> anyhow::Result<u64> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Err(Fail::new(format!("`{}` already exists", path.display()))
+            .hint("choose a new file name; pgbox never overwrites a copy")
+            .into());
+    }
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600) // the whole cluster: the owner only
+        .open(&partial)
+        .map_err(|e| Fail::new(format!("cannot create `{}`: {e}", partial.display())))?;
+    let guard = crate::cancel::Guard::path(partial.clone());
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut bytes: u64 = 0;
+    let mut head = Vec::new();
+    let mut stderr = Vec::new();
+    let bar = p.bytes_bar(format!("copying `{name}`"), None);
+    let spec = crate::engine::ExecSpec {
+        cmd: vec!["pgbox-ctl".into(), "save-stream".into()],
+        user: Some("0".into()),
+        env: Vec::new(),
+    };
+    let result = engine
+        .exec_stream(
+            name,
+            &spec,
+            None::<tokio::io::Empty>,
+            |chunk| {
+                if head.len() < 4 {
+                    head.extend_from_slice(&chunk[..chunk.len().min(4)]);
+                }
+                bytes += chunk.len() as u64;
+                bar.set_position(bytes);
+                file.write_all(chunk)
+            },
+            |e| stderr.extend_from_slice(e),
+        )
+        .await;
+    bar.finish_and_clear();
+    let fail = |why: String| -> anyhow::Error {
+        let msg = String::from_utf8_lossy(&stderr).trim().to_string();
+        Fail::new(format!(
+            "copying the cluster to `{}` failed: {why}",
+            path.display()
+        ))
+        .hint(if msg.is_empty() {
+            "nothing was written".to_string()
+        } else {
+            format!("nothing was written; the container said: {msg}")
+        })
+        .into()
+    };
+    let code = result.map_err(|e| fail(e.to_string()))?;
+    if code != 0 {
+        return Err(fail(format!("the copy exited with code {code}")));
+    }
+    // A zstd frame starts with 28 b5 2f fd.
+    if bytes == 0 || !head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(fail("the copy is empty or not zstd".into()));
+    }
+    let f = file.into_inner().map_err(|e| fail(e.to_string()))?;
+    f.sync_all().map_err(|e| fail(e.to_string()))?;
+    drop(f);
+    std::fs::rename(&partial, path).map_err(|e| fail(e.to_string()))?;
+    guard.disarm();
+    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = dir.sync_all();
+    }
+    Ok(bytes)
+}
