@@ -566,34 +566,6 @@ pub async fn list_items(
     ))
 }
 
-/// Rows per table in an uploaded dump's data (COPY blocks).
-pub async fn dump_row_counts(
-    engine: &Engine,
-    c: &str,
-    remote: &Remote,
-    format: Format,
-) -> anyhow::Result<BTreeMap<String, u64>> {
-    let out = engine
-        .exec_capture(
-            c,
-            &spec(
-                &["pgbox-ctl", "count-rows", &remote.path, format.as_str()],
-                "postgres",
-            ),
-        )
-        .await?;
-    anyhow::ensure!(
-        out.code == 0,
-        "counting the rows in the dump failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.rsplit_once('\t'))
-        .filter_map(|(t, n)| Some((t.to_string(), n.parse().ok()?)))
-        .collect())
-}
-
 /// Exact row counts of every user table in `db`, as the dump's COPY blocks hold them:
 /// a table without its inheritance children (`only`), a partitioned table with all its
 /// partitions (what `--load-via-partition-root` copies into it).
@@ -637,17 +609,6 @@ pub struct RestoreJob<'a> {
     pub no_owner: bool,
     /// Archive items, for the progress bar.
     pub items: u64,
-}
-
-/// Restore an uploaded backup into `job.db`.
-pub async fn restore_into(
-    engine: &Engine,
-    c: &str,
-    s: &Settings,
-    job: &RestoreJob<'_>,
-    p: &Printer,
-) -> anyhow::Result<()> {
-    restore_tracked(engine, c, s, job, None, p).await
 }
 
 /// Wrap `cmd` so its process group id lands in `dir/pid` first (a cancelled run, or

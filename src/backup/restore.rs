@@ -68,24 +68,72 @@ pub async fn restore(
     req: Request<'_>,
     p: &Printer,
 ) -> anyhow::Result<Restored> {
-    let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let scratch = pg_name(req.target, &format!("_pgbox_restore_{stamp}"));
-    let dir = format!("{}{stamp}-{}", ops::RESTORE_DIR_PREFIX, std::process::id());
-    let guard = {
-        let (engine, c, s) = (engine.clone(), c.to_string(), s.clone());
-        let (dir, scratch) = (dir.clone(), scratch.clone());
-        Guard::future(
-            format!("scratch database `{scratch}` and `{dir}` in the container"),
-            async move {
-                let _ = ops::remove_restore_leftovers(&engine, &c, &s, Some(&dir), Some(&scratch))
-                    .await;
-            },
-        )
-    };
-    let result = restore_guarded(engine, c, s, &req, &scratch, &dir, p).await;
+    let scratch = Scratch::new(engine, c, s, req.target);
+    let result = restore_guarded(engine, c, s, &req, &scratch.name, &scratch.dir, p).await;
     // After a swap the scratch name is gone, so this only removes the folder.
-    guard.undo().await;
+    scratch.guard.undo().await;
     result
+}
+
+/// A test restore (`backup verify --deep`): the backup goes into a scratch database
+/// exactly as a restore would put it there, with the same checks, and the scratch
+/// database is dropped afterwards. Returns the tables and rows checked.
+pub async fn test_restore(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: Request<'_>,
+    p: &Printer,
+) -> anyhow::Result<(usize, u64)> {
+    let scratch = Scratch::new(engine, c, s, req.target);
+    let loaded = load_checked(
+        engine,
+        c,
+        s,
+        &req,
+        &scratch.name,
+        &scratch.dir,
+        "no database was changed",
+        p,
+    )
+    .await;
+    scratch.guard.undo().await;
+    let checked = loaded?;
+    Ok((checked.expected.len(), checked.expected.values().sum()))
+}
+
+/// A scratch database and its container folder, owned by a guard from the start.
+struct Scratch {
+    name: String,
+    dir: String,
+    guard: Guard,
+}
+
+impl Scratch {
+    fn new(engine: &Engine, c: &str, s: &Settings, target: &str) -> Scratch {
+        let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let name = pg_name(target, &format!("_pgbox_restore_{stamp}"));
+        let dir = format!("{}{stamp}-{}", ops::RESTORE_DIR_PREFIX, std::process::id());
+        let guard = {
+            let (engine, c, s) = (engine.clone(), c.to_string(), s.clone());
+            let (dir, name) = (dir.clone(), name.clone());
+            Guard::future(
+                format!("scratch database `{name}` and `{dir}` in the container"),
+                async move {
+                    let _ = ops::remove_restore_leftovers(&engine, &c, &s, Some(&dir), Some(&name))
+                        .await;
+                },
+            )
+        };
+        Scratch { name, dir, guard }
+    }
+}
+
+/// What a scratch database holds after a checked load: the backup's rows per table
+/// (from its COPY data) and the restored ones.
+struct Checked {
+    expected: BTreeMap<String, u64>,
+    got: BTreeMap<String, u64>,
 }
 
 async fn restore_guarded(
@@ -98,6 +146,25 @@ async fn restore_guarded(
     p: &Printer,
 ) -> anyhow::Result<Restored> {
     let target = req.target;
+    let untouched = format!("database `{target}` is unchanged");
+    let checked = load_checked(engine, c, s, req, scratch, dir, &untouched, p).await?;
+    swap(engine, c, s, req, scratch, checked).await
+}
+
+/// Load the backup into the new database `scratch` and check it: the rows per
+/// table must match the backup's, and every database that existed before must still
+/// be there. Errors end with `untouched` when nothing outside the scratch changed.
+#[allow(clippy::too_many_arguments)]
+async fn load_checked(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: &Request<'_>,
+    scratch: &str,
+    dir: &str,
+    untouched: &str,
+    p: &Printer,
+) -> anyhow::Result<Checked> {
     let before = ops::databases(engine, c, s).await?;
     let remote = ops::upload_to(engine, c, req.local, req.detected, dir, p).await?;
     p.detail("uploaded and unpacked the backup");
@@ -174,7 +241,7 @@ async fn restore_guarded(
     let intact = intact(engine, c, s, &before).await;
     let unchanged = |what: String| -> anyhow::Error {
         match &intact {
-            Ok(()) => Fail::new(format!("{what}; database `{target}` is unchanged"))
+            Ok(()) => Fail::new(format!("{what}; {untouched}"))
                 .hint("fix the cause (e.g. create missing roles or pass `--no-owner`) and run the restore again")
                 .into(),
             Err(changed) => Fail::new(format!("{what}; and {changed:#}"))
@@ -201,7 +268,18 @@ async fn restore_guarded(
         .await
         .map_err(|e| unchanged(format!("ANALYZE of the restored database failed: {e:#}")))?;
     p.detail(format!("restored into `{scratch}` and checked it"));
+    Ok(Checked { expected, got })
+}
 
+async fn swap(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: &Request<'_>,
+    scratch: &str,
+    Checked { expected, got }: Checked,
+) -> anyhow::Result<Restored> {
+    let target = req.target;
     // The swap: end connections, rename old aside and new into place, atomically.
     let stamp = scratch.rsplit('_').next().unwrap_or_default();
     let old =

@@ -395,6 +395,7 @@ pub async fn verify(
         )),
     }
     let d = bk::detect(path)?;
+    let globals = manifest.as_ref().is_some_and(|m| m.kind == "globals");
     let remote = ops::upload(engine, c, path, d, p).await?;
     let result = async {
         let items = if d.format == Format::Plain {
@@ -402,70 +403,43 @@ pub async fn verify(
         } else {
             ops::list_items(engine, c, &remote).await?.0
         };
-        if deep {
-            let scratch = format!("pgbox_verify_{}", std::process::id());
-            ops::sql(
+        if deep && globals {
+            p.info("a globals backup holds roles, not tables: no test restore (it would change the server's roles)");
+        } else if deep {
+            // The same scratch restore and checks as `pgbox restore`, then dropped;
+            // a plain file is read through first so it can only act in the scratch.
+            let plan = match d.format {
+                Format::Plain => {
+                    let file = path.to_path_buf();
+                    Some(
+                        tokio::task::spawn_blocking(move || {
+                            bk::plain::plan(bk::open_decompressed(&file, d)?, None)
+                        })
+                        .await??,
+                    )
+                }
+                _ => None,
+            };
+            let (tables, rows) = bk::restore::test_restore(
                 engine,
                 c,
                 s,
-                "postgres",
-                &format!(
-                    "CREATE DATABASE {} TEMPLATE template0",
-                    ops::ident(&scratch)
-                ),
+                bk::restore::Request {
+                    local: path,
+                    detected: d,
+                    target: "pgbox_verify",
+                    target_exists: false,
+                    into: true,
+                    drop_old: false,
+                    jobs: jobs_default(),
+                    no_owner: true,
+                    plain: plan,
+                },
+                p,
             )
             .await?;
-            let restored = async {
-                ops::restore_into(
-                    engine,
-                    c,
-                    s,
-                    &ops::RestoreJob {
-                        remote: &remote,
-                        detected: d,
-                        db: &scratch,
-                        jobs: jobs_default(),
-                        no_owner: true,
-                        items,
-                    },
-                    p,
-                )
-                .await?;
-                ops::row_counts(engine, c, s, &scratch).await
-            }
-            .await;
-            let _ = ops::sql(
-                engine,
-                c,
-                s,
-                "postgres",
-                &format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    ops::ident(&scratch)
-                ),
-            )
-            .await;
-            let restored = restored?;
-            let in_dump = ops::dump_row_counts(engine, c, &remote, d.format).await?;
-            let diffs: Vec<String> = in_dump
-                .iter()
-                .filter(|(t, n)| restored.get(*t) != Some(n))
-                .map(|(t, n)| {
-                    let got = restored
-                        .get(t)
-                        .map_or("none".to_string(), |c| c.to_string());
-                    format!("{t}: {n} rows in the backup, {got} restored")
-                })
-                .collect();
-            if !diffs.is_empty() {
-                anyhow::bail!(
-                    "row counts differ after a test restore:\n{}",
-                    diffs.join("\n")
-                );
-            }
             p.done(format!(
-                "test restore matched the row counts of {} tables",
-                in_dump.len()
+                "test restore matched the backup: {tables} tables, {rows} rows"
             ));
         }
         anyhow::Ok(items)
@@ -498,6 +472,16 @@ pub fn jobs_default() -> u32 {
 async fn verify_cmd(a: VerifyArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let s = Settings::load(g.config.as_deref())?;
     let path = resolve(&s, &a.file)?;
+    // A test restore uses a scratch database like `restore`, whose leftovers a later
+    // run removes under this lock.
+    let _lock = match a.deep {
+        true => Some(crate::lock::project(
+            &s.state_dir(),
+            &s.project,
+            "backup verify",
+        )?),
+        false => None,
+    };
     let engine = Engine::connect(g.engine.as_deref()).await?;
     let c = ready_container(&engine, &s).await?;
     verify(&engine, &c, &s, &path, a.deep, p).await?;

@@ -259,3 +259,32 @@ fn signals_during_a_restore_leave_the_target_intact_and_nothing_behind() {
     assert_eq!(restore_procs(&p), "");
     assert_eq!(databases(&p), dbs);
 }
+
+/// `backup verify --deep` test-restores through the same scratch path as `restore`:
+/// a `pg_dump -C -c` file made by hand once dropped the live database there too.
+#[test]
+fn a_deep_verify_of_a_create_clean_dump_never_touches_the_live_database() {
+    let p = Project::new("rsverify");
+    p.init(&[]);
+    p.up();
+    let db = db_name(&p);
+    p.sql("create table t(x int); insert into t select generate_series(1, 30)");
+    let file = to_file(
+        &p,
+        "cc.sql",
+        &format!(
+            "docker exec -u postgres {} pg_dump -U {db} -C -c {db}",
+            p.container()
+        ),
+    );
+    p.sql("insert into t select generate_series(31, 45)");
+    let dbs = databases(&p);
+    let out = ok(&mut p.cmd(&["backup", "verify", &file.display().to_string(), "--deep"]));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("test restore matched the backup: 1 tables, 30 rows"),
+        "{err}"
+    );
+    assert_eq!(p.sql("select count(*) from t"), "45", "the live rows stay");
+    assert_eq!(databases(&p), dbs, "no scratch or other database is left");
+}
