@@ -11,4 +11,5 @@ mod container;
 mod e2e;
 mod generate;
 mod schedule;
+mod small_defects;
 mod support;
