@@ -41,3 +41,221 @@ fn changed_passwords_that_need_saslprep_still_log_in() {
         assert!(!bad.status.success(), "{pw:?}: a wrong password logged in");
     }
 }
+
+/// A project whose folder path holds a space, a `%` and a `'`.
+fn awkward_project(tag: &str) -> Project {
+    require_engine();
+    let dir = tempfile::Builder::new()
+        .prefix("pgbox e2e 100% it's-")
+        .tempdir()
+        .unwrap();
+    Project {
+        dir,
+        name: format!("t{}-{tag}", std::process::id()),
+        port: free_port(),
+        eng: Eng::Docker,
+    }
+}
+
+/// What cron hands to `/bin/sh -c` for the command part of a crontab line: `\%` is a
+/// `%`; an unescaped `%` ends the command (the rest is stdin).
+fn cron_command(line: &str) -> (String, Option<String>) {
+    let mut rest = line;
+    for _ in 0..5 {
+        rest = rest.trim_start().split_once(char::is_whitespace).unwrap().1;
+    }
+    let (mut cmd, mut stdin) = (String::new(), None::<String>);
+    let mut chars = rest.trim_start().chars().peekable();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '\\' if chars.peek() == Some(&'%') => chars.next().unwrap(),
+            '%' if stdin.is_none() => {
+                stdin = Some(String::new());
+                continue;
+            }
+            '%' => '\n',
+            c => c,
+        };
+        stdin.as_mut().unwrap_or(&mut cmd).push(c);
+    }
+    (cmd, stdin)
+}
+
+/// systemd's reading of `ExecStart=` (systemd.service(5), "Command lines"): specifiers
+/// (`%%` → `%`; any other `%x` is refused here), then words split on whitespace with
+/// double or single quotes and C escapes, then `$$` → `$` in the arguments (never in
+/// the executable; any other `$` is refused here, since systemd would expand it).
+fn systemd_argv(value: &str) -> Vec<String> {
+    let mut spec = String::new();
+    let mut it = value.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '%' {
+            assert_eq!(it.next(), Some('%'), "an unescaped specifier in {value}");
+        }
+        spec.push(c);
+    }
+    let mut words = Vec::new();
+    let mut it = spec.chars().peekable();
+    loop {
+        while it.peek().is_some_and(|c| c.is_whitespace()) {
+            it.next();
+        }
+        let Some(&first) = it.peek() else { break };
+        let mut w = String::new();
+        let quote = (first == '"' || first == '\'').then(|| it.next().unwrap());
+        while let Some(c) = it.next() {
+            match c {
+                '\\' => match it.next().unwrap() {
+                    'n' => w.push('\n'),
+                    't' => w.push('\t'),
+                    e => w.push(e),
+                },
+                c if Some(c) == quote => break,
+                c if quote.is_none() && c.is_whitespace() => break,
+                c => w.push(c),
+            }
+        }
+        words.push(w);
+    }
+    for w in words.iter_mut().skip(1) {
+        assert!(
+            !w.replace("$$", "").contains('$'),
+            "an unescaped `$` in {value}"
+        );
+        *w = w.replace("$$", "$");
+    }
+    words
+}
+
+#[test]
+fn schedules_survive_paths_with_space_percent_and_quote() {
+    let p = awkward_project("oddpath");
+    // pgbox itself under such a path too (systemd refuses quotes in an executable path).
+    let bindir = p.path().join("tools 50% o'clock");
+    std::fs::create_dir_all(&bindir).unwrap();
+    let pgbox_copy = bindir.join("pgbox");
+    std::fs::copy(bin(), &pgbox_copy).unwrap();
+    p.init(&[]);
+    p.up();
+    let config = p.path().canonicalize().unwrap().join("pgbox.toml");
+    let backups = p.path().canonicalize().unwrap().join("backups");
+
+    // cron: install into the real crontab, read the line back, run it as cron would.
+    {
+        let _g = crate::schedule::CRONTAB
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let _saved = crate::schedule::SavedCrontab::take();
+        let mut install = pgbox(p.path());
+        install.args([
+            "--engine",
+            "docker",
+            "schedule",
+            "install",
+            "--using",
+            "cron",
+            "--at",
+            "0 3 * * *",
+            "--keep-last",
+            "5",
+        ]);
+        install.env_remove("PGBOX_CONFIG");
+        let mut c = Command::new(&pgbox_copy);
+        c.args(install.get_args()).current_dir(p.path());
+        c.env("XDG_CONFIG_HOME", p.path().join(".test-xdg"));
+        ok(&mut c);
+        let tab = text(&crate::schedule::crontab());
+        let line = tab
+            .lines()
+            .skip_while(|l| !l.contains(&format!(">>> pgbox schedule: {} >>>", p.name)))
+            .nth(1)
+            .expect("the installed line")
+            .to_string();
+        let (cmd, stdin) = cron_command(&line);
+        assert_eq!(stdin, None, "an unescaped `%` in {line}");
+        let cwd = tempfile::tempdir().unwrap();
+        let out = Command::new("/bin/sh")
+            .args(["-c", &cmd])
+            .current_dir(cwd.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", cwd.path())
+            .env("SHELL", "/bin/sh")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the cron command failed: {cmd}\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            std::fs::read_dir(cwd.path()).unwrap().next().is_none(),
+            "the cron command left a stray file in its working folder"
+        );
+        let log = std::fs::read_to_string(backups.join("pgbox-schedule.log"))
+            .expect("the log in the backup folder");
+        assert!(log.contains("schedule run: done"), "{log}");
+        let list = ok(&mut p.cmd(&["backup", "list", "--json"]));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(rows.len(), 1, "one backup from the cron run");
+        ok(&mut p.cmd(&["schedule", "remove"]));
+    }
+
+    // systemd: units verify, and ExecStart reads back as the exact argv.
+    let mut c = Command::new(&pgbox_copy);
+    c.args([
+        "--engine",
+        "docker",
+        "schedule",
+        "install",
+        "--using",
+        "systemd",
+        "--at",
+        "daily",
+        "--keep-last",
+        "5",
+    ])
+    .current_dir(p.path())
+    .env("XDG_CONFIG_HOME", p.path().join(".test-xdg"))
+    .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+    .env("NO_COLOR", "1");
+    ok(&mut c);
+    let units = p.path().join(".test-xdg/systemd/user");
+    let svc = units.join(format!("pgbox-backup-{}.service", p.name));
+    let tmr = units.join(format!("pgbox-backup-{}.timer", p.name));
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args([&svc, &tmr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out.stderr).trim().is_empty(),
+        "systemd-analyze verify: {}",
+        text(&out.stderr)
+    );
+    let body = std::fs::read_to_string(&svc).unwrap();
+    let exec = body
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let real_bin = pgbox_copy.canonicalize().unwrap().display().to_string();
+    let cfg = config.display().to_string();
+    assert_eq!(
+        systemd_argv(exec),
+        [
+            "/usr/bin/env",
+            &real_bin,
+            "--config",
+            &cfg,
+            "schedule",
+            "run",
+            "--engine",
+            "docker",
+            "--keep-last",
+            "5",
+        ],
+        "{exec}"
+    );
+    ok(&mut p.cmd(&["schedule", "remove"]));
+}
