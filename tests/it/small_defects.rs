@@ -259,3 +259,42 @@ fn schedules_survive_paths_with_space_percent_and_quote() {
     );
     ok(&mut p.cmd(&["schedule", "remove"]));
 }
+
+#[test]
+fn schedules_that_never_fire_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"never\"\n").unwrap();
+    for (at, using) in [("0 2 30 2 *", "cron"), ("*-02-30 02:00", "systemd")] {
+        let out = run(pgbox(d.path()).args([
+            "schedule",
+            "install",
+            "--dry-run",
+            "--using",
+            using,
+            "--at",
+            at,
+        ]));
+        assert_eq!(out.status.code(), Some(2), "{at}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("never runs")
+                && err.contains("day-of-month 30 does not occur in February"),
+            "{at}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{at}: nothing is written");
+    }
+    let out = ok(pgbox(d.path()).args([
+        "schedule",
+        "install",
+        "--dry-run",
+        "--using",
+        "cron",
+        "--at",
+        "0 0 29 2 *",
+    ]));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the next run would be 20") && err.contains("-02-29 00:00"),
+        "{err}"
+    );
+}
