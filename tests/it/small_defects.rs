@@ -298,3 +298,44 @@ fn schedules_that_never_fire_are_refused() {
         "{err}"
     );
 }
+
+/// psql's own flags (`-h`, `-v`, `-q`) reach psql, and psql's exit code is pgbox's.
+#[test]
+fn psql_flags_pass_through() {
+    let p = Project::new("psqlargs");
+    p.init(&[]);
+    p.up();
+    let out = ok(&mut p.cmd(&[
+        "psql",
+        "-h",
+        "/var/run/postgresql",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-At",
+        "-c",
+        "select inet_server_addr() is null, current_setting('server_version_num')::int > 0",
+    ]));
+    assert_eq!(text(&out.stdout).trim(), "t|t", "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("Usage: pgbox"));
+    // A host psql cannot reach: psql's exit code 2, not pgbox's help with 0.
+    let out = run(&mut p.cmd(&["psql", "-h", "/nonexistent", "-c", "select 1"]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --db still picks the database; `pgbox help psql` still shows pgbox's help.
+    let out = ok(&mut p.cmd(&[
+        "psql",
+        "--db",
+        "postgres",
+        "-At",
+        "-c",
+        "select current_database()",
+    ]));
+    assert_eq!(text(&out.stdout).trim(), "postgres");
+    let out = ok(&mut p.cmd(&["help", "psql"]));
+    assert!(text(&out.stdout).contains("Every argument after `psql` goes to psql"));
+}
