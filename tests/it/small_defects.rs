@@ -339,3 +339,84 @@ fn psql_flags_pass_through() {
     let out = ok(&mut p.cmd(&["help", "psql"]));
     assert!(text(&out.stdout).contains("Every argument after `psql` goes to psql"));
 }
+
+/// A user outside the `docker` group is told it is a permission problem and how to
+/// fix it, not that no engine answered.
+#[test]
+fn docker_socket_permission_is_named_with_the_fix() {
+    require_engine();
+    let groups = Command::new("id")
+        .args(["-nG", "pgboxtest"])
+        .output()
+        .expect("id");
+    assert!(
+        groups.status.success(),
+        "the test user `pgboxtest` is missing: run `sudo scripts/ensure-rootless.sh`"
+    );
+    assert!(
+        !text(&groups.stdout)
+            .split_whitespace()
+            .any(|g| g == "docker"),
+        "`pgboxtest` must not be in the docker group for this test"
+    );
+    let as_user = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "pgboxtest", "--"])
+            .args(args)
+            .output()
+            .expect("runuser (this test runs as root)")
+    };
+    let probe = as_user(&["test", "-w", "/var/run/docker.sock"]);
+    assert!(
+        !probe.status.success(),
+        "`pgboxtest` can write the Docker socket; the test would prove nothing"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let bin_copy = d.path().join("pgbox");
+    std::fs::copy(bin(), &bin_copy).unwrap();
+    std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"perm\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin_s = bin_copy.display().to_string();
+    let cfg = d.path().join("pgbox.toml").display().to_string();
+    for how in [
+        vec![
+            "env",
+            "-u",
+            "XDG_RUNTIME_DIR",
+            "DOCKER_HOST=unix:///var/run/docker.sock",
+            "NO_COLOR=1",
+            &bin_s,
+            "--config",
+            &cfg,
+            "status",
+        ],
+        vec![
+            "env",
+            "-u",
+            "XDG_RUNTIME_DIR",
+            "-u",
+            "DOCKER_HOST",
+            "NO_COLOR=1",
+            &bin_s,
+            "--config",
+            &cfg,
+            "--engine",
+            "docker",
+            "status",
+        ],
+    ] {
+        let out = as_user(&how);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{how:?}: {err}");
+        assert!(
+            err.contains(
+                "permission denied on the container engine's socket `unix:///var/run/docker.sock`"
+            ) && err.contains("`root:docker` mode 660")
+                && err.contains("sudo usermod -aG docker $USER")
+                && err.contains("rootless"),
+            "{how:?}: {err}"
+        );
+        assert!(!err.contains("no container engine answered"), "{err}");
+    }
+}
