@@ -420,3 +420,41 @@ fn docker_socket_permission_is_named_with_the_fix() {
         assert!(!err.contains("no container engine answered"), "{err}");
     }
 }
+
+/// Manifests another user wrote (`sudo pgbox backup`, mode 0600) are named as
+/// unreadable; `backup list` never says "no backups" beside backup files.
+#[test]
+fn unreadable_manifests_are_named_by_backup_list() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"shop\"\n").unwrap();
+    let backups = d.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::set_permissions(&backups, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = backups.join("shop-shop-20260101T020000Z.dump.zst");
+    std::fs::write(&file, b"(\xb5/\xfd").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let manifest = backups.join("shop-shop-20260101T020000Z.dump.zst.json");
+    std::fs::write(&manifest, b"{}").unwrap();
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bin_copy = d.path().join("pgbox");
+    std::fs::copy(bin(), &bin_copy).unwrap();
+    let out = Command::new("runuser")
+        .args(["-u", "pgboxtest", "--", "env", "NO_COLOR=1"])
+        .arg(&bin_copy)
+        .arg("--config")
+        .arg(d.path().join("pgbox.toml"))
+        .args(["backup", "list"])
+        .output()
+        .expect("runuser (this test runs as root, with the user from scripts/ensure-rootless.sh)");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read 1 backup manifest(s)")
+            && err.contains(&format!("`{}`: Permission denied", manifest.display()))
+            && err.contains("sudo chown -R $USER"),
+        "{err}"
+    );
+    assert!(!err.contains("no backups"), "{err}");
+}
