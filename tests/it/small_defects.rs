@@ -458,3 +458,72 @@ fn unreadable_manifests_are_named_by_backup_list() {
     );
     assert!(!err.contains("no backups"), "{err}");
 }
+
+/// `down --purge` on a data folder that is a symlink refuses, naming link and
+/// target; on a mount point it empties the folder and says why it stays.
+#[test]
+fn purge_names_symlinked_and_mounted_data_folders() {
+    // A symbolic link: nothing is deleted through it.
+    let p = Project::new("purgelink");
+    p.init(&[]);
+    let data = p.path().join(".pgbox/data");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("pgdata");
+    std::fs::create_dir(&target).unwrap();
+    if data.exists() {
+        std::fs::remove_dir_all(&data).unwrap();
+    }
+    std::os::unix::fs::symlink(&target, &data).unwrap();
+    p.up();
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_some(),
+        "data went through the link"
+    );
+    let out = run(&mut p.cmd(&["down", "--purge", "--yes"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the data folder `{}` is a symbolic link to `{}`",
+            data.display(),
+            target.display()
+        )) && err.contains("delete it yourself"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_some(),
+        "nothing deleted through the link"
+    );
+    std::fs::remove_file(&data).unwrap();
+    let _ = Command::new("rm").arg("-rf").arg(&target).status();
+
+    // A mount point: emptied, kept, and said so.
+    let m = Project::new("purgemount");
+    m.init(&[]);
+    let data = m.path().join(".pgbox/data");
+    std::fs::create_dir_all(&data).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "pgbox-test", &data.display().to_string()])
+        .status()
+        .expect("mount (this test runs as root)");
+    assert!(st.success(), "mounting a tmpfs on the data folder failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _um = Unmount(data.clone());
+    m.up();
+    let out = run(&mut m.cmd(&["down", "--purge", "--yes"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("`{}` is a mount point", data.display())),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&data).unwrap().next().is_none(),
+        "emptied"
+    );
+}
