@@ -527,3 +527,50 @@ fn purge_names_symlinked_and_mounted_data_folders() {
         "emptied"
     );
 }
+
+/// A non-loopback bind is warned about in `init`, `up` and `status`: with TLS off,
+/// that passwords cross the network in clear and how to turn TLS on; with TLS on,
+/// that the server is still reachable from the network.
+#[test]
+fn public_bind_is_warned_about_with_and_without_tls() {
+    let p = Project::new("publicbind");
+    let clear = "reachable from the network, with TLS off: passwords and data cross it in clear";
+    let out = p.init(&["--bind", "0.0.0.0"]);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(clear) && err.contains("mode = \"self-signed\""),
+        "init: {err}"
+    );
+    let out = p.up();
+    assert!(
+        text(&out.stderr).contains(clear),
+        "up: {}",
+        text(&out.stderr)
+    );
+    let out = ok(&mut p.cmd(&["status"]));
+    assert!(
+        text(&out.stderr).contains(clear),
+        "status: {}",
+        text(&out.stderr)
+    );
+
+    let cfg = p.path().join("pgbox.toml");
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    assert!(toml.contains("mode = \"off\""), "{toml}");
+    std::fs::write(
+        &cfg,
+        toml.replace("mode = \"off\"", "mode = \"self-signed\""),
+    )
+    .unwrap();
+    let on = "reachable from the network (TLS is on";
+    for args in [&["up"][..], &["status"][..]] {
+        let out = ok(&mut p.cmd(args));
+        let err = text(&out.stderr);
+        assert!(err.contains(on) && !err.contains(clear), "{args:?}: {err}");
+    }
+
+    // The default loopback bind gets no such warning.
+    let quiet = Project::new("loopbind");
+    let out = quiet.init(&[]);
+    assert!(!text(&out.stderr).contains("reachable from the network"));
+}
