@@ -1127,7 +1127,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__psql)
-            opts="-q -v -h -V --db --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v --db --quiet --verbose --color --json --config --engine"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

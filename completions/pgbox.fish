@@ -139,7 +139,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s v -l verbose -d 'Pr
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l db -d 'Database to connect to (default: the project database)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l db -d 'Database to connect to (default: the project database); must come first' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -148,8 +148,6 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l engine -d 'Containe
 complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l json -d 'Machine-readable JSON on stdout, for commands that report'
-complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s h -l help -d 'Print help'
-complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -s V -l version -d 'Print version'
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"

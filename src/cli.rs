@@ -71,6 +71,7 @@ pub enum Command {
     /// Show the server's log
     Logs(LogsArgs),
     /// Open psql inside the container, or run it with arguments
+    #[command(disable_help_flag = true, disable_version_flag = true)]
     Psql(PsqlArgs),
     /// Print the connection string on stdout
     Url(UrlArgs),
@@ -229,13 +230,47 @@ pub struct LogsArgs {
     pub timestamps: bool,
 }
 
+/// Every argument after `psql` belongs to psql: its `-h`, `-q`, `-v` and `--help`
+/// would otherwise be read as pgbox's own. So an optional leading `--db NAME` is
+/// left to pgbox and a `--` goes in before the rest (unless the user wrote one);
+/// `pgbox help psql` still shows pgbox's help for the command.
+pub fn psql_passthrough<I: IntoIterator<Item = std::ffi::OsString>>(
+    args: I,
+) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let mut i = 1;
+    while let Some(a) = v.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--" => return v,
+            "--config" | "--engine" | "--color" => i += 2,
+            a if a.starts_with('-') => i += 1,
+            "psql" => break,
+            _ => return v,
+        }
+    }
+    i += 1;
+    match v.get(i).and_then(|a| a.to_str()) {
+        Some("--db") => i += 2,
+        Some(a) if a.starts_with("--db=") => i += 1,
+        _ => {}
+    }
+    if i < v.len() && v[i] != "--" {
+        v.insert(i, "--".into());
+    }
+    v
+}
+
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Every argument after `psql` goes to psql as it is (`-h`, `-q`, `-v`, `--help` \
+                  included); only a leading `--db NAME` is pgbox's. This help: `pgbox help psql`"
+)]
 pub struct PsqlArgs {
-    /// Database to connect to (default: the project database)
+    /// Database to connect to (default: the project database); must come first
     #[arg(long, value_name = "NAME")]
     pub db: Option<String>,
 
-    /// Arguments passed to psql, e.g. `-c 'select 1'`
+    /// Arguments passed to psql as they are, e.g. `-h host -c 'select 1'`
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -470,4 +505,42 @@ pub struct CompletionsArgs {
     /// Shell to generate for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> (GlobalArgs, PsqlArgs) {
+        let cli = Cli::try_parse_from(psql_passthrough(args.iter().map(|a| a.into()))).unwrap();
+        match cli.command {
+            Command::Psql(p) => (cli.global, p),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn psql_gets_every_argument_after_psql() {
+        let (g, p) = parse(&[
+            "pgbox", "-q", "--config", "x.toml", "psql", "-h", "db", "-v", "A=1", "-q", "--help",
+        ]);
+        assert!(g.quiet && g.verbose == 0);
+        assert_eq!(p.args, ["-h", "db", "-v", "A=1", "-q", "--help"]);
+        let (_, p) = parse(&["pgbox", "psql", "--db", "shop", "-c", "select 1"]);
+        assert_eq!(
+            (p.db.as_deref(), &p.args[..]),
+            (Some("shop"), &["-c".to_string(), "select 1".into()][..])
+        );
+        let (_, p) = parse(&["pgbox", "psql", "--db=shop", "--", "-V"]);
+        assert_eq!(
+            (p.db.as_deref(), &p.args[..]),
+            (Some("shop"), &["-V".to_string()][..])
+        );
+        let (_, p) = parse(&["pgbox", "psql"]);
+        assert!(p.args.is_empty() && p.db.is_none());
+        // Other commands and `help psql` are untouched.
+        let a: Vec<std::ffi::OsString> =
+            ["pgbox", "help", "psql"].iter().map(|a| a.into()).collect();
+        assert_eq!(psql_passthrough(a.clone()), a);
+    }
 }

@@ -17,8 +17,6 @@ use crate::error::Fail;
 #[derive(Debug)]
 pub struct FileLock {
     file: std::fs::File,
-    #[allow(dead_code)] // part of the API; no caller on this branch reads it yet
-    pub path: PathBuf,
 }
 
 impl FileLock {
@@ -42,10 +40,7 @@ impl FileLock {
                 _ => Err(e),
             };
         }
-        Ok(Some(FileLock {
-            file,
-            path: path.to_path_buf(),
-        }))
+        Ok(Some(FileLock { file }))
     }
 
     /// Record who holds the lock (read by the one that loses).

@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::psql_passthrough(std::env::args_os()));
     let g = &cli.global;
     let printer = printer::Printer::new(g.quiet, g.verbose, g.json, g.color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -394,6 +394,33 @@ pub fn check_ownership(s: &Settings, labels: &HashMap<String, String>) -> Result
     Ok(())
 }
 
+/// Warn when PostgreSQL listens beyond this machine (`bind` not a loopback address):
+/// with TLS off the password and data cross the network in clear, so say how to turn
+/// TLS on; with TLS on, still say the server is reachable from the network.
+pub fn warn_if_public(s: &Settings, p: &Printer) {
+    let loopback = s
+        .bind
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return;
+    }
+    let at = format!("`{}` port {}", s.bind, s.port);
+    if s.tls == TlsMode::Off {
+        p.warn(format!(
+            "PostgreSQL listens on {at}, reachable from the network, with TLS off: passwords and data \
+             cross it in clear; turn TLS on with `mode = \"self-signed\"` (or `\"files\"`) under `[tls]` \
+             in pgbox.toml (`pgbox init --tls self-signed` for a new project) and run `pgbox up`, \
+             or set `bind = \"127.0.0.1\"` to keep it on this machine"
+        ));
+    } else {
+        p.warn(format!(
+            "PostgreSQL listens on {at}, reachable from the network (TLS is on; logins need it); \
+             firewall the port or set `bind = \"127.0.0.1\"` if only this machine needs it"
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

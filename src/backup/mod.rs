@@ -125,8 +125,13 @@ pub fn manifest_path(file: &Path) -> PathBuf {
 
 impl Manifest {
     pub fn read(file: &Path) -> Option<Manifest> {
-        let bytes = std::fs::read(manifest_path(file)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        Self::read_checked(file).ok()
+    }
+
+    /// The manifest of `file`, or why it cannot be read.
+    pub fn read_checked(file: &Path) -> Result<Manifest, String> {
+        let bytes = std::fs::read(manifest_path(file)).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a pgbox manifest ({e})"))
     }
 
     pub fn write(&self, file: &Path) -> anyhow::Result<()> {
@@ -144,13 +149,25 @@ pub struct Entry {
 }
 
 /// Every backup of `project` in `dir` with a manifest and its file, newest first.
+///
+/// A manifest that cannot be read or parsed is an error naming each such file: a
+/// listing that silently skipped it would say "no backups" beside real backups,
+/// pick an older one as `latest`, or prune without seeing them all.
 pub fn list(dir: &Path, project: &str) -> anyhow::Result<Vec<Entry>> {
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return Err(crate::error::Fail::new(format!(
+                "cannot list the backup folder `{}`: {e}",
+                dir.display()
+            ))
+            .hint(OWNERSHIP_HINT)
+            .into())
+        }
     };
+    let mut unreadable = Vec::new();
     for ent in rd {
         let path = ent?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -163,16 +180,37 @@ pub fn list(dir: &Path, project: &str) -> anyhow::Result<Vec<Entry>> {
         if !file.exists() {
             continue;
         }
-        if let Some(m) = Manifest::read(&file).filter(|m| m.project == project) {
-            out.push(Entry {
+        match Manifest::read_checked(&file) {
+            Ok(m) if m.project == project => out.push(Entry {
                 path: file,
                 manifest: m,
-            });
+            }),
+            Ok(_) => {}
+            // Another project's manifest may be unreadable to us; this project's may not.
+            Err(why) if name.starts_with(&format!("{project}-")) => {
+                unreadable.push(format!("  `{}`: {why}", path.display()))
+            }
+            Err(_) => {}
         }
+    }
+    if !unreadable.is_empty() {
+        unreadable.sort();
+        return Err(crate::error::Fail::new(format!(
+            "cannot read {} backup manifest(s) in `{}`:\n{}",
+            unreadable.len(),
+            dir.display(),
+            unreadable.join("\n")
+        ))
+        .hint(OWNERSHIP_HINT)
+        .into());
     }
     out.sort_by_key(|e| std::cmp::Reverse(e.manifest.created_at));
     Ok(out)
 }
+
+const OWNERSHIP_HINT: &str = "backups made by another user (e.g. with sudo) are readable only by them: \
+     `sudo chown -R $USER` the backup folder, or run pgbox as that user; \
+     a damaged manifest can be moved aside, its backup file is still usable with `pgbox restore FILE`";
 
 /// What a file turns out to be, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +420,26 @@ mod tests {
             file_name("a", "b", at, Format::Plain, Compression::Gzip),
             "a-b-20261127T051600Z.sql.gz"
         );
+    }
+
+    #[test]
+    fn a_damaged_manifest_is_named_not_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("shop-app-20260101T000000Z.dump.zst");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::write(manifest_path(&f), b"{\"file\": tru").unwrap();
+        // Not this project's: ignored.
+        let other = tmp.path().join("notes.txt");
+        std::fs::write(&other, b"x").unwrap();
+        std::fs::write(manifest_path(&other), b"[]").unwrap();
+        let e = format!("{:#}", list(tmp.path(), "shop").unwrap_err());
+        assert!(
+            e.contains("cannot read 1 backup manifest(s)")
+                && e.contains("shop-app-20260101T000000Z.dump.zst.json`: not a pgbox manifest"),
+            "{e}"
+        );
+        std::fs::remove_file(manifest_path(&f)).unwrap();
+        assert!(list(tmp.path(), "shop").unwrap().is_empty());
     }
 
     #[test]

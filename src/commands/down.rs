@@ -87,6 +87,7 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
             }
             StorageMode::Volume => {}
             _ if s.data_dir.exists() => {
+                refuse_symlink(&s.data_dir)?;
                 let image = container
                     .map(|c| c.image)
                     .unwrap_or_else(|| s.base_image.clone());
@@ -108,11 +109,40 @@ pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
                     ))
                     .into());
                 }
-                std::fs::remove_dir(&s.data_dir)?;
+                match std::fs::remove_dir(&s.data_dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => p.warn(format!(
+                        "`{}` is a mount point: its files are deleted, the empty folder stays (unmount it to remove it)",
+                        s.data_dir.display()
+                    )),
+                    r => r.map_err(|e| {
+                        Fail::new(format!("cannot remove the emptied data folder `{}`: {e}", s.data_dir.display()))
+                            .hint("its files are deleted; remove the folder yourself")
+                    })?,
+                }
             }
             _ => {}
         }
         p.done(format!("deleted {what}"));
     }
     Ok(0)
+}
+
+/// `--purge` does not delete through a symbolic link: the files live elsewhere, and a
+/// link made by mistake could point at anything.
+fn refuse_symlink(dir: &std::path::Path) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        let target = std::fs::read_link(dir)?;
+        return Err(Fail::new(format!(
+            "the data folder `{}` is a symbolic link to `{}`; `--purge` does not delete through links",
+            dir.display(),
+            target.display()
+        ))
+        .hint(format!(
+            "check that `{}` holds only this project's data, delete it yourself, then `rm {}`",
+            target.display(),
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
 }

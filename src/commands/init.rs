@@ -299,5 +299,6 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
             s.bind, s.port
         ));
     }
+    crate::project::warn_if_public(&s, p);
     Ok(0)
 }

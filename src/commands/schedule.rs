@@ -79,7 +79,7 @@ pub async fn run(args: ScheduleArgs, g: &GlobalArgs, p: &Printer) -> super::Outc
     }
 }
 
-fn retention_flags(r: &RetentionArgs) -> String {
+fn retention_flags(r: &RetentionArgs) -> Vec<String> {
     [
         ("--keep-last", r.keep_last),
         ("--keep-daily", r.keep_daily),
@@ -87,7 +87,8 @@ fn retention_flags(r: &RetentionArgs) -> String {
         ("--keep-monthly", r.keep_monthly),
     ]
     .iter()
-    .filter_map(|(f, v)| v.map(|v| format!(" {f} {v}")))
+    .filter_map(|(f, v)| v.map(|v| [f.to_string(), v.to_string()]))
+    .flatten()
     .collect()
 }
 
@@ -104,13 +105,17 @@ fn install(a: ScheduleInstallArgs, s: &Settings, g: &GlobalArgs, p: &Printer) ->
         .canonicalize()
         .context("cannot find pgbox's own path")?;
     let config = s.config_path.canonicalize()?;
-    let engine = g
-        .engine
-        .as_deref()
-        .map(|e| format!(" --engine {e}"))
-        .unwrap_or_default();
+    let mut run_args = Vec::new();
+    if let Some(e) = &g.engine {
+        run_args.extend(["--engine".to_string(), e.clone()]);
+    }
+    run_args.extend(retention_flags(&a.retention));
     let docker_host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-    let run_args = format!("{engine}{}", retention_flags(&a.retention));
+    let usage = |e: crate::schedule::Unrepresentable| {
+        Fail::new(e.to_string())
+            .hint("move the project (or pgbox) to a path without such characters")
+            .code(EXIT_USAGE)
+    };
     let mut files = Vec::new();
     let (cron_expr, calendar) = match mechanism {
         "systemd" => {
@@ -129,7 +134,7 @@ fn install(a: ScheduleInstallArgs, s: &Settings, g: &GlobalArgs, p: &Printer) ->
                 system: a.system,
                 extra_args: &run_args,
             };
-            let units = systemd::render(&spec);
+            let units = systemd::render(&spec).map_err(usage)?;
             let dir = systemd::unit_dir(a.system);
             let mut all = vec![units.service, units.timer];
             all.extend(units.failure);
@@ -153,19 +158,17 @@ fn install(a: ScheduleInstallArgs, s: &Settings, g: &GlobalArgs, p: &Printer) ->
                 std::fs::create_dir_all(&s.backup_dir)?;
             }
             let log = s.backup_dir.join("pgbox-schedule.log");
-            let env = match &docker_host {
-                Some(h) => format!("env PATH={DEFAULT_PATH} DOCKER_HOST={h} "),
-                None => format!("env PATH={DEFAULT_PATH} "),
-            };
-            let mut command = format!(
-                "{env}{} --config {} schedule run{run_args} >> {} 2>&1",
-                pgbox.display(),
-                config.display(),
-                log.display()
-            );
-            if let Some(hook) = &s.on_failure {
-                command = format!("{command} || {hook}");
-            }
+            let mut env = vec![("PATH", DEFAULT_PATH)];
+            env.extend(docker_host.as_deref().map(|h| ("DOCKER_HOST", h)));
+            let command = cron::command(&cron::Job {
+                env: &env,
+                pgbox: &pgbox,
+                config: &config,
+                args: &run_args,
+                log: &log,
+                on_failure: s.on_failure.as_deref(),
+            })
+            .map_err(usage)?;
             if a.system {
                 let block = cron::block(&s.project, &format!("{expr} root"), &command);
                 let path = PathBuf::from(format!("/etc/cron.d/pgbox-{}", s.project));

@@ -50,6 +50,7 @@ struct Report {
 
 pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
+    crate::project::warn_if_public(&s, p);
     let name = s.container_name();
     let info = engine.inspect(&name).await?;
     let running = info.as_ref().is_some_and(|c| c.running);

@@ -58,6 +58,7 @@ pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     };
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "up")?;
     project::ensure_secret(&s, None)?;
+    project::warn_if_public(&s, p);
     let tag = project::ensure_image(&engine, &s, p, false).await?;
     let decision = project::storage_decision(&engine, &s, &tag).await?;
     let spec = project::container_spec(&s, &tag, &decision);

@@ -3,7 +3,9 @@
 //! Each candidate is tried with a short timeout and the API version is negotiated
 //! down to what the engine speaks (Docker 20.10 stops at API 1.41). When nothing
 //! answers, the error lists every address tried and how to start an engine, so a
-//! user never sees a bare "connection refused".
+//! user never sees a bare "connection refused". A socket this user may not open
+//! (not in the `docker` group, a root-only Podman socket) is named as a permission
+//! problem, with the group to join or the rootless engine to use instead.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,43 +71,152 @@ pub fn candidates(choice: Option<&str>, docker_host: Option<&str>) -> Result<Vec
     })
 }
 
-/// Connect to one address and negotiate the API version; `Err` says why not.
-pub async fn try_connect(address: &str) -> Result<Docker, String> {
-    let probe_timeout = 5;
-    let docker = if let Some(path) = address.strip_prefix("unix://") {
-        if !std::path::Path::new(path).exists() {
-            return Err("no socket there".into());
+/// Why a candidate did not answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoSocket,
+    /// The socket exists but this user may not open it (EACCES).
+    PermissionDenied {
+        owner: String,
+        group: String,
+        mode: u32,
+    },
+    Other(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoSocket => write!(f, "no socket there"),
+            Refusal::PermissionDenied { owner, group, mode } => write!(
+                f,
+                "permission denied: the socket is `{owner}:{group}` mode {mode:o} and user `{}` may not open it",
+                user_name()
+            ),
+            Refusal::Other(why) => write!(f, "{why}"),
         }
-        Docker::connect_with_unix(path, probe_timeout, API_DEFAULT_VERSION)
-            .map_err(|e| e.to_string())?
-    } else if address.starts_with("tcp://") || address.starts_with("http://") {
-        Docker::connect_with_http(address, probe_timeout, API_DEFAULT_VERSION)
-            .map_err(|e| e.to_string())?
-    } else {
-        return Err("unsupported address scheme (use unix://, tcp:// or http://)".into());
+    }
+}
+
+/// A name from `/etc/passwd` or `/etc/group` for an id, or the id itself.
+fn name_of(file: &str, id: u32) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == id.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn user_name() -> String {
+    // SAFETY: geteuid has no preconditions.
+    name_of("/etc/passwd", unsafe { libc::geteuid() })
+}
+
+/// Open the socket once ourselves, so a permission problem is told by its errno
+/// and not lost inside the HTTP client's "client error (Connect)".
+fn check_socket(path: &str) -> Result<(), Refusal> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Refusal::NoSocket),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Refusal::Other(format!(
+                "cannot reach the socket's folder: {e}"
+            )))
+        }
+        Err(e) => return Err(Refusal::Other(e.to_string())),
     };
-    let docker = docker.negotiate_version().await.map_err(|e| {
-        let text = e.to_string();
-        if text.contains("Permission denied") || text.contains("permission denied") {
-            "permission denied (add your user to the `docker` group, or use a rootless engine)"
-                .to_string()
-        } else {
-            text
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(Refusal::PermissionDenied {
+                owner: name_of("/etc/passwd", meta.uid()),
+                group: name_of("/etc/group", meta.gid()),
+                mode: meta.mode() & 0o777,
+            })
         }
-    })?;
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Refusal::Other(
+            "nothing listens there (connection refused: the engine is stopped and left its socket file)"
+                .into(),
+        )),
+        Err(e) => Err(Refusal::Other(e.to_string())),
+    }
+}
+
+/// Connect to one address and negotiate the API version; `Err` says why not.
+pub async fn try_connect(address: &str) -> Result<Docker, Refusal> {
+    let probe_timeout = 5;
+    let other = |e: bollard::errors::Error| Refusal::Other(e.to_string());
+    let docker = if let Some(path) = address.strip_prefix("unix://") {
+        check_socket(path)?;
+        Docker::connect_with_unix(path, probe_timeout, API_DEFAULT_VERSION).map_err(other)?
+    } else if address.starts_with("tcp://") || address.starts_with("http://") {
+        Docker::connect_with_http(address, probe_timeout, API_DEFAULT_VERSION).map_err(other)?
+    } else {
+        return Err(Refusal::Other(
+            "unsupported address scheme (use unix://, tcp:// or http://)".into(),
+        ));
+    };
+    let docker = docker.negotiate_version().await.map_err(other)?;
     Ok(docker.with_timeout(Duration::from_secs(600)))
+}
+
+/// The hint for sockets this user may not open: the group to join, or another engine.
+fn permission_hint(denied: &[(&Candidate, &Refusal)]) -> String {
+    let groups: Vec<&str> = denied
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Refusal::PermissionDenied { group, mode, .. }
+                if mode & 0o060 == 0o060 && group != "root" =>
+            {
+                Some(group.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let join = match groups.first() {
+        Some(g) => format!(
+            "add your user to the `{g}` group: `sudo usermod -aG {g} $USER`, then log out and in again (or run `newgrp {g}`); "
+        ),
+        None => "only root may use that socket: run pgbox with sudo; ".into(),
+    };
+    format!(
+        "{join}or use a rootless engine (rootless Podman: `systemctl --user start podman.socket`, or rootless Docker) and choose it with `--engine podman` or `--engine unix:///run/user/$UID/...`"
+    )
 }
 
 /// Try candidates in order; the first that answers wins.
 pub async fn connect(choice: Option<&str>) -> Result<(Docker, Candidate), Fail> {
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let list = candidates(choice, docker_host.as_deref())?;
-    let mut tried = Vec::new();
+    let mut failed = Vec::new();
     for cand in list {
         match try_connect(&cand.address).await {
             Ok(d) => return Ok((d, cand)),
-            Err(why) => tried.push(format!("  {} ({}): {why}", cand.address, cand.origin)),
+            Err(why) => failed.push((cand, why)),
         }
+    }
+    let tried: Vec<String> = failed
+        .iter()
+        .map(|(c, why)| format!("  {} ({}): {why}", c.address, c.origin))
+        .collect();
+    let denied: Vec<(&Candidate, &Refusal)> = failed
+        .iter()
+        .filter(|(_, r)| matches!(r, Refusal::PermissionDenied { .. }))
+        .map(|(c, r)| (c, r))
+        .collect();
+    if let Some((first, _)) = denied.first() {
+        return Err(Fail::new(format!(
+            "permission denied on the container engine's socket `{}`; tried:\n{}",
+            first.address,
+            tried.join("\n")
+        ))
+        .hint(permission_hint(&denied))
+        .code(EXIT_NO_ENGINE));
     }
     let stale = docker_host.filter(|h| !h.is_empty() && choice.is_none());
     let hint = if let Some(h) = stale {
@@ -156,5 +267,29 @@ mod tests {
             "unix:///tmp/s.sock"
         );
         assert!(candidates(Some("lxc"), None).is_err());
+    }
+
+    #[test]
+    fn permission_hints_name_the_group_or_root() {
+        let c = Candidate {
+            address: DOCKER_SOCK.into(),
+            origin: "Docker socket",
+        };
+        let docker = Refusal::PermissionDenied {
+            owner: "root".into(),
+            group: "docker".into(),
+            mode: 0o660,
+        };
+        let h = permission_hint(&[(&c, &docker)]);
+        assert!(
+            h.contains("sudo usermod -aG docker $USER") && h.contains("rootless"),
+            "{h}"
+        );
+        let root_only = Refusal::PermissionDenied {
+            owner: "root".into(),
+            group: "root".into(),
+            mode: 0o600,
+        };
+        assert!(permission_hint(&[(&c, &root_only)]).contains("only root"));
     }
 }

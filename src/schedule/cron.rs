@@ -5,9 +5,12 @@
 //! it was read. Installing twice replaces the block in place.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
+
+use super::Unrepresentable;
 
 pub fn begin_marker(project: &str) -> String {
     format!("# >>> pgbox schedule: {project} >>> (managed by pgbox; edit with `pgbox schedule`)")
@@ -20,6 +23,56 @@ pub fn end_marker(project: &str) -> String {
 /// Escape `%`, which cron turns into a newline in the command part.
 pub fn escape_percent(s: &str) -> String {
     s.replace('%', "\\%")
+}
+
+/// One word for `/bin/sh`, which runs cron's command: as is when plain, otherwise
+/// in single quotes with each `'` written as `'\\''`. `%` is left to [`block`].
+pub fn sh_quote(s: &str) -> String {
+    if super::plain_word(s) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// What one cron line runs, before `%` escaping.
+pub struct Job<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    pub pgbox: &'a Path,
+    pub config: &'a Path,
+    /// Arguments after `schedule run` (engine, retention flags), unquoted.
+    pub args: &'a [String],
+    pub log: &'a Path,
+    /// A shell command of the user's, run when the job fails; kept as written.
+    pub on_failure: Option<&'a str>,
+}
+
+/// The shell command of a cron line: every path and value quoted for `/bin/sh`.
+pub fn command(j: &Job<'_>) -> Result<String, Unrepresentable> {
+    let mut words = vec!["env".to_string()];
+    for (k, v) in j.env {
+        words.push(sh_quote(&format!("{k}={v}")));
+    }
+    let mut raw = vec![
+        j.pgbox.display().to_string(),
+        "--config".into(),
+        j.config.display().to_string(),
+        "schedule".into(),
+        "run".into(),
+    ];
+    raw.extend(j.args.iter().cloned());
+    for w in &raw {
+        super::check(w, "a cron line")?;
+        words.push(sh_quote(w));
+    }
+    let log = j.log.display().to_string();
+    super::check(&log, "a cron line")?;
+    let mut cmd = format!("{} >> {} 2>&1", words.join(" "), sh_quote(&log));
+    if let Some(hook) = j.on_failure {
+        super::check(hook, "a cron line")?;
+        cmd = format!("{cmd} || {hook}");
+    }
+    Ok(cmd)
 }
 
 /// `text` with this project's block replaced by `block` (None: removed).
@@ -158,5 +211,38 @@ mod tests {
                 "0 2 * * * /x/pgbox --config /my\\%dir/pgbox.toml schedule run".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn every_word_is_quoted_for_sh() {
+        let args = ["--engine".to_string(), "my engine".to_string()];
+        let c = command(&Job {
+            env: &[
+                ("PATH", "/usr/bin:/bin"),
+                ("DOCKER_HOST", "unix:///run/a b.sock"),
+            ],
+            pgbox: Path::new("/opt/my tools/pgbox"),
+            config: Path::new("/home/me/it's 100%/pgbox.toml"),
+            args: &args,
+            log: Path::new("/home/me/it's 100%/backups/pgbox-schedule.log"),
+            on_failure: None,
+        })
+        .unwrap();
+        assert_eq!(
+            c,
+            "env PATH=/usr/bin:/bin 'DOCKER_HOST=unix:///run/a b.sock' '/opt/my tools/pgbox' \
+             --config '/home/me/it'\\''s 100%/pgbox.toml' schedule run --engine 'my engine' \
+             >> '/home/me/it'\\''s 100%/backups/pgbox-schedule.log' 2>&1"
+        );
+        assert!(block("p", "0 2 * * *", &c).contains("'/home/me/it'\\''s 100\\%/pgbox.toml'"));
+        let bad = command(&Job {
+            env: &[],
+            pgbox: Path::new("/x/pgbox"),
+            config: Path::new("/a\nb/pgbox.toml"),
+            args: &[],
+            log: Path::new("/l"),
+            on_failure: None,
+        });
+        assert!(bad.unwrap_err().to_string().contains("newline"));
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! Cron ORs day-of-month and day-of-week when both are restricted; systemd ANDs
 //! them. Such an expression cannot be translated and is refused with that reason.
+//!
+//! An expression that never fires (`0 2 30 2 *`, 30 February) is refused too: the
+//! next run is searched over a whole 400-year Gregorian cycle, after which the
+//! calendar repeats, so "no run found" means "never" and a rare one (29 February
+//! that is also a Monday) is still found.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -145,7 +150,39 @@ impl Schedule {
             parsed.dows = BTreeSet::from([0]);
         }
         parsed.source = s.to_string();
+        parsed.check_fires()?;
         Ok(parsed)
+    }
+
+    /// Refuse an expression whose day and month fields never meet.
+    fn check_fires(&self) -> Result<(), ExprError> {
+        let start = NaiveDate::from_ymd_opt(2000, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("a valid date");
+        if self.next_after(start).is_some() {
+            return Ok(());
+        }
+        const FULL: [&str; 12] = [
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
+        ];
+        let months: Vec<&str> = self.months.iter().map(|&m| FULL[m as usize - 1]).collect();
+        err(format!(
+            "`{}` never runs: day-of-month {} does not occur in {} (the day-of-month and month fields never meet)",
+            self.source,
+            list(&self.doms, "-", |v| v.to_string()),
+            months.join(", ")
+        ))
     }
 
     fn parse_cron(s: &str) -> Result<Schedule, ExprError> {
@@ -250,11 +287,13 @@ impl Schedule {
         }
     }
 
-    /// The first run strictly after `t` (local wall-clock time).
+    /// The first run strictly after `t` (local wall-clock time), searched over one
+    /// 400-year cycle of the calendar; `None` means the expression never fires.
     pub fn next_after(&self, t: NaiveDateTime) -> Option<NaiveDateTime> {
+        const CYCLE_DAYS: u32 = 146_097;
         let start = t.with_second(0)?.with_nanosecond(0)? + Duration::minutes(1);
         let mut day = start.date();
-        for _ in 0..(366 * 5) {
+        for _ in 0..=CYCLE_DAYS {
             if self.day_matches(day) {
                 for &h in &self.hours {
                     for &m in &self.minutes {
@@ -432,5 +471,40 @@ mod tests {
             .unwrap_err()
             .0
             .starts_with("hour field"));
+    }
+
+    #[test]
+    fn expressions_that_never_fire_are_refused() {
+        for (expr, day, months) in [
+            ("0 2 30 2 *", "30", "February"),
+            (
+                "0 2 31 4,6,9,11 *",
+                "31",
+                "April, June, September, November",
+            ),
+            ("*-02-30 02:00", "30", "February"),
+            ("Mon *-02-31 02:00", "31", "February"),
+        ] {
+            let e = Schedule::parse(expr).unwrap_err().0;
+            assert!(
+                e.contains("never runs")
+                    && e.contains(&format!("day-of-month {day} does not occur in {months}")),
+                "{expr}: {e}"
+            );
+        }
+        // Rare but real: leap days, a leap day that is a Monday (systemd ANDs the days),
+        // and cron's OR of day-of-month and weekday.
+        let leap = Schedule::parse("0 0 29 2 *").unwrap();
+        assert_eq!(
+            leap.next_after(at("2097-03-01 00:00")),
+            Some(at("2104-02-29 00:00"))
+        );
+        let monday = Schedule::parse("Mon *-02-29 00:00").unwrap();
+        assert_eq!(
+            monday.next_after(at("2026-01-01 00:00")),
+            Some(at("2044-02-29 00:00"))
+        );
+        assert!(Schedule::parse("0 2 30 2 1").is_ok());
+        assert!(Schedule::parse("0 2 31 * *").is_ok());
     }
 }

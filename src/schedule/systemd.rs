@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::Unrepresentable;
+
 pub struct Units {
     pub service: (String, String),
     pub timer: (String, String),
@@ -24,17 +26,55 @@ pub struct UnitSpec<'a> {
     pub randomized_delay: Option<u64>,
     pub on_failure: Option<&'a str>,
     pub system: bool,
-    /// Extra arguments for `schedule run` (engine, retention flags), with a leading space.
-    pub extra_args: &'a str,
+    /// Extra arguments for `schedule run` (engine, retention flags), unquoted.
+    pub extra_args: &'a [String],
 }
 
-fn quote(p: &Path) -> String {
-    let s = p.display().to_string();
-    if s.contains(' ') || s.contains('"') {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        s
+fn check(s: &str) -> Result<(), Unrepresentable> {
+    super::check(s, "a systemd unit")
+}
+
+/// One `ExecStart=` argument: double-quoted with `\` and `"` escaped, `%` as `%%`
+/// (specifiers) and `$` as `$$` (systemd expands `$VAR` in arguments).
+pub fn exec_arg(s: &str) -> String {
+    if super::plain_word(s) {
+        return s.to_string();
     }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The executable of an `ExecStart=` line. systemd expands no `$` there and refuses
+/// a path with quotes or backslashes, so such a path is run through `/usr/bin/env`.
+pub fn exec_program(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.contains(['"', '\'', '\\']) {
+        format!("/usr/bin/env {}", exec_arg(&s))
+    } else if super::plain_word(&s) {
+        s
+    } else {
+        format!("\"{}\"", s.replace('%', "%%"))
+    }
+}
+
+/// An `Environment=` assignment: quoted, `\` and `"` escaped, `%` as `%%` (no `$`
+/// expansion happens there).
+fn env_assignment(name: &str, value: &str) -> String {
+    let v = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    format!("Environment=\"{name}={v}\"\n")
 }
 
 pub fn unit_names(project: &str) -> (String, String, String) {
@@ -45,15 +85,25 @@ pub fn unit_names(project: &str) -> (String, String, String) {
     )
 }
 
-pub fn render(u: &UnitSpec<'_>) -> Units {
+pub fn render(u: &UnitSpec<'_>) -> Result<Units, Unrepresentable> {
+    for s in [
+        u.pgbox.display().to_string(),
+        u.config.display().to_string(),
+        u.path_env.to_string(),
+        u.docker_host.unwrap_or_default().to_string(),
+        u.extra_args.join(" "),
+        u.on_failure.unwrap_or_default().to_string(),
+    ] {
+        check(&s)?;
+    }
     let (svc, tmr, fail) = unit_names(u.project);
     let header = format!(
         "# Written by pgbox {} (`pgbox schedule install`); remove with `pgbox schedule remove`.\n",
         env!("CARGO_PKG_VERSION")
     );
-    let mut env = format!("Environment=\"PATH={}\"\n", u.path_env);
+    let mut env = env_assignment("PATH", u.path_env);
     if let Some(h) = u.docker_host {
-        env.push_str(&format!("Environment=\"DOCKER_HOST={h}\"\n"));
+        env.push_str(&env_assignment("DOCKER_HOST", h));
     }
     let after = if u.system {
         "After=docker.service podman.socket network-online.target\nWants=network-online.target\n"
@@ -68,9 +118,13 @@ pub fn render(u: &UnitSpec<'_>) -> Units {
     let service = format!(
         "{header}[Unit]\nDescription=pgbox scheduled backup of {p}\n{after}{on_failure}\n[Service]\nType=oneshot\n{env}ExecStart={bin} --config {cfg} schedule run{extra}\n",
         p = u.project,
-        bin = quote(u.pgbox),
-        cfg = quote(u.config),
-        extra = u.extra_args,
+        bin = exec_program(u.pgbox),
+        cfg = exec_arg(&u.config.display().to_string()),
+        extra = u
+            .extra_args
+            .iter()
+            .map(|a| format!(" {}", exec_arg(a)))
+            .collect::<String>(),
     );
     let delay = u
         .randomized_delay
@@ -84,18 +138,14 @@ pub fn render(u: &UnitSpec<'_>) -> Units {
     let failure = u.on_failure.map(|cmd| {
         (
             fail.clone(),
-            format!("{header}[Unit]\nDescription=pgbox backup of {p} failed: hook\n\n[Service]\nType=oneshot\n{env}ExecStart=/bin/sh -c {cmd}\n", p = u.project, cmd = shell_quote(cmd)),
+            format!("{header}[Unit]\nDescription=pgbox backup of {p} failed: hook\n\n[Service]\nType=oneshot\n{env}ExecStart=/bin/sh -c {cmd}\n", p = u.project, cmd = exec_arg(cmd)),
         )
     });
-    Units {
+    Ok(Units {
         service: (svc, service),
         timer: (tmr, timer),
         failure,
-    }
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    })
 }
 
 /// Where units go: the user's or the system's folder.
@@ -130,4 +180,69 @@ pub fn manager_reachable(system: bool) -> bool {
                 && !String::from_utf8_lossy(&o.stderr).contains("Failed to connect")
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(pgbox: &'a Path, config: &'a Path, args: &'a [String]) -> UnitSpec<'a> {
+        UnitSpec {
+            project: "p",
+            pgbox,
+            config,
+            on_calendar: "*-*-* 02:00:00",
+            docker_host: Some("unix:///run/100%.sock"),
+            path_env: "/usr/bin:/bin",
+            randomized_delay: None,
+            on_failure: Some("echo \"$HOME\" 100% done"),
+            system: false,
+            extra_args: args,
+        }
+    }
+
+    #[test]
+    fn exec_start_escapes_percent_dollar_quotes_and_backslashes() {
+        let args = ["--engine".to_string(), "a$b".to_string()];
+        let u = render(&spec(
+            Path::new("/opt/my tools%/pgbox"),
+            Path::new("/home/me/it's \"100%\" $x\\y/pgbox.toml"),
+            &args,
+        ))
+        .unwrap();
+        assert!(
+            u.service.1.contains(
+                "ExecStart=\"/opt/my tools%%/pgbox\" --config \"/home/me/it's \\\"100%%\\\" $$x\\\\y/pgbox.toml\" schedule run --engine \"a$$b\"\n"
+            ),
+            "{}",
+            u.service.1
+        );
+        assert!(u
+            .service
+            .1
+            .contains("Environment=\"DOCKER_HOST=unix:///run/100%%.sock\"\n"));
+        let failure = u.failure.unwrap().1;
+        assert!(
+            failure.contains("ExecStart=/bin/sh -c \"echo \\\"$$HOME\\\" 100%% done\"\n"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn a_program_path_systemd_refuses_goes_through_env() {
+        let u = render(&spec(
+            Path::new("/opt/it's/pgbox"),
+            Path::new("/c.toml"),
+            &[],
+        ))
+        .unwrap();
+        assert!(
+            u.service.1.contains(
+                "ExecStart=/usr/bin/env \"/opt/it's/pgbox\" --config /c.toml schedule run\n"
+            ),
+            "{}",
+            u.service.1
+        );
+        assert!(render(&spec(Path::new("/opt/a\nb"), Path::new("/c"), &[])).is_err());
+    }
 }

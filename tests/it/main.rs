@@ -14,4 +14,5 @@ mod generate;
 mod interrupts;
 mod restore_safety;
 mod schedule;
+mod small_defects;
 mod support;

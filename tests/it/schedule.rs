@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// The crontab is per user and shared: one test at a time touches it.
-static CRONTAB: Mutex<()> = Mutex::new(());
+pub(crate) static CRONTAB: Mutex<()> = Mutex::new(());
 
 /// Saves this user's crontab and puts it back when dropped.
-struct SavedCrontab(Option<Vec<u8>>);
+pub(crate) struct SavedCrontab(Option<Vec<u8>>);
 
 impl SavedCrontab {
-    fn take() -> SavedCrontab {
+    pub(crate) fn take() -> SavedCrontab {
         let out = Command::new("crontab")
             .arg("-l")
             .output()
@@ -45,7 +45,7 @@ fn set_crontab(bytes: &[u8]) {
     assert!(c.wait().unwrap().success());
 }
 
-fn crontab() -> Vec<u8> {
+pub(crate) fn crontab() -> Vec<u8> {
     Command::new("crontab").arg("-l").output().unwrap().stdout
 }
 
