@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::backup::ops::{self, ident};
 use crate::config::{Settings, TlsMode};
+use crate::container::psql::{self, ident};
 use crate::engine::Engine;
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -167,7 +167,7 @@ pub async fn apply_drift(
                 ident(&s.user),
                 crate::scram::verifier(&password)
             );
-            ops::sql(engine, container, s, "postgres", &sql)
+            psql::sql(engine, container, s, "postgres", &sql)
                 .await
                 .context("applying the new password failed")?;
             p.done(format!("applied the new password to role `{}`", s.user));
@@ -186,7 +186,7 @@ pub async fn apply_drift(
             .iter()
             .map(|e| format!("CREATE EXTENSION IF NOT EXISTS {};\n", ident(e)))
             .collect();
-        ops::sql(engine, container, s, &s.database, &sql).await.map_err(|e| {
+        psql::sql(engine, container, s, &s.database, &sql).await.map_err(|e| {
             Fail::new(format!("creating extensions failed: {e}"))
                 .hint("check the names under `extensions` in pgbox.toml (`select name from pg_available_extensions`)")
         })?;

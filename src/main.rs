@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod commands;
 mod config;
+mod container;
 mod deploy;
 mod digest;
 mod engine;

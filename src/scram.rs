@@ -43,7 +43,8 @@ mod tests {
         let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
         let first = String::from_utf8(client.message().to_vec()).unwrap();
         let first_bare = first.strip_prefix("n,,").unwrap();
-        let client_nonce = first_bare.split("r=").nth(1).unwrap();
+        // The nonce may itself contain `r=`: take everything after the attribute.
+        let client_nonce = first_bare.split_once(",r=").unwrap().1;
         let server_first = format!("r={client_nonce}SERVERNONCE,s={salt},i={iterations}");
         client.update(server_first.as_bytes()).unwrap();
         let last = String::from_utf8(client.message().to_vec()).unwrap();

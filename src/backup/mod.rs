@@ -6,10 +6,12 @@
 //! written as `.partial`, fsynced and checked before the rename, so a listing
 //! never sees half a backup.
 
-pub mod ops;
+pub mod dump;
+pub mod load;
 pub mod plain;
 pub mod restore;
 pub mod retention;
+pub mod transfer;
 
 use std::io::Read;
 

@@ -18,11 +18,13 @@ use std::path::Path;
 use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 
-use super::ops::{self, ident, lit};
+use super::load;
 use super::plain::Plan;
+use super::transfer;
 use super::{Detected, Format};
 use crate::cancel::Guard;
 use crate::config::Settings;
+use crate::container::psql::{self, ident, lit};
 use crate::engine::Engine;
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -113,15 +115,16 @@ impl Scratch {
     fn new(engine: &Engine, c: &str, s: &Settings, target: &str) -> Scratch {
         let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
         let name = pg_name(target, &format!("_pgbox_restore_{stamp}"));
-        let dir = format!("{}{stamp}-{}", ops::RESTORE_DIR_PREFIX, std::process::id());
+        let dir = format!("{}{stamp}-{}", load::RESTORE_DIR_PREFIX, std::process::id());
         let guard = {
             let (engine, c, s) = (engine.clone(), c.to_string(), s.clone());
             let (dir, name) = (dir.clone(), name.clone());
             Guard::future(
                 format!("scratch database `{name}` and `{dir}` in the container"),
                 async move {
-                    let _ = ops::remove_restore_leftovers(&engine, &c, &s, Some(&dir), Some(&name))
-                        .await;
+                    let _ =
+                        load::remove_restore_leftovers(&engine, &c, &s, Some(&dir), Some(&name))
+                            .await;
                 },
             )
         };
@@ -165,17 +168,17 @@ async fn load_checked(
     untouched: &str,
     p: &Printer,
 ) -> anyhow::Result<Checked> {
-    let before = ops::databases(engine, c, s).await?;
-    let remote = ops::upload_to(engine, c, req.local, req.detected, dir, p).await?;
+    let before = psql::databases(engine, c, s).await?;
+    let remote = transfer::upload_to(engine, c, req.local, req.detected, dir, p).await?;
     p.detail("uploaded and unpacked the backup");
     let plain = req.detected.format == Format::Plain;
     let mut items = 0;
     if !plain {
-        let (n, owners) = ops::list_items(engine, c, &remote).await?;
+        let (n, owners) = transfer::list_items(engine, c, &remote).await?;
         items = n;
         if !req.no_owner && !owners.is_empty() {
             let list = owners.iter().map(|o| lit(o)).collect::<Vec<_>>().join(",");
-            let present = ops::sql(
+            let present = psql::sql(
                 engine,
                 c,
                 s,
@@ -199,7 +202,7 @@ async fn load_checked(
     let plan = match (&req.plain, plain) {
         (Some(plan), true) => {
             let restrict =
-                ops::psql_has_restrict(&ops::psql_version(engine, c).await?).then(|| {
+                psql::psql_has_restrict(&psql::psql_version(engine, c).await?).then(|| {
                     format!(
                         "\\restrict {}",
                         Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
@@ -211,7 +214,7 @@ async fn load_checked(
         _ => None,
     };
 
-    ops::sql(
+    psql::sql(
         engine,
         c,
         s,
@@ -223,7 +226,7 @@ async fn load_checked(
         ),
     )
     .await?;
-    let job = ops::RestoreJob {
+    let job = load::RestoreJob {
         remote: &remote,
         detected: req.detected,
         db: scratch,
@@ -232,10 +235,10 @@ async fn load_checked(
         items,
     };
     let (restored, expected) =
-        tokio::join!(ops::restore_tracked(engine, c, s, &job, plan, p), async {
+        tokio::join!(load::restore_tracked(engine, c, s, &job, plan, p), async {
             match &req.plain {
                 Some(plan) => Ok(plan.tables.clone()),
-                None => ops::archive_row_counts(engine, c, &remote).await,
+                None => transfer::archive_row_counts(engine, c, &remote).await,
             }
         });
     let intact = intact(engine, c, s, &before).await;
@@ -260,11 +263,11 @@ async fn load_checked(
         .into());
     }
     let expected = expected.map_err(|e| unchanged(format!("{e:#}")))?;
-    let got = ops::row_counts(engine, c, s, scratch)
+    let got = load::row_counts(engine, c, s, scratch)
         .await
         .map_err(|e| unchanged(format!("cannot count the restored rows: {e:#}")))?;
     compare(&expected, &got).map_err(|e| unchanged(e.to_string()))?;
-    ops::sql(engine, c, s, scratch, "ANALYZE")
+    psql::sql(engine, c, s, scratch, "ANALYZE")
         .await
         .map_err(|e| unchanged(format!("ANALYZE of the restored database failed: {e:#}")))?;
     p.detail(format!("restored into `{scratch}` and checked it"));
@@ -303,7 +306,7 @@ async fn swap(
     );
     let mut tries = 0;
     loop {
-        match ops::sql(engine, c, s, "postgres", &swap).await {
+        match psql::sql(engine, c, s, "postgres", &swap).await {
             Ok(_) => break,
             Err(e) if tries < 10 && e.to_string().contains("being accessed by other users") => {
                 tries += 1;
@@ -319,7 +322,7 @@ async fn swap(
     }
     let old = match old {
         Some(o) if req.drop_old => {
-            ops::sql(
+            psql::sql(
                 engine,
                 c,
                 s,
@@ -360,7 +363,7 @@ async fn intact(
     s: &Settings,
     before: &[(u32, String)],
 ) -> anyhow::Result<()> {
-    let now = ops::databases(engine, c, s).await?;
+    let now = psql::databases(engine, c, s).await?;
     let mut changed = Vec::new();
     for (oid, name) in before {
         match now.iter().find(|(o, _)| o == oid) {
@@ -449,6 +452,6 @@ mod tests {
     fn names_keep_their_suffix_within_63_bytes() {
         let n = pg_name(&"x".repeat(80), "_pgbox_restore_20260101120000");
         assert_eq!(n.len(), 63);
-        assert!(ops::is_restore_scratch(&n));
+        assert!(load::is_restore_scratch(&n));
     }
 }

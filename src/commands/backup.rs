@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::backup::ops::{self, Dest, DumpRequest};
+use crate::backup::dump::{self, Dest, DumpRequest};
 use crate::backup::retention::{self, Policy};
+use crate::backup::transfer::{self};
 use crate::backup::{self as bk, Compression, Entry, Format, LastAttempt};
 use crate::cancel::Guard;
 use crate::cli::{BackupAction, BackupArgs, BackupCreateArgs, GlobalArgs, PruneArgs, VerifyArgs};
 use crate::config::Settings;
+use crate::container::psql::{self};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
@@ -168,7 +170,7 @@ async fn create_inner(
     let mut targets: Vec<(String, &str)> = Vec::new();
     if a.all {
         targets.push(("globals".into(), "globals"));
-        let dbs = ops::sql(
+        let dbs = psql::sql(
             &engine,
             &c,
             s,
@@ -199,10 +201,10 @@ async fn create_inner(
     // We hold the project lock: whatever an earlier backup left is stale.
     let mut stale: Vec<String> = dir
         .iter()
-        .flat_map(|d| ops::remove_stale_partials(d, &s.project))
+        .flat_map(|d| dump::remove_stale_partials(d, &s.project))
         .map(|f| format!("`{}`", f.display()))
         .collect();
-    stale.extend(ops::remove_stale_dumps(&engine, &c).await?);
+    stale.extend(dump::remove_stale_dumps(&engine, &c).await?);
     if !stale.is_empty() {
         p.info(format!(
             "removed what an interrupted backup left: {}",
@@ -243,7 +245,7 @@ async fn create_inner(
             image: &image,
             versions: versions.clone(),
         };
-        let dumped = ops::dump(&engine, &c, s, &req, dest, p).await?;
+        let dumped = dump::dump(&engine, &c, s, &req, dest, p).await?;
         let Some(path) = dumped.path else {
             p.done(format!(
                 "streamed `{db}` to stdout ({})",
@@ -378,7 +380,7 @@ pub async fn verify(
     let manifest = bk::Manifest::read(path);
     match &manifest {
         Some(m) => {
-            let sum = ops::sha256_file(path, p).await?;
+            let sum = dump::sha256_file(path, p).await?;
             if sum != m.sha256 {
                 return Err(Fail::new(format!(
                     "`{}` does not match its manifest's checksum (sha256 {sum}, expected {})",
@@ -396,12 +398,12 @@ pub async fn verify(
     }
     let d = bk::detect(path)?;
     let globals = manifest.as_ref().is_some_and(|m| m.kind == "globals");
-    let remote = ops::upload(engine, c, path, d, p).await?;
+    let remote = transfer::upload(engine, c, path, d, p).await?;
     let result = async {
         let items = if d.format == Format::Plain {
             0
         } else {
-            ops::list_items(engine, c, &remote).await?.0
+            transfer::list_items(engine, c, &remote).await?.0
         };
         if deep && globals {
             p.info("a globals backup holds roles, not tables: no test restore (it would change the server's roles)");
@@ -445,7 +447,7 @@ pub async fn verify(
         anyhow::Ok(items)
     }
     .await;
-    let _ = ops::remove_remote(engine, c, &remote.dir).await;
+    let _ = transfer::remove_remote(engine, c, &remote.dir).await;
     let items = result?;
     if let Some(mut m) = manifest {
         m.verified_at = Some(Utc::now());

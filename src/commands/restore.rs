@@ -9,10 +9,13 @@
 use std::time::Instant;
 
 use super::backup::{jobs_default, mb, ready_container, resolve};
-use crate::backup::ops::{self, lit};
+use crate::backup::dump::{self};
+use crate::backup::load::{self};
+use crate::backup::transfer::{self};
 use crate::backup::{self as bk, Format};
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::config::Settings;
+use crate::container::psql::{self, lit};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
@@ -27,7 +30,7 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
     // 1. Nothing is touched before the file checks out.
     match &manifest {
         Some(m) => {
-            let sum = ops::sha256_file(&path, p).await?;
+            let sum = dump::sha256_file(&path, p).await?;
             if sum != m.sha256 {
                 return Err(Fail::new(format!(
                     "`{}` does not match its manifest's checksum; refusing to restore it",
@@ -70,7 +73,7 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
     let engine = Engine::connect(g.engine.as_deref()).await?;
     let c = ready_container(&engine, &s).await?;
     // 2. The project lock is held: what an earlier, killed restore left is stale.
-    let left = ops::clean_restore_leftovers(&engine, &c, &s).await?;
+    let left = load::clean_restore_leftovers(&engine, &c, &s).await?;
     if !left.is_empty() {
         p.info(format!(
             "removed what an interrupted restore left behind: {}",
@@ -87,7 +90,7 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         .or(a.db.clone())
         .or(manifest.as_ref().map(|m| m.database.clone()))
         .unwrap_or_else(|| s.database.clone());
-    let current = ops::sql(
+    let current = psql::sql(
         &engine,
         &c,
         &s,
@@ -223,18 +226,18 @@ async fn restore_globals(
     }
     let dir = format!(
         "{}{}-{}",
-        ops::RESTORE_DIR_PREFIX,
+        load::RESTORE_DIR_PREFIX,
         chrono::Utc::now().format("%Y%m%d%H%M%S"),
         std::process::id()
     );
     let guard = {
         let (engine, c, s, dir) = (engine.clone(), c.to_string(), s.clone(), dir.clone());
         crate::cancel::Guard::future(format!("`{dir}` in the container"), async move {
-            let _ = ops::remove_restore_leftovers(&engine, &c, &s, Some(&dir), None).await;
+            let _ = load::remove_restore_leftovers(&engine, &c, &s, Some(&dir), None).await;
         })
     };
     let out = async {
-        let remote = ops::upload_to(engine, c, path, d, &dir, p).await?;
+        let remote = transfer::upload_to(engine, c, path, d, &dir, p).await?;
         let out = engine
             .exec_capture(
                 c,
