@@ -208,7 +208,8 @@ pub struct Reload {
 
 /// Check the new config inside the running container, then reload it.
 pub async fn reload(engine: &Engine, container: &str) -> anyhow::Result<Reload> {
-    let out = project::ctl(engine, container, &["reload"]).await?;
+    let out =
+        crate::container::ctl::run(engine, container, crate::container::ctl::Verb::Reload).await?;
     if out.code != 0 {
         return Err(Fail::new(format!(
             "PostgreSQL refused the new configuration: {}",

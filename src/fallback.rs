@@ -194,11 +194,7 @@ pub async fn copy_out(
     let mut head = Vec::new();
     let mut stderr = Vec::new();
     let bar = p.bytes_bar(format!("copying `{name}`"), None);
-    let spec = crate::engine::ExecSpec {
-        cmd: vec!["pgbox-ctl".into(), "save-stream".into()],
-        user: Some("0".into()),
-        env: Vec::new(),
-    };
+    let spec = crate::container::ctl::Verb::SaveStream.spec();
     let result = engine
         .exec_stream(
             name,

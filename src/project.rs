@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use crate::config::{Settings, StorageMode, TlsMode};
 use crate::engine::{
-    ContainerSpec, Engine, ExecOutput, ExecSpec, MountSource, MountSpec, LABEL_CONFIG, LABEL_PORT,
-    LABEL_PROJECT, LABEL_SPEC, LABEL_VERSION,
+    ContainerSpec, Engine, MountSource, MountSpec, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT,
+    LABEL_SPEC, LABEL_VERSION,
 };
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -339,40 +339,6 @@ fn spec_hash(spec: &ContainerSpec) -> String {
     labels.sort();
     h.update(format!("{labels:?}").as_bytes());
     crate::digest::hex(&h.finalize()[..8])
-}
-
-/// Run `pgbox-ctl ARGS` inside the container as root.
-pub async fn ctl(engine: &Engine, container: &str, args: &[&str]) -> anyhow::Result<ExecOutput> {
-    let mut cmd = vec!["pgbox-ctl".to_string()];
-    cmd.extend(args.iter().map(|a| a.to_string()));
-    let spec = ExecSpec {
-        cmd,
-        user: Some("0".into()),
-        env: Vec::new(),
-    };
-    Ok(engine.exec_capture(container, &spec).await?)
-}
-
-/// The entrypoint's state (RUNNING, MAINTENANCE, ...), or None when unknown.
-pub async fn entrypoint_state(engine: &Engine, container: &str) -> Option<String> {
-    let out = ctl(engine, container, &["state"]).await.ok()?;
-    (out.code == 0).then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// A running container of this project, or an error saying how to start it.
-pub async fn running_container(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
-    let name = s.container_name();
-    match engine.inspect(&name).await? {
-        Some(c) if c.running => {
-            check_ownership(s, &c.labels)?;
-            Ok(name)
-        }
-        _ => Err(
-            Fail::new(format!("PostgreSQL for `{}` is not running", s.project))
-                .hint("start it with `pgbox up`")
-                .into(),
-        ),
-    }
 }
 
 /// Refuse to manage a container of the same name that belongs to another pgbox.toml.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::Guard;
 use crate::config::Settings;
+use crate::container::ctl::Verb;
 use crate::container::psql::exec_spec as spec;
 use crate::engine::Engine;
 use crate::error::Fail;
@@ -132,11 +133,18 @@ pub async fn dump(
 ) -> anyhow::Result<Dumped> {
     let started = Instant::now();
     let created_at = Utc::now();
-    let level = req.level.to_string();
     let verb = if req.kind == "globals" {
-        "globals"
+        Verb::Globals {
+            compression: req.compression.as_str(),
+            level: req.level,
+        }
     } else {
-        "dump"
+        Verb::Dump {
+            database: req.database,
+            format: req.format.as_str(),
+            compression: req.compression.as_str(),
+            level: req.level,
+        }
     };
     let pidfile = format!(
         "{DUMP_PIDFILE_PREFIX}{}-{}.pid",
@@ -144,20 +152,11 @@ pub async fn dump(
         created_at.timestamp_nanos_opt().unwrap_or_default()
     );
     // setsid: the dump gets a process group of its own, which the guard below ends.
-    let cmd = [
-        "setsid",
-        "-w",
-        "sh",
-        "-c",
-        DUMP_WRAPPER,
-        &pidfile,
-        "pgbox-ctl",
-        verb,
-        req.database,
-        req.format.as_str(),
-        req.compression.as_str(),
-        &level,
-    ];
+    let mut cmd: Vec<String> = ["setsid", "-w", "sh", "-c", DUMP_WRAPPER, &pidfile]
+        .map(String::from)
+        .to_vec();
+    cmd.extend(verb.argv());
+    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let mut hasher = Sha256::new();
     let mut bytes: u64 = 0;
     let mut stderr = Vec::new();

@@ -43,15 +43,13 @@ pub async fn upload_to(
 ) -> anyhow::Result<Remote> {
     let dir = dir.to_string();
     let path = format!("{dir}/dump");
-    let mut cmd = vec![
-        "pgbox-ctl",
-        "receive",
-        path.as_str(),
-        d.compression.as_str(),
-    ];
-    if d.format == Format::Directory {
-        cmd.push("tar");
+    let argv = crate::container::ctl::Verb::Receive {
+        dest: &path,
+        compression: d.compression.as_str(),
+        tar: d.format == Format::Directory,
     }
+    .argv();
+    let cmd: Vec<&str> = argv.iter().map(String::as_str).collect();
     if local.is_dir() {
         // An unpacked directory dump: pack it on the fly.
         let mut b = tar::Builder::new(Vec::new());

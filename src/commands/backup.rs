@@ -24,7 +24,6 @@ use crate::container::psql::{self};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::project;
 use crate::{cancel, lock};
 
 pub async fn run(args: BackupArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
@@ -38,30 +37,6 @@ pub async fn run(args: BackupArgs, g: &GlobalArgs, p: &Printer) -> super::Outcom
 
 pub fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
-/// The database's container, refusing maintenance mode.
-pub async fn ready_container(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
-    let c = project::running_container(engine, s).await?;
-    if project::entrypoint_state(engine, &c).await.as_deref() == Some("MAINTENANCE") {
-        return Err(Fail::new(format!(
-            "`{}` is in maintenance mode: PostgreSQL is stopped",
-            s.project
-        ))
-        .hint("run `pgbox maintenance off` first")
-        .into());
-    }
-    Ok(c)
-}
-
-async fn versions(engine: &Engine, c: &str) -> anyhow::Result<(String, String)> {
-    let out = project::ctl(engine, c, &["versions"]).await?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut lines = text.lines();
-    Ok((
-        lines.next().unwrap_or_default().trim().to_string(),
-        lines.next().unwrap_or_default().trim().to_string(),
-    ))
 }
 
 async fn create(a: BackupCreateArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
@@ -160,13 +135,13 @@ async fn create_inner(
     p: &Printer,
 ) -> anyhow::Result<Vec<String>> {
     let engine = Engine::connect(g.engine.as_deref()).await?;
-    let c = ready_container(&engine, s).await?;
+    let c = crate::container::ctl::ready(&engine, s).await?;
     let image = engine
         .inspect(&c)
         .await?
         .map(|i| i.image)
         .unwrap_or_default();
-    let versions = versions(&engine, &c).await?;
+    let versions = crate::container::ctl::versions(&engine, &c).await?;
     let mut targets: Vec<(String, &str)> = Vec::new();
     if a.all {
         targets.push(("globals".into(), "globals"));
@@ -485,7 +460,7 @@ async fn verify_cmd(a: VerifyArgs, g: &GlobalArgs, p: &Printer) -> super::Outcom
         false => None,
     };
     let engine = Engine::connect(g.engine.as_deref()).await?;
-    let c = ready_container(&engine, &s).await?;
+    let c = crate::container::ctl::ready(&engine, &s).await?;
     verify(&engine, &c, &s, &path, a.deep, p).await?;
     Ok(0)
 }

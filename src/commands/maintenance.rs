@@ -4,22 +4,20 @@
 //! refuses with a hint, and `pgbox exec`-style repairs can work on PGDATA.
 
 use crate::cli::{GlobalArgs, MaintenanceArgs, OnOff};
+use crate::container::ctl;
 use crate::error::Fail;
 use crate::printer::Printer;
-use crate::project;
 
 pub async fn run(args: MaintenanceArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
-    let name = project::running_container(&engine, &s).await?;
-    let action = match args.action {
-        OnOff::On => "on",
-        OnOff::Off => "off",
-    };
+    let name = ctl::running(&engine, &s).await?;
+    let on = args.action == OnOff::On;
+    let action = if on { "on" } else { "off" };
     let bar = p.spinner(match args.action {
         OnOff::On => "stopping PostgreSQL for maintenance",
         OnOff::Off => "starting PostgreSQL",
     });
-    let out = project::ctl(&engine, &name, &["maintenance", action]).await;
+    let out = ctl::run(&engine, &name, ctl::Verb::Maintenance(on)).await;
     bar.finish_and_clear();
     let out = out?;
     if out.code != 0 {

@@ -5,20 +5,10 @@
 
 use crate::cli::{GlobalArgs, PsqlArgs};
 use crate::engine::ExecSpec;
-use crate::error::Fail;
-use crate::project;
 
 pub async fn run(args: PsqlArgs, g: &GlobalArgs) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
-    let name = project::running_container(&engine, &s).await?;
-    if project::entrypoint_state(&engine, &name).await.as_deref() == Some("MAINTENANCE") {
-        return Err(Fail::new(format!(
-            "`{}` is in maintenance mode: PostgreSQL is stopped",
-            s.project
-        ))
-        .hint("run `pgbox maintenance off` to start it again")
-        .into());
-    }
+    let name = crate::container::ctl::ready(&engine, &s).await?;
     let mut cmd = vec![
         "psql".to_string(),
         "--username".into(),

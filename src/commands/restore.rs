@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::backup::{jobs_default, mb, ready_container, resolve};
+use super::backup::{jobs_default, mb, resolve};
 use crate::backup::dump::{self};
 use crate::backup::load::{self};
 use crate::backup::transfer::{self};
@@ -71,7 +71,7 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
     };
 
     let engine = Engine::connect(g.engine.as_deref()).await?;
-    let c = ready_container(&engine, &s).await?;
+    let c = crate::container::ctl::ready(&engine, &s).await?;
     // 2. The project lock is held: what an earlier, killed restore left is stale.
     let left = load::clean_restore_leftovers(&engine, &c, &s).await?;
     if !left.is_empty() {

@@ -13,7 +13,6 @@ use crate::cli::{GlobalArgs, SaveArgs};
 use crate::config::StorageMode;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::project;
 use crate::storage::ProjectState;
 
 pub async fn run(args: SaveArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
@@ -29,7 +28,7 @@ pub async fn run(args: SaveArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
             .code(EXIT_USAGE)
             .into());
     }
-    let name = project::running_container(&engine, &s).await?;
+    let name = crate::container::ctl::running(&engine, &s).await?;
     let t = Instant::now();
     if let Some(out) = &args.output {
         let path = crate::config::absolute(&std::env::current_dir()?, out);
@@ -43,7 +42,7 @@ pub async fn run(args: SaveArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         return Ok(0);
     }
     let bar = p.spinner("saving the running cluster");
-    let out = project::ctl(&engine, &name, &["save"]).await;
+    let out = crate::container::ctl::run(&engine, &name, crate::container::ctl::Verb::Save).await;
     bar.finish_and_clear();
     let out = out?;
     if out.code != 0 {

@@ -57,7 +57,7 @@ pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let (ready, entrypoint_state) = if running {
         let host = s.url_host();
         let ping = probe::ping(&host, s.port, Duration::from_secs(2));
-        let state = project::entrypoint_state(&engine, &name);
+        let state = crate::container::ctl::state(&engine, &name);
         let (ping, state) = tokio::join!(ping, state);
         (ping == Ping::Ready, state)
     } else {

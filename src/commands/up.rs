@@ -134,14 +134,7 @@ async fn already_running(
     timeout: Duration,
     p: &Printer,
 ) -> super::Outcome {
-    if project::entrypoint_state(engine, name).await.as_deref() == Some("MAINTENANCE") {
-        return Err(Fail::new(format!(
-            "`{}` is in maintenance mode: PostgreSQL is stopped",
-            s.project
-        ))
-        .hint("run `pgbox maintenance off` to start it")
-        .into());
-    }
+    crate::container::ctl::refuse_maintenance(engine, s, name).await?;
     if let Err(why) = confirm_port(&s.url_host(), s.port).await {
         return Err(Fail::new(format!(
             "`{name}` is running but PostgreSQL does not answer on port {}: {why}",

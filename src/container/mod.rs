@@ -2,4 +2,5 @@
 //! the superuser (`psql`). The container's own spec, labels and control verbs join
 //! this module as the layers settle.
 
+pub mod ctl;
 pub mod psql;

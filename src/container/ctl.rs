@@ -1,0 +1,222 @@
+//! The typed client for `pgbox-ctl`, the control script pgbox puts in the image
+//! (templates/image/runtime/ctl.sh), and the one gate every command that needs a
+//! working server passes: the container runs, belongs to this project, and is not
+//! in maintenance mode.
+//!
+//! Every verb the host uses is a [`Verb`] here, so the words pgbox and the script
+//! agree on live in one place; streaming verbs (dump, receive, save-stream) give
+//! their argv through [`Verb::argv`] to the engine's stream execs.
+
+use crate::config::Settings;
+use crate::engine::{Engine, ExecOutput, ExecSpec};
+use crate::error::Fail;
+
+/// A `pgbox-ctl` verb and its arguments.
+#[derive(Debug, Clone)]
+pub enum Verb<'a> {
+    /// The entrypoint's state.
+    State,
+    /// Check the rendered configuration, reload, list settings pending a restart.
+    Reload,
+    /// Fallback mode: save a consistent live copy now.
+    Save,
+    /// A consistent copy of the running cluster on stdout (tar, zstd).
+    SaveStream,
+    /// Stop PostgreSQL and keep the container up (`true`), or start it again.
+    Maintenance(bool),
+    /// Server and pg_dump versions, one per line.
+    Versions,
+    /// A dump of one database on stdout.
+    Dump {
+        database: &'a str,
+        format: &'a str,
+        compression: &'a str,
+        level: u32,
+    },
+    /// Roles and tablespaces on stdout.
+    Globals { compression: &'a str, level: u32 },
+    /// stdin, decompressed, to `dest` (a folder with `tar`), owned by postgres.
+    Receive {
+        dest: &'a str,
+        compression: &'a str,
+        tar: bool,
+    },
+}
+
+impl Verb<'_> {
+    /// `pgbox-ctl VERB ARGS...`
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = vec!["pgbox-ctl".to_string()];
+        let words: Vec<String> = match self {
+            Verb::State => vec!["state".into()],
+            Verb::Reload => vec!["reload".into()],
+            Verb::Save => vec!["save".into()],
+            Verb::SaveStream => vec!["save-stream".into()],
+            Verb::Maintenance(on) => {
+                vec!["maintenance".into(), if *on { "on" } else { "off" }.into()]
+            }
+            Verb::Versions => vec!["versions".into()],
+            Verb::Dump {
+                database,
+                format,
+                compression,
+                level,
+            } => vec![
+                "dump".into(),
+                database.to_string(),
+                format.to_string(),
+                compression.to_string(),
+                level.to_string(),
+            ],
+            Verb::Globals { compression, level } => vec![
+                "globals".into(),
+                "-".into(),
+                "-".into(),
+                compression.to_string(),
+                level.to_string(),
+            ],
+            Verb::Receive {
+                dest,
+                compression,
+                tar,
+            } => {
+                let mut w = vec!["receive".into(), dest.to_string(), compression.to_string()];
+                if *tar {
+                    w.push("tar".into());
+                }
+                w
+            }
+        };
+        v.extend(words);
+        v
+    }
+
+    /// The exec that runs this verb as root (the script drops privileges itself).
+    pub fn spec(&self) -> ExecSpec {
+        ExecSpec {
+            cmd: self.argv(),
+            user: Some("0".into()),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Run a verb and collect its output.
+pub async fn run(engine: &Engine, container: &str, verb: Verb<'_>) -> anyhow::Result<ExecOutput> {
+    Ok(engine.exec_capture(container, &verb.spec()).await?)
+}
+
+/// The entrypoint's state (RUNNING, MAINTENANCE, ...), or None when unknown.
+pub async fn state(engine: &Engine, container: &str) -> Option<String> {
+    let out = run(engine, container, Verb::State).await.ok()?;
+    (out.code == 0).then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The server's and the container's pg_dump versions (for backup manifests); both
+/// must be known, or the manifest would record empty strings.
+pub async fn versions(engine: &Engine, container: &str) -> anyhow::Result<(String, String)> {
+    let out = run(engine, container, Verb::Versions).await?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (out.code, lines.next(), lines.next()) {
+        (0, Some(server), Some(dump)) => Ok((server.to_string(), dump.to_string())),
+        (code, ..) => Err(Fail::new(format!(
+            "cannot read the server and pg_dump versions in the container (exit {code}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .hint("see `pgbox logs`; the backup was not started")
+        .into()),
+    }
+}
+
+/// A running container of this project, or an error saying how to start it.
+pub async fn running(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
+    let name = s.container_name();
+    match engine.inspect(&name).await? {
+        Some(c) if c.running => {
+            crate::project::check_ownership(s, &c.labels)?;
+            Ok(name)
+        }
+        _ => Err(
+            Fail::new(format!("PostgreSQL for `{}` is not running", s.project))
+                .hint("start it with `pgbox up`")
+                .into(),
+        ),
+    }
+}
+
+/// The gate for work that needs the server: running, ours, not in maintenance.
+pub async fn ready(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
+    let c = running(engine, s).await?;
+    refuse_maintenance(engine, s, &c).await?;
+    Ok(c)
+}
+
+/// An error when the container is in maintenance mode (PostgreSQL stopped on purpose).
+pub async fn refuse_maintenance(engine: &Engine, s: &Settings, c: &str) -> anyhow::Result<()> {
+    if state(engine, c).await.as_deref() == Some("MAINTENANCE") {
+        return Err(Fail::new(format!(
+            "`{}` is in maintenance mode: PostgreSQL is stopped",
+            s.project
+        ))
+        .hint("run `pgbox maintenance off` to start it again")
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_spell_what_the_script_reads() {
+        let d = Verb::Dump {
+            database: "app",
+            format: "custom",
+            compression: "zstd",
+            level: 3,
+        };
+        assert_eq!(
+            d.argv(),
+            ["pgbox-ctl", "dump", "app", "custom", "zstd", "3"]
+        );
+        let r = Verb::Receive {
+            dest: "/tmp/x/dump",
+            compression: "none",
+            tar: true,
+        };
+        assert_eq!(
+            r.argv(),
+            ["pgbox-ctl", "receive", "/tmp/x/dump", "none", "tar"]
+        );
+        assert_eq!(
+            Verb::Maintenance(false).argv(),
+            ["pgbox-ctl", "maintenance", "off"]
+        );
+        // Every verb must be one the script's case statement knows.
+        let script = include_str!("../../templates/image/runtime/ctl.sh");
+        for v in [
+            Verb::State,
+            Verb::Reload,
+            Verb::Save,
+            Verb::SaveStream,
+            Verb::Maintenance(true),
+            Verb::Versions,
+            d,
+            Verb::Globals {
+                compression: "gzip",
+                level: 6,
+            },
+            r,
+        ] {
+            let word = &v.argv()[1];
+            assert!(
+                script.contains(&format!("\n{word})"))
+                    || script.contains(&format!("| {word})"))
+                    || script.contains(&format!("\n{word} |")),
+                "ctl.sh has no `{word}` verb"
+            );
+        }
+    }
+}
