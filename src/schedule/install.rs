@@ -35,8 +35,12 @@ pub struct InstallOptions {
     pub run_args: Vec<String>,
 }
 
-/// Where the job finds pgbox, its config and its engine.
-struct Target {
+/// One install being made: what was asked, for which project, and where the job
+/// finds pgbox, its config and its engine.
+struct Plan<'a> {
+    o: &'a InstallOptions,
+    s: &'a Settings,
+    sched: Schedule,
     pgbox: PathBuf,
     config: PathBuf,
     docker_host: Option<String>,
@@ -50,7 +54,10 @@ pub fn install(o: &InstallOptions, s: &Settings, p: &Printer) -> anyhow::Result<
         Mechanism::Auto => Mechanism::Cron,
         m => m,
     };
-    let target = Target {
+    let plan = Plan {
+        o,
+        s,
+        sched,
         pgbox: std::env::current_exe()?
             .canonicalize()
             .context("cannot find pgbox's own path")?,
@@ -59,14 +66,12 @@ pub fn install(o: &InstallOptions, s: &Settings, p: &Printer) -> anyhow::Result<
     };
     let mut files = Vec::new();
     let (cron_expr, calendar) = match mechanism {
-        Mechanism::Systemd => (None, Some(units(o, s, &sched, &target, &mut files, p)?)),
-        _ => (
-            Some(cron_entry(o, s, &sched, &target, &mut files, p)?),
-            None,
-        ),
+        Mechanism::Systemd => (None, Some(plan.units(&mut files, p)?)),
+        _ => (Some(plan.cron_entry(&mut files, p)?), None),
     };
     // Never empty: `Schedule::parse` refuses an expression that never fires.
-    let next = sched
+    let next = plan
+        .sched
         .next_after(Local::now().naive_local())
         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default();
@@ -118,95 +123,87 @@ fn unrepresentable(e: Unrepresentable) -> Fail {
         .code(EXIT_USAGE)
 }
 
-/// Write (or print) the service, timer and failure units; their OnCalendar value.
-fn units(
-    o: &InstallOptions,
-    s: &Settings,
-    sched: &Schedule,
-    t: &Target,
-    files: &mut Vec<PathBuf>,
-    p: &Printer,
-) -> anyhow::Result<String> {
-    let cal = sched
-        .to_calendar()
-        .map_err(|e| Fail::new(e.0).code(EXIT_USAGE))?;
-    let spec = systemd::UnitSpec {
-        project: &s.project,
-        pgbox: &t.pgbox,
-        config: &t.config,
-        on_calendar: &cal,
-        docker_host: t.docker_host.as_deref(),
-        path_env: DEFAULT_PATH,
-        randomized_delay: o.randomized_delay,
-        on_failure: s.on_failure.as_deref(),
-        system: o.system,
-        extra_args: &o.run_args,
-    };
-    let units = systemd::render(&spec).map_err(unrepresentable)?;
-    let dir = systemd::unit_dir(o.system);
-    let mut all = vec![units.service, units.timer];
-    all.extend(units.failure);
-    for (name, body) in &all {
-        let path = dir.join(name);
-        if o.dry_run {
-            p.data(format!("# {}\n{body}", path.display()));
-            continue;
-        }
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-        write_file(&path, body)?;
-        files.push(path);
-    }
-    Ok(cal)
-}
-
-/// Write (or print) the crontab block or `/etc/cron.d` file; its cron expression.
-fn cron_entry(
-    o: &InstallOptions,
-    s: &Settings,
-    sched: &Schedule,
-    t: &Target,
-    files: &mut Vec<PathBuf>,
-    p: &Printer,
-) -> anyhow::Result<String> {
-    let expr = sched
-        .to_cron()
-        .map_err(|e| Fail::new(e.0).code(EXIT_USAGE))?;
-    if !o.dry_run {
-        std::fs::create_dir_all(&s.backup_dir)
-            .with_context(|| format!("cannot create `{}`", s.backup_dir.display()))?;
-    }
-    let log = s.backup_dir.join("pgbox-schedule.log");
-    let mut env = vec![("PATH", DEFAULT_PATH)];
-    env.extend(t.docker_host.as_deref().map(|h| ("DOCKER_HOST", h)));
-    let command = cron::command(&cron::Job {
-        env: &env,
-        pgbox: &t.pgbox,
-        config: &t.config,
-        args: &o.run_args,
-        log: &log,
-        on_failure: s.on_failure.as_deref(),
-    })
-    .map_err(unrepresentable)?;
-    if o.system {
-        let block = cron::block(&s.project, &format!("{expr} root"), &command);
-        let path = cron::system_file(&s.project);
-        if o.dry_run {
-            p.data(format!("# {}\n{block}", path.display()));
-        } else {
-            write_file(&path, &block)?;
+impl Plan<'_> {
+    /// Write (or print) the service, timer and failure units; their OnCalendar value.
+    fn units(&self, files: &mut Vec<PathBuf>, p: &Printer) -> anyhow::Result<String> {
+        let (o, s) = (self.o, self.s);
+        let cal = self
+            .sched
+            .to_calendar()
+            .map_err(|e| Fail::new(e.0).code(EXIT_USAGE))?;
+        let spec = systemd::UnitSpec {
+            project: &s.project,
+            pgbox: &self.pgbox,
+            config: &self.config,
+            on_calendar: &cal,
+            docker_host: self.docker_host.as_deref(),
+            path_env: DEFAULT_PATH,
+            randomized_delay: o.randomized_delay,
+            on_failure: s.on_failure.as_deref(),
+            system: o.system,
+            extra_args: &o.run_args,
+        };
+        let units = systemd::render(&spec).map_err(unrepresentable)?;
+        let dir = systemd::unit_dir(o.system);
+        let mut all = vec![units.service, units.timer];
+        all.extend(units.failure);
+        for (name, body) in &all {
+            let path = dir.join(name);
+            if o.dry_run {
+                p.data(format!("# {}\n{body}", path.display()));
+                continue;
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+            write_file(&path, body)?;
             files.push(path);
         }
-    } else {
-        let block = cron::block(&s.project, &expr, &command);
-        if o.dry_run {
-            p.data(block);
-        } else {
-            let current = cron::read_crontab()?;
-            cron::write_crontab(&cron::with_block(&current, &s.project, Some(&block)))?;
-        }
+        Ok(cal)
     }
-    Ok(expr)
+
+    /// Write (or print) the crontab block or `/etc/cron.d` file; its cron expression.
+    fn cron_entry(&self, files: &mut Vec<PathBuf>, p: &Printer) -> anyhow::Result<String> {
+        let (o, s) = (self.o, self.s);
+        let expr = self
+            .sched
+            .to_cron()
+            .map_err(|e| Fail::new(e.0).code(EXIT_USAGE))?;
+        if !o.dry_run {
+            std::fs::create_dir_all(&s.backup_dir)
+                .with_context(|| format!("cannot create `{}`", s.backup_dir.display()))?;
+        }
+        let log = s.backup_dir.join("pgbox-schedule.log");
+        let mut env = vec![("PATH", DEFAULT_PATH)];
+        env.extend(self.docker_host.as_deref().map(|h| ("DOCKER_HOST", h)));
+        let command = cron::command(&cron::Job {
+            env: &env,
+            pgbox: &self.pgbox,
+            config: &self.config,
+            args: &o.run_args,
+            log: &log,
+            on_failure: s.on_failure.as_deref(),
+        })
+        .map_err(unrepresentable)?;
+        if o.system {
+            let block = cron::block(&s.project, &format!("{expr} root"), &command);
+            let path = cron::system_file(&s.project);
+            if o.dry_run {
+                p.data(format!("# {}\n{block}", path.display()));
+            } else {
+                write_file(&path, &block)?;
+                files.push(path);
+            }
+        } else {
+            let block = cron::block(&s.project, &expr, &command);
+            if o.dry_run {
+                p.data(block);
+            } else {
+                let current = cron::read_crontab()?;
+                cron::write_crontab(&cron::with_block(&current, &s.project, Some(&block)))?;
+            }
+        }
+        Ok(expr)
+    }
 }
 
 fn write_file(path: &Path, body: &str) -> anyhow::Result<()> {
