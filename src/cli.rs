@@ -12,6 +12,7 @@ use crate::backup::{Compression, Format};
 use crate::config::{StorageMode, TlsMode};
 use crate::deploy::{DeployEnv, GenerateKind};
 use crate::printer::ColorChoice;
+use crate::schedule::Mechanism;
 
 /// PostgreSQL in a container, with your data safe, in one command.
 #[derive(Debug, Parser)]
@@ -478,13 +479,6 @@ pub struct RetentionArgs {
     /// Keep one backup a month for N months (default: pgbox.toml, else 6)
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<u32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mechanism {
-    Auto,
-    Systemd,
-    Cron,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,7 +5,7 @@
 //! it was read. Installing twice replaces the block in place.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
@@ -133,20 +133,73 @@ pub fn blocks(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Why this user's crontab could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CrontabError {
+    /// No `crontab` program: cron is not installed here.
+    #[error(
+        "cannot run `crontab`: install cron (e.g. `apt-get install cron`) or use `--using systemd`"
+    )]
+    NotInstalled(#[source] std::io::Error),
+    #[error("cannot run `crontab`")]
+    CannotRun(#[source] std::io::Error),
+    /// `crontab -l` failed for a reason other than "no crontab" (its stderr).
+    #[error("`crontab -l` failed: {0}")]
+    Failed(String),
+}
+
 /// The user's crontab (`crontab -l`); empty when there is none.
-pub fn read_crontab() -> anyhow::Result<String> {
-    let out = Command::new("crontab").arg("-l").output().context(
-        "cannot run `crontab`: install cron (e.g. `apt-get install cron`) or use `--using systemd`",
-    )?;
+pub fn read_crontab() -> Result<String, CrontabError> {
+    let out = match Command::new("crontab")
+        .arg("-l")
+        .env("LC_ALL", "C")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CrontabError::NotInstalled(e))
+        }
+        Err(e) => return Err(CrontabError::CannotRun(e)),
+    };
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("no crontab") {
+    if only_no_crontab(&err) {
         Ok(String::new())
     } else {
-        anyhow::bail!("`crontab -l` failed: {}", err.trim())
+        Err(CrontabError::Failed(err.trim().to_string()))
     }
+}
+
+/// The user's crontab for `list` and `remove`, which look for pgbox's blocks in it:
+/// `None` on a host without cron (there is nothing of pgbox's to find), an error when
+/// `crontab -l` fails (a block might be there unseen).
+pub fn read_crontab_if_installed() -> Result<Option<String>, CrontabError> {
+    match read_crontab() {
+        Ok(tab) => Ok(Some(tab)),
+        Err(CrontabError::NotInstalled(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `crontab -l` failed only because this user has no crontab yet.
+///
+/// This is the one place pgbox reads a tool's message text, because crontab gives
+/// no other signal: Debian's cron (vixie), cronie and BSD cron all exit 1 both for
+/// "no crontab for USER" and for real failures (a spool it cannot open, cron.deny),
+/// and tell them apart only on stderr. The non-text alternative, looking for the
+/// user's spool file, is not portable: its folder differs (`/var/spool/cron/crontabs`
+/// on Debian, `/var/spool/cron` on Red Hat, `/var/cron/tabs` on BSD), and on Debian
+/// it is mode 1730 so a user who is not root cannot even look. So this matches the
+/// phrase all three print, with `LC_ALL=C` set on the call so it stays in English.
+fn only_no_crontab(stderr: &str) -> bool {
+    stderr.contains("no crontab")
+}
+
+/// The `/etc/cron.d` file of a system-wide install.
+pub fn system_file(project: &str) -> PathBuf {
+    PathBuf::from(format!("/etc/cron.d/pgbox-{project}"))
 }
 
 /// Replace the user's crontab with `text` (`crontab -`).
@@ -211,6 +264,20 @@ mod tests {
                 "0 2 * * * /x/pgbox --config /my\\%dir/pgbox.toml schedule run".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn only_a_missing_crontab_reads_as_empty() {
+        for stderr in ["no crontab for root\n", "crontab: no crontab for me\n"] {
+            assert!(only_no_crontab(stderr), "{stderr}");
+        }
+        for stderr in [
+            "crontab: cannot open /var/spool/cron/crontabs: Permission denied\n",
+            "You (me) are not allowed to use this program (crontab)\n",
+            "",
+        ] {
+            assert!(!only_no_crontab(stderr), "{stderr}");
+        }
     }
 
     #[test]

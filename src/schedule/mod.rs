@@ -1,12 +1,43 @@
-//! Scheduled backups: expressions, cron and systemd installers, and the run itself.
+//! Scheduled backups: expressions, cron and systemd installers, the installed
+//! record, and what `install`, `list`, `status` and `remove` do with them.
 //!
 //! Both installers write paths the user chose (the project folder, the backup
 //! folder, pgbox's own path), so each quotes every word for its target: /bin/sh
 //! quoting plus `\\%` for cron, systemd's quoting plus `%%` and `$$` for units.
+//! Each action is one module with one entry point the command calls; what they
+//! share (the record in `.pgbox/schedule.json`, unit names, crontab access) lives in
+//! [`installed`], [`systemd`] and [`cron`], next to the tool it concerns.
 
 pub mod cron;
 pub mod expr;
+pub mod install;
+pub mod installed;
+pub mod list;
+pub mod remove;
+pub mod status;
 pub mod systemd;
+
+use serde::{Deserialize, Serialize};
+
+/// What runs the schedule. `Auto` is only ever asked for: `install` resolves it,
+/// and the record keeps the one it used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    Auto,
+    Systemd,
+    Cron,
+}
+
+impl Mechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Auto => "auto",
+            Mechanism::Systemd => "systemd",
+            Mechanism::Cron => "cron",
+        }
+    }
+}
 
 /// A value a cron line or a unit file cannot carry (a newline, a control character).
 #[derive(Debug, thiserror::Error)]

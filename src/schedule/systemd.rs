@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use super::Unrepresentable;
 
 pub struct Units {
@@ -164,22 +166,52 @@ pub fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// `systemctl` for this scope (`--user` unless `system`), which must succeed.
+pub fn systemctl(system: bool, args: &[&str]) -> anyhow::Result<()> {
+    let mut c = std::process::Command::new("systemctl");
+    if !system {
+        c.arg("--user");
+    }
+    let out = c.args(args).output().context("cannot run systemctl")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "systemctl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
 /// True when the manager for this scope answers: the system one, or this user's.
-pub fn manager_reachable(system: bool) -> bool {
+/// A host without `systemctl` has no manager to answer; failing to run it for any
+/// other reason is an error.
+pub fn manager_reachable(system: bool) -> anyhow::Result<bool> {
     if !systemd_running() {
-        return false;
+        return Ok(false);
     }
     let mut c = std::process::Command::new("systemctl");
     if !system {
         c.arg("--user");
     }
-    c.arg("is-system-running")
-        .output()
-        .map(|o| {
-            !String::from_utf8_lossy(&o.stdout).trim().is_empty()
-                && !String::from_utf8_lossy(&o.stderr).contains("Failed to connect")
-        })
-        .unwrap_or(false)
+    match c.arg("is-system-running").env("LC_ALL", "C").output() {
+        Ok(o) => Ok(answered(&String::from_utf8_lossy(&o.stdout))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot run systemctl")),
+    }
+}
+
+/// Whether `systemctl is-system-running` reached the manager, from its stdout.
+///
+/// Not from its exit code, which is non-zero for a merely `degraded` system too, and
+/// not from the text of its error ("Failed to connect to bus"): once connected it
+/// prints the manager's state as one word from a documented set, and when it cannot
+/// connect it prints nothing on stdout (`offline` when systemd is not PID 1,
+/// `unknown` when the manager did not say).
+fn answered(stdout: &str) -> bool {
+    matches!(
+        stdout.trim(),
+        "initializing" | "starting" | "running" | "degraded" | "maintenance" | "stopping"
+    )
 }
 
 #[cfg(test)]
@@ -226,6 +258,16 @@ mod tests {
             failure.contains("ExecStart=/bin/sh -c \"echo \\\"$$HOME\\\" 100%% done\"\n"),
             "{failure}"
         );
+    }
+
+    #[test]
+    fn a_manager_answers_with_its_state_word() {
+        for out in ["running\n", "degraded\n", "starting\n"] {
+            assert!(answered(out), "{out}");
+        }
+        for out in ["", "offline\n", "unknown\n"] {
+            assert!(!answered(out), "{out}");
+        }
     }
 
     #[test]

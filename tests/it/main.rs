@@ -12,6 +12,7 @@ mod e2e;
 mod fallback_safety;
 mod generate;
 mod interrupts;
+mod loud_schedule;
 mod restore_safety;
 mod schedule;
 mod small_defects;

@@ -1,0 +1,152 @@
+//! `schedule status`: the installed schedule, its next run, the last run and the
+//! newest good backup, judged into problems so the exit code can drive a monitor
+//! (0: all well, 1: something to look at).
+//!
+//! The last run's record belongs to `schedule run`, which writes it; status reads
+//! it through [`RunRecord`], the little it needs to judge and show a run, so the
+//! record stays one type owned by the run. A record that cannot be read is an
+//! error, never taken for "no run yet" (see [`super::installed`]).
+
+use std::path::Path;
+
+use chrono::{Local, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::expr::Schedule;
+use super::installed::{read_record, Installed};
+use super::Mechanism;
+use crate::backup as bk;
+use crate::config::Settings;
+use crate::lock;
+use crate::printer::Printer;
+
+/// What status needs of the last `schedule run`'s record.
+pub trait RunRecord: Serialize + DeserializeOwned {
+    fn ok(&self) -> bool;
+    fn error(&self) -> Option<&str>;
+    /// The pgbox making the run, while it runs.
+    fn running_pid(&self) -> Option<u32>;
+    /// One line for the text form: `2026-11-27 02:00 UTC ok in 3.2s → file`.
+    fn summary(&self) -> String;
+}
+
+#[derive(Serialize)]
+pub struct Report<R> {
+    installed: bool,
+    mechanism: Option<Mechanism>,
+    expression: Option<String>,
+    next_run: Option<String>,
+    last_run: Option<R>,
+    newest_good_backup: Option<String>,
+    newest_good_backup_age_hours: Option<f64>,
+    problems: Vec<String>,
+}
+
+impl<R> Report<R> {
+    /// 0 when there is nothing to look at, else 1.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(!self.problems.is_empty())
+    }
+}
+
+/// The report for `s`, with the last run read from `last_run`.
+pub fn report<R: RunRecord>(s: &Settings, last_run: &Path) -> anyhow::Result<Report<R>> {
+    let inst = Installed::read(s)?;
+    let last: Option<R> = read_record(last_run, "the last run's record")?;
+    let now = Local::now().naive_local();
+    let mut problems = Vec::new();
+    let sched = match &inst {
+        None => {
+            problems.push("no schedule is installed (`pgbox schedule install`)".to_string());
+            None
+        }
+        Some(i) => match Schedule::parse(&i.expression) {
+            Ok(sc) => Some(sc),
+            Err(e) => {
+                problems.push(format!(
+                    "the installed expression `{}` cannot be read ({}); install the schedule again",
+                    i.expression, e.0
+                ));
+                None
+            }
+        },
+    };
+    let newest = bk::list(&s.backup_dir, &s.project)?
+        .into_iter()
+        .find(|e| e.manifest.kind == "database");
+    let age = newest.as_ref().map(|e| Utc::now() - e.manifest.created_at);
+    let running =
+        |l: &R| l.running_pid().is_some() && l.running_pid() == lock::held_by(&s.state_dir());
+    if let Some(l) = last.as_ref().filter(|l| !l.ok() && !running(l)) {
+        problems.push(format!(
+            "the last run failed: {}",
+            l.error().unwrap_or_default()
+        ));
+    }
+    if let (Some(sc), Some(i)) = (&sched, &inst) {
+        if let Some(interval) = sc.interval(now) {
+            let limit = interval * 2;
+            match age {
+                Some(a) if a > limit => problems.push(format!(
+                    "the newest backup is {}h old, more than twice the interval",
+                    a.num_hours()
+                )),
+                None if Utc::now() - i.installed_at > limit => {
+                    problems.push("no backup since the schedule was installed".into())
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Report {
+        installed: inst.is_some(),
+        mechanism: inst.as_ref().map(|i| i.mechanism),
+        expression: inst.map(|i| i.expression),
+        next_run: sched
+            .and_then(|sc| sc.next_after(now))
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
+        last_run: last,
+        newest_good_backup: newest.as_ref().map(|e| e.path.display().to_string()),
+        newest_good_backup_age_hours: age
+            .map(|a| (a.num_seconds() as f64 / 3600.0 * 10.0).round() / 10.0),
+        problems,
+    })
+}
+
+pub fn show<R: RunRecord>(r: &Report<R>, p: &Printer) -> anyhow::Result<()> {
+    if p.json() {
+        p.data(serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let dash = || "-".to_string();
+    p.data(format!(
+        "schedule    {}",
+        r.expression
+            .as_ref()
+            .map(|e| format!("{e} ({})", r.mechanism.map_or("", |m| m.as_str())))
+            .unwrap_or_else(dash)
+    ));
+    p.data(format!(
+        "next run    {}",
+        r.next_run.clone().unwrap_or_else(dash)
+    ));
+    p.data(format!(
+        "last run    {}",
+        r.last_run.as_ref().map(R::summary).unwrap_or_else(dash)
+    ));
+    p.data(format!(
+        "newest      {}",
+        r.newest_good_backup
+            .as_ref()
+            .map(|f| format!(
+                "{f} ({}h old)",
+                r.newest_good_backup_age_hours.unwrap_or(0.0)
+            ))
+            .unwrap_or_else(dash)
+    ));
+    for pr in &r.problems {
+        p.warn(pr);
+    }
+    Ok(())
+}
