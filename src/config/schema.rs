@@ -193,6 +193,75 @@ pub struct BackupSection {
     /// A shell command run when a scheduled backup fails (systemd `OnFailure=`, or by cron).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
+    /// Dump format of `pgbox backup` and `schedule run` (flags override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// Compression, applied inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compression>,
+    /// Compression level (zstd 1-19, gzip 1-9).
+    #[serde(
+        default,
+        deserialize_with = "de_level",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub level: Option<u32>,
+}
+
+/// The format of a dump (`[backup] format`, `backup --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Custom,
+    Plain,
+    Directory,
+}
+
+/// How a dump is compressed (`[backup] compress`, `backup --compress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    None,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Custom => "custom",
+            Format::Plain => "plain",
+            Format::Directory => "directory",
+        }
+    }
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+
+    /// The level used when none is given: 3 for zstd, 6 for gzip.
+    pub fn default_level(self) -> u32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+            Compression::None => 0,
+        }
+    }
+
+    /// Whether `level` is one this compressor takes (zstd 1-19, gzip 1-9).
+    pub fn takes_level(self, level: u32) -> bool {
+        match self {
+            Compression::Zstd => (1..=19).contains(&level),
+            Compression::Gzip => (1..=9).contains(&level),
+            Compression::None => true,
+        }
+    }
 }
 
 /// Where PGDATA lives (`[storage] mode`, `init --storage`).
@@ -231,6 +300,18 @@ where
 
 fn de_project_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     de_with(d, |s: &String| check_project_name(s))
+}
+
+fn de_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_with(d, |v: &u32| {
+        if (1..=19).contains(v) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{v}` is not a compression level (zstd takes 1-19, gzip 1-9)"
+            ))
+        }
+    })
 }
 
 fn de_pg_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {

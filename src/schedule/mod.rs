@@ -6,6 +6,7 @@
 
 pub mod cron;
 pub mod expr;
+pub mod run;
 pub mod systemd;
 
 /// A value a cron line or a unit file cannot carry (a newline, a control character).

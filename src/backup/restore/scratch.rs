@@ -18,10 +18,10 @@ use std::path::Path;
 use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 
-use super::load;
-use super::plain::Plan;
-use super::transfer;
-use super::{Detected, Format};
+use crate::backup::load;
+use crate::backup::plain::Plan;
+use crate::backup::transfer;
+use crate::backup::{Detected, Format};
 use crate::cancel::Guard;
 use crate::config::Settings;
 use crate::container::psql::{self, ident, lit};
