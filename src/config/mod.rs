@@ -21,6 +21,7 @@ pub const DEFAULT_PG_VERSION: u32 = 15;
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_UID: u32 = 999;
 
+mod dump;
 mod schema;
 pub use schema::*;
 
