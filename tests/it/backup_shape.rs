@@ -4,10 +4,12 @@
 
 use crate::support::*;
 
-fn append_config(p: &Project, extra: &str) {
+/// Add keys to the `[backup]` section `init` wrote.
+fn backup_keys(p: &Project, keys: &str) {
     let path = p.path().join("pgbox.toml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(extra);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\n[backup]\n"), "{text}");
+    let text = text.replacen("\n[backup]\n", &format!("\n[backup]\n{keys}"), 1);
     std::fs::write(&path, text).unwrap();
 }
 
@@ -32,7 +34,7 @@ fn a_gzip_level_out_of_range_names_its_line_and_column() {
 fn schedule_run_honours_backup_format_in_pgbox_toml() {
     let p = Project::new("shfmt");
     p.init(&[]);
-    append_config(&p, "\n[backup]\nformat = \"plain\"\ncompress = \"gzip\"\n");
+    backup_keys(&p, "format = \"plain\"\ncompress = \"gzip\"\n");
     p.up();
     p.sql("create table t(x int); insert into t select generate_series(1, 10)");
     ok(&mut p.cmd(&["schedule", "run"]));
