@@ -64,20 +64,12 @@ pub async fn upload_to(
             b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
             Ok(())
         });
-        let mut stderr = Vec::new();
-        let code = engine
-            .exec_stream(
-                c,
-                &spec(&cmd, "0"),
-                Some(reader),
-                |_| Ok(()),
-                |e| stderr.extend_from_slice(e),
-            )
-            .await;
+        let sent = send(engine, c, &cmd, reader).await;
         // The exec ended, so its end of the pair is gone: the packer ends too.
         let packed = packer.await?;
+        let (code, stderr) = sent?;
         anyhow::ensure!(
-            code? == 0,
+            code == 0,
             "uploading failed: {}",
             String::from_utf8_lossy(&stderr)
         );
@@ -93,16 +85,7 @@ pub async fn upload_to(
     let bar = p.bytes_bar("sending the backup into the container", Some(len));
     let file = tokio::fs::File::open(local).await?;
     let reader = bar.wrap_async_read(file);
-    let mut stderr = Vec::new();
-    let code = engine
-        .exec_stream(
-            c,
-            &spec(&cmd, "0"),
-            Some(reader),
-            |_| Ok(()),
-            |e| stderr.extend_from_slice(e),
-        )
-        .await?;
+    let (code, stderr) = send(engine, c, &cmd, reader).await?;
     bar.finish_and_clear();
     if code != 0 {
         let _ = remove_remote(engine, c, &dir).await;
@@ -115,6 +98,26 @@ pub async fn upload_to(
         .into());
     }
     Ok(Remote { dir, path })
+}
+
+/// Feed `input` to `cmd` (as root) in the container: its exit code and stderr.
+async fn send(
+    engine: &Engine,
+    c: &str,
+    cmd: &[&str],
+    input: impl tokio::io::AsyncRead + Unpin + Send,
+) -> anyhow::Result<(i64, Vec<u8>)> {
+    let mut stderr = Vec::new();
+    let code = engine
+        .exec_stream(
+            c,
+            &spec(cmd, "0"),
+            Some(input),
+            |_| Ok(()),
+            |e| stderr.extend_from_slice(e),
+        )
+        .await?;
+    Ok((code, stderr))
 }
 
 pub async fn remove_remote(engine: &Engine, c: &str, dir: &str) -> anyhow::Result<()> {
