@@ -170,13 +170,13 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l json -d 'Machine-read
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s V -l version -d 'Print version'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l db -d 'Database to dump (default: the project database)' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l format -d 'Dump format' -r -f -a "custom\t''
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l format -d 'Dump format (default: pgbox.toml `[backup] format`, else custom)' -r -f -a "custom\t''
 plain\t''
 directory\t''"
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l compress -d 'Compression, applied inside the container' -r -f -a "zstd\t''
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l compress -d 'Compression, applied inside the container (default: pgbox.toml `[backup] compress`, else zstd)' -r -f -a "zstd\t''
 gzip\t''
 none\t''"
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l level -d 'Compression level (zstd 1-19, default 3; gzip 1-9, default 6)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l level -d 'Compression level (zstd 1-19, default 3; gzip 1-9, default 6; or pgbox.toml `[backup] level`)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s o -l output -d 'Output file or folder (`-` for stdout); default: the backup folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''

@@ -310,15 +310,15 @@ pub struct BackupCreateArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Dump format
-    #[arg(long, value_enum, default_value = "custom")]
-    pub format: Format,
+    /// Dump format (default: pgbox.toml `[backup] format`, else custom)
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 
-    /// Compression, applied inside the container
-    #[arg(long, value_enum, default_value = "zstd")]
-    pub compress: Compression,
+    /// Compression, applied inside the container (default: pgbox.toml `[backup] compress`, else zstd)
+    #[arg(long, value_enum)]
+    pub compress: Option<Compression>,
 
-    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6)
+    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6; or pgbox.toml `[backup] level`)
     #[arg(long, value_name = "N")]
     pub level: Option<u32>,
 

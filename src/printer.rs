@@ -30,6 +30,11 @@ pub struct Printer {
     stdin_tty: bool,
 }
 
+/// A size as pgbox shows it: megabytes with one decimal (`12.3 MB`).
+pub fn size(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
 impl Printer {
     pub fn new(quiet: bool, verbose: u8, json: bool, color: ColorChoice) -> Self {
         let stderr_tty = std::io::stderr().is_terminal();

@@ -1,17 +1,22 @@
-//! Backups on the host: names, manifests, the listing of a backup folder, format
-//! detection from magic bytes, and the record of the last attempt.
+//! Backups on the host: names, manifests, the listing of a backup folder and
+//! format detection from magic bytes; the operations on backups (create, verify,
+//! restore, retention, the record of the last attempt) live in the submodules.
 //!
 //! A backup is one file (custom dumps, plain SQL, or a directory dump packed as
 //! tar) plus `<file>.json`, its manifest. Files are only ever complete: they are
 //! written as `.partial`, fsynced and checked before the rename, so a listing
 //! never sees half a backup.
 
+pub mod create;
 pub mod dump;
+pub mod listing;
 pub mod load;
 pub mod plain;
+pub mod record;
 pub mod restore;
 pub mod retention;
 pub mod transfer;
+pub mod verify;
 
 use std::io::Read;
 
@@ -20,30 +25,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Custom,
-    Plain,
-    Directory,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    Zstd,
-    Gzip,
-    None,
-}
+pub use crate::config::{Compression, Format};
 
 impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Custom => "custom",
-            Format::Plain => "plain",
-            Format::Directory => "directory",
-        }
-    }
     fn ext(self) -> &'static str {
         match self {
             Format::Custom => "dump",
@@ -54,13 +38,6 @@ impl Format {
 }
 
 impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-            Compression::None => "none",
-        }
-    }
     fn ext(self) -> &'static str {
         match self {
             Compression::Zstd => ".zst",
@@ -317,93 +294,6 @@ pub fn open_decompressed(path: &Path, d: Detected) -> anyhow::Result<Box<dyn Rea
     })
 }
 
-/// The outcome of the last backup attempt, kept in the backup folder.
-///
-/// It is written before the dump starts, as failed with `running_pid` set, and
-/// rewritten when the attempt ends. So a pgbox killed mid-backup (even by SIGKILL)
-/// leaves a failed record, never the previous `ok`, and `prune` refuses to delete.
-/// While the attempt runs, `previous_ok` says how the one before it ended: a prune
-/// beside a live backup goes by that (see [`LastAttempt::blocks_prune`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastAttempt {
-    pub at: DateTime<Utc>,
-    pub ok: bool,
-    pub file: Option<String>,
-    pub error: Option<String>,
-    /// The pgbox making this attempt, while it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub running_pid: Option<u32>,
-    /// Whether the attempt before this one succeeded (None: there was none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_ok: Option<bool>,
-}
-
-/// What a record says when its pgbox never came back to finish it.
-pub const NOT_FINISHED: &str = "interrupted: the backup did not finish";
-
-impl LastAttempt {
-    fn path(dir: &Path, project: &str) -> PathBuf {
-        dir.join(format!(".pgbox-{project}-last-backup.json"))
-    }
-
-    pub fn read(dir: &Path, project: &str) -> Option<LastAttempt> {
-        serde_json::from_slice(&std::fs::read(Self::path(dir, project)).ok()?).ok()
-    }
-
-    pub fn write(&self, dir: &Path, project: &str) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        crate::fsutil::write_atomic(
-            &Self::path(dir, project),
-            &serde_json::to_vec_pretty(self)?,
-            0o600,
-        )?;
-        Ok(())
-    }
-
-    /// Record an attempt that starts now: failed until [`LastAttempt::finish`] says
-    /// otherwise.
-    pub fn begin(dir: &Path, project: &str) -> anyhow::Result<()> {
-        let previous_ok = Self::read(dir, project).map(|l| match l.running_pid {
-            // Its pgbox never finished it (we hold the project lock now).
-            Some(_) => false,
-            None => l.ok,
-        });
-        LastAttempt {
-            at: Utc::now(),
-            ok: false,
-            file: None,
-            error: Some(NOT_FINISHED.into()),
-            running_pid: Some(std::process::id()),
-            previous_ok,
-        }
-        .write(dir, project)
-    }
-
-    /// Record how the attempt ended.
-    pub fn finish(dir: &Path, project: &str, outcome: Result<Option<String>, String>) {
-        let _ = LastAttempt {
-            at: Utc::now(),
-            ok: outcome.is_ok(),
-            file: outcome.as_ref().ok().cloned().flatten(),
-            error: outcome.err(),
-            running_pid: None,
-            previous_ok: None,
-        }
-        .write(dir, project);
-    }
-
-    /// Whether this record stops `prune`: a failed or interrupted attempt does; one
-    /// still running (its pgbox alive, as `alive(pid)` tells) goes by the attempt
-    /// before it, since it has not failed yet and waiting for it would block a
-    /// prune for the length of a dump.
-    pub fn blocks_prune(&self, alive: impl Fn(u32) -> bool) -> bool {
-        match self.running_pid {
-            Some(pid) if alive(pid) => self.previous_ok == Some(false),
-            _ => !self.ok,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,29 +359,5 @@ mod tests {
         let junk = tmp.path().join("junk");
         std::fs::write(&junk, [0u8, 159, 146, 150, 1, 2, 3]).unwrap();
         assert!(detect(&junk).is_err());
-    }
-
-    #[test]
-    fn a_begun_attempt_reads_as_failed_until_finished() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        LastAttempt::finish(dir, "app", Ok(Some("a.dump".into())));
-        LastAttempt::begin(dir, "app").unwrap();
-        let l = LastAttempt::read(dir, "app").unwrap();
-        assert!(!l.ok);
-        assert_eq!(l.running_pid, Some(std::process::id()));
-        assert_eq!(l.previous_ok, Some(true));
-        // Alive: prune goes by the previous attempt; dead (killed): it is a failure.
-        assert!(!l.blocks_prune(|_| true));
-        assert!(l.blocks_prune(|_| false));
-        // A new attempt after a killed one remembers the killed one as failed.
-        LastAttempt::begin(dir, "app").unwrap();
-        let l = LastAttempt::read(dir, "app").unwrap();
-        assert_eq!(l.previous_ok, Some(false));
-        assert!(l.blocks_prune(|_| true));
-        LastAttempt::finish(dir, "app", Err("boom".into()));
-        let l = LastAttempt::read(dir, "app").unwrap();
-        assert!(l.blocks_prune(|_| true));
-        assert_eq!(l.error.as_deref(), Some("boom"));
     }
 }

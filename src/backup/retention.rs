@@ -8,6 +8,12 @@
 
 use chrono::{DateTime, Datelike, Utc};
 
+use super::record::{Kind, Record};
+use super::Entry;
+use crate::config::Settings;
+use crate::error::Fail;
+use crate::printer::Printer;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub keep_last: u32,
@@ -57,6 +63,123 @@ pub fn plan(items: &[Item], p: Policy) -> Vec<bool> {
         keep[i] = true;
     }
     keep
+}
+
+/// The retention policy: flags over pgbox.toml over 7 daily, 4 weekly, 6 monthly.
+pub fn policy(
+    s: &Settings,
+    last: Option<u32>,
+    daily: Option<u32>,
+    weekly: Option<u32>,
+    monthly: Option<u32>,
+) -> Policy {
+    Policy {
+        keep_last: last.or(s.keep_last).unwrap_or(0),
+        daily: daily.unwrap_or(s.keep_daily),
+        weekly: weekly.unwrap_or(s.keep_weekly),
+        monthly: monthly.unwrap_or(s.keep_monthly),
+    }
+}
+
+/// Delete what `policy` does not keep (after a confirmation unless `yes`).
+/// Returns false when the user declined.
+pub fn prune(
+    s: &Settings,
+    policy: Policy,
+    yes: bool,
+    dry_run: bool,
+    p: &Printer,
+) -> anyhow::Result<bool> {
+    let alive = |pid| crate::lock::held_by(&s.state_dir()) == Some(pid);
+    if let Some(last) = Record::read(&Kind::Backup.path(&s.backup_dir, &s.project))
+        .filter(|l| l.blocks_prune(alive))
+    {
+        let how = match last.running_pid {
+            Some(pid) if alive(pid) => "before the one now running failed",
+            Some(_) => "was interrupted",
+            None => "failed",
+        };
+        let why = last
+            .error
+            .as_deref()
+            .and_then(|e| e.lines().next())
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        return Err(Fail::new(format!(
+            "the latest backup {how} ({}{why}); prune deletes nothing until a backup succeeds",
+            last.finished_at.format("%Y-%m-%d %H:%M UTC")
+        ))
+        .hint("run `pgbox backup` and fix what it reports")
+        .into());
+    }
+    let doomed = prune_plan(&super::list(&s.backup_dir, &s.project)?, policy);
+    if doomed.is_empty() {
+        p.info("nothing to prune: every backup is kept by the policy");
+        return Ok(true);
+    }
+    for e in &doomed {
+        p.info(format!(
+            "would delete `{}` ({})",
+            e.path.display(),
+            e.manifest.created_at.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    if dry_run {
+        return Ok(true);
+    }
+    if !p.confirm(
+        format!("Delete these {} backups?", doomed.len()),
+        yes,
+        format!("pruning deletes {} backups", doomed.len()),
+        "pass `--yes` to confirm without a terminal, or `--dry-run` to only look",
+    )? {
+        p.info("nothing deleted");
+        return Ok(false);
+    }
+    for e in &doomed {
+        std::fs::remove_file(&e.path)?;
+        // The file first: a manifest left without its file is ignored by listings.
+        match std::fs::remove_file(super::manifest_path(&e.path)) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Fail::new(format!(
+                    "deleted `{}` but not its manifest: {err}",
+                    e.path.display()
+                ))
+                .into())
+            }
+            _ => {}
+        }
+    }
+    p.done(format!("deleted {} backups", doomed.len()));
+    Ok(true)
+}
+
+/// Backups the policy lets go, applied per database (and to the globals separately).
+pub fn prune_plan(entries: &[Entry], policy: Policy) -> Vec<Entry> {
+    let mut groups: Vec<(String, Vec<&Entry>)> = Vec::new();
+    for e in entries {
+        let key = format!("{}/{}", e.manifest.kind, e.manifest.database);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    let mut doomed = Vec::new();
+    for (_, group) in groups {
+        let items: Vec<Item> = group
+            .iter()
+            .map(|e| Item {
+                created_at: e.manifest.created_at,
+                verified: e.manifest.verified_at.is_some(),
+            })
+            .collect();
+        for (e, keep) in group.iter().zip(plan(&items, policy)) {
+            if !keep {
+                doomed.push((*e).clone());
+            }
+        }
+    }
+    doomed
 }
 
 #[cfg(test)]

@@ -51,32 +51,41 @@ pub async fn upload_to(
     .argv();
     let cmd: Vec<&str> = argv.iter().map(String::as_str).collect();
     if local.is_dir() {
-        // An unpacked directory dump: pack it on the fly.
-        let mut b = tar::Builder::new(Vec::new());
-        b.append_dir_all(".", local)?;
-        let bytes = b.into_inner()?;
-        let out = engine.exec_with_stdin(c, &spec(&cmd, "0"), bytes).await?;
+        // An unpacked directory dump: packed on the fly and streamed (never whole in
+        // memory), the tar written on a blocking thread into one end of a socket
+        // pair whose other end feeds the exec.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        let reader = tokio::net::UnixStream::from_std(ours)?;
+        let folder = local.to_path_buf();
+        let packer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, theirs));
+            b.append_dir_all(".", &folder)?;
+            b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+            Ok(())
+        });
+        let sent = send(engine, c, &cmd, reader).await;
+        // The exec ended, so its end of the pair is gone: the packer ends too.
+        let packed = packer.await?;
+        let (code, stderr) = sent?;
         anyhow::ensure!(
-            out.code == 0,
+            code == 0,
             "uploading failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&stderr)
         );
+        if let Err(e) = packed {
+            let _ = remove_remote(engine, c, &dir).await;
+            return Err(Fail::new(format!("cannot read `{}`: {e}", local.display()))
+                .hint("nothing in the database was touched")
+                .into());
+        }
         return Ok(Remote { dir, path });
     }
     let len = std::fs::metadata(local)?.len();
     let bar = p.bytes_bar("sending the backup into the container", Some(len));
     let file = tokio::fs::File::open(local).await?;
     let reader = bar.wrap_async_read(file);
-    let mut stderr = Vec::new();
-    let code = engine
-        .exec_stream(
-            c,
-            &spec(&cmd, "0"),
-            Some(reader),
-            |_| Ok(()),
-            |e| stderr.extend_from_slice(e),
-        )
-        .await?;
+    let (code, stderr) = send(engine, c, &cmd, reader).await?;
     bar.finish_and_clear();
     if code != 0 {
         let _ = remove_remote(engine, c, &dir).await;
@@ -89,6 +98,26 @@ pub async fn upload_to(
         .into());
     }
     Ok(Remote { dir, path })
+}
+
+/// Feed `input` to `cmd` (as root) in the container: its exit code and stderr.
+async fn send(
+    engine: &Engine,
+    c: &str,
+    cmd: &[&str],
+    input: impl tokio::io::AsyncRead + Unpin + Send,
+) -> anyhow::Result<(i64, Vec<u8>)> {
+    let mut stderr = Vec::new();
+    let code = engine
+        .exec_stream(
+            c,
+            &spec(cmd, "0"),
+            Some(input),
+            |_| Ok(()),
+            |e| stderr.extend_from_slice(e),
+        )
+        .await?;
+    Ok((code, stderr))
 }
 
 pub async fn remove_remote(engine: &Engine, c: &str, dir: &str) -> anyhow::Result<()> {
@@ -155,10 +184,22 @@ pub async fn list_items(
             ),
         )
         .await?;
-    Ok((
-        items as u64,
-        roles_in_sql(&String::from_utf8_lossy(&schema.stdout)),
-    ))
+    Ok((items as u64, schema_roles(&schema)?))
+}
+
+/// The roles of a `pg_restore --schema-only` run, which must have succeeded: a
+/// failed run would read as "needs no roles" and skip the missing-roles check.
+fn schema_roles(out: &crate::engine::ExecOutput) -> anyhow::Result<Vec<String>> {
+    if out.code != 0 {
+        return Err(Fail::new(format!(
+            "pg_restore cannot read the backup's schema (exit {}): {}",
+            out.code,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+        .hint("the file is damaged or not a pg_dump archive; nothing in the database was touched")
+        .into());
+    }
+    Ok(roles_in_sql(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Rows per table (`schema.table`, unquoted) in the COPY blocks of an uploaded
@@ -218,6 +259,21 @@ inside { n++ }"#;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_schema_read_is_an_error_not_no_roles() {
+        let out = |code, stdout: &str| crate::engine::ExecOutput {
+            code,
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: b"pg_restore: error: could not read".to_vec(),
+        };
+        assert_eq!(
+            schema_roles(&out(0, "ALTER TABLE t OWNER TO alice;\n")).unwrap(),
+            vec!["alice"]
+        );
+        let e = format!("{:#}", schema_roles(&out(1, "")).unwrap_err());
+        assert!(e.contains("exit 1") && e.contains("could not read"), "{e}");
+    }
 
     #[test]
     fn roles_come_from_owner_and_grant_lines() {

@@ -21,6 +21,7 @@ pub const DEFAULT_PG_VERSION: u32 = 15;
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_UID: u32 = 999;
 
+mod dump;
 mod schema;
 pub use schema::*;
 
@@ -28,18 +29,41 @@ pub use schema::*;
 
 /// Parse one config file's text; errors name the file, line and column.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, Fail> {
-    toml::from_str::<FileConfig>(text).map_err(|e| {
-        let (line, col) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
-        Fail::new(format!("{}:{line}:{col}: {}", path.display(), e.message().trim_end()))
+    let bad = |span: Option<std::ops::Range<usize>>, message: &str| {
+        let (line, col) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        Fail::new(format!("{}:{line}:{col}: {}", path.display(), message.trim_end()))
             .hint(format!(
                 "fix the value in `{}`; the keys pgbox knows are listed in the README under `pgbox.toml`",
                 path.display()
             ))
             .code(EXIT_USAGE)
-    })
+    };
+    let c = toml::from_str::<FileConfig>(text).map_err(|e| bad(e.span(), e.message()))?;
+    // `[backup] level` must suit the compressor named beside it (gzip stops at 9).
+    if let Some(bk) = &c.backup {
+        let compress = bk.compress.unwrap_or(Compression::Zstd);
+        if let Some(level) = bk.level.filter(|l| !compress.takes_level(*l)) {
+            #[derive(Deserialize)]
+            struct Probe {
+                backup: ProbeBackup,
+            }
+            #[derive(Deserialize)]
+            struct ProbeBackup {
+                level: toml::Spanned<u32>,
+            }
+            let span = toml::from_str::<Probe>(text)
+                .ok()
+                .map(|p| p.backup.level.span());
+            return Err(bad(
+                span,
+                &format!(
+                    "`{level}` is out of range for {}: zstd takes 1-19, gzip 1-9",
+                    compress.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(c)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -196,6 +220,10 @@ pub struct Settings {
     pub keep_weekly: u32,
     pub keep_monthly: u32,
     pub on_failure: Option<String>,
+    /// `[backup] format`, `compress` and `level` (None: the compressor's default).
+    pub backup_format: Format,
+    pub backup_compress: Compression,
+    pub backup_level: Option<u32>,
     pub max_connections: u32,
     /// postgresql.conf values, already in PostgreSQL's units.
     pub shared_buffers: String,
@@ -298,6 +326,9 @@ impl Settings {
             keep_weekly: bk.keep_weekly.unwrap_or(4),
             keep_monthly: bk.keep_monthly.unwrap_or(6),
             on_failure: bk.on_failure.clone(),
+            backup_format: bk.format.unwrap_or(Format::Custom),
+            backup_compress: bk.compress.unwrap_or(Compression::Zstd),
+            backup_level: bk.level,
             max_connections: pg.max_connections.unwrap_or(100),
             shared_buffers: format!("{shared_kb}kB"),
             effective_cache_size: format!("{cache_kb}kB"),

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use super::dump::{Compression, Format};
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -193,6 +195,19 @@ pub struct BackupSection {
     /// A shell command run when a scheduled backup fails (systemd `OnFailure=`, or by cron).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
+    /// Dump format of `pgbox backup` and `schedule run` (flags override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    /// Compression, applied inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<Compression>,
+    /// Compression level (zstd 1-19, gzip 1-9).
+    #[serde(
+        default,
+        deserialize_with = "de_level",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub level: Option<u32>,
 }
 
 /// Where PGDATA lives (`[storage] mode`, `init --storage`).
@@ -231,6 +246,18 @@ where
 
 fn de_project_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     de_with(d, |s: &String| check_project_name(s))
+}
+
+fn de_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    de_with(d, |v: &u32| {
+        if (1..=19).contains(v) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{v}` is not a compression level (zstd takes 1-19, gzip 1-9)"
+            ))
+        }
+    })
 }
 
 fn de_pg_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {

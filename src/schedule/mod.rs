@@ -14,6 +14,7 @@ pub mod install;
 pub mod installed;
 pub mod list;
 pub mod remove;
+pub mod run;
 pub mod status;
 pub mod systemd;
 

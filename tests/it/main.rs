@@ -5,6 +5,7 @@
 //! command that starts one, when none answers; it never skips.
 
 mod backup;
+mod backup_shape;
 mod cli;
 mod config;
 mod container;

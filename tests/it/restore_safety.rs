@@ -282,7 +282,7 @@ fn a_deep_verify_of_a_create_clean_dump_never_touches_the_live_database() {
     let out = ok(&mut p.cmd(&["backup", "verify", &file.display().to_string(), "--deep"]));
     let err = text(&out.stderr);
     assert!(
-        err.contains("test restore matched the backup: 1 tables, 30 rows"),
+        err.contains("test restore matched the row counts of 1 tables (30 rows)"),
         "{err}"
     );
     assert_eq!(p.sql("select count(*) from t"), "45", "the live rows stay");

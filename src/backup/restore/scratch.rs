@@ -18,10 +18,10 @@ use std::path::Path;
 use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 
-use super::load;
-use super::plain::Plan;
-use super::transfer;
-use super::{Detected, Format};
+use crate::backup::load;
+use crate::backup::plain::Plan;
+use crate::backup::transfer;
+use crate::backup::{Detected, Format};
 use crate::cancel::Guard;
 use crate::config::Settings;
 use crate::container::psql::{self, ident, lit};
@@ -300,17 +300,22 @@ async fn swap(
             ident(target)
         ),
     };
-    let swap = format!(
-        "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = {} and pid <> pg_backend_pid();\nBEGIN;\n{renames}COMMIT;\n",
-        lit(target)
-    );
+    let swap = swap_sql(target, &renames);
     let mut tries = 0;
     loop {
-        match psql::sql(engine, c, s, "postgres", &swap).await {
-            Ok(_) => break,
-            Err(e) if tries < 10 && e.to_string().contains("being accessed by other users") => {
+        let out = psql::sql(engine, c, s, "postgres", &swap).await;
+        match out.as_deref().map(swap_in_use) {
+            Ok(false) => break,
+            // Someone connected between the terminate and the rename: try again.
+            Ok(true) if tries < 10 => {
                 tries += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Ok(true) => {
+                return Err(Fail::new(format!(
+                    "could not swap the restored database in; `{target}` is unchanged: database `{target}` is being used by other sessions (SQLSTATE {OBJECT_IN_USE})"
+                ))
+                .into());
             }
             Err(e) => {
                 return Err(Fail::new(format!(
@@ -354,6 +359,31 @@ async fn swap(
         checked,
         old,
     })
+}
+
+/// SQLSTATE object_in_use: a database with sessions cannot be renamed.
+const OBJECT_IN_USE: &str = "55006";
+
+/// The swap as one statement: end the sessions on `target`, then the renames in a
+/// DO block, atomic. A rename refused with object_in_use (someone connected in
+/// between) is caught by its SQLSTATE and reported on the last line of output, so
+/// the caller retries without reading any message text.
+fn swap_sql(target: &str, renames: &str) -> String {
+    let tag = format!(
+        "$pgbox_{}$",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+    );
+    format!(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = {} and pid <> pg_backend_pid();\n\
+         DO {tag} BEGIN\n{renames}EXCEPTION WHEN SQLSTATE '{OBJECT_IN_USE}' THEN\n  PERFORM set_config('pgbox.swap', '{OBJECT_IN_USE}', false);\nEND {tag};\n\
+         select current_setting('pgbox.swap', true);\n",
+        lit(target)
+    )
+}
+
+/// Whether the swap's output says the renames were refused with object_in_use.
+fn swap_in_use(out: &str) -> bool {
+    out.lines().last() == Some(OBJECT_IN_USE)
 }
 
 /// Every database that existed before the restore is still there, same name and oid.
@@ -446,6 +476,15 @@ mod tests {
         )
         .unwrap();
         compare(&m(&[]), &m(&[])).unwrap();
+    }
+
+    #[test]
+    fn the_swap_is_retried_by_sqlstate_not_message() {
+        let sql = swap_sql("app", "ALTER DATABASE a RENAME TO b;\n");
+        assert!(sql.contains("EXCEPTION WHEN SQLSTATE '55006'"), "{sql}");
+        assert!(swap_in_use("0\n55006"));
+        assert!(!swap_in_use("2"));
+        assert!(!swap_in_use("0\n"));
     }
 
     #[test]
