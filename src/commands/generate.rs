@@ -11,7 +11,7 @@ use crate::deploy;
 use crate::deploy::{DeployEnv, GenerateKind};
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::project;
+use crate::secrets;
 
 enum Change {
     New,
@@ -103,7 +103,7 @@ pub fn run(a: GenerateArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
             crate::fsutil::private_dir(dir, 0o700)?;
             crate::fsutil::write_atomic(
                 &secret,
-                format!("{}\n", project::generate_password()).as_bytes(),
+                format!("{}\n", secrets::generate_password()).as_bytes(),
                 0o600,
             )?;
             p.info(format!(

@@ -6,27 +6,24 @@
 //! PostgreSQL runs on a folder inside the container and the entrypoint saves it
 //! as `pgsql.tar.zst` in the (user-owned) data folder. The decision and its reason are
 //! recorded in `.pgbox/state.json` so `status` can say which mode is used and why.
+//!
+//! The whole decision lives here: made once (`decide`), recorded and confirmed on
+//! every start (`decision`), read back without an engine (`in_effect`), and the
+//! data location made ready (`prepare`; the direct-mode folder in `direct`).
+//! Fallback mode's safety net on the host is `fallback`.
 
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+pub mod direct;
+pub mod fallback;
 
-use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+use anyhow::Context;
 
 use crate::config::{Settings, StorageMode};
+use crate::engine::{Engine, Flavour, LABEL_CONFIG, LABEL_PROJECT};
 use crate::error::Fail;
-
-/// The mode in use, why, and the container's postgres ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    pub mode: StorageMode,
-    pub reason: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Direct mode under rootless Podman: the folder is owned through `podman unshare`.
-    #[serde(default)]
-    pub via_unshare: bool,
-}
+pub use crate::state::Decision;
+use crate::state::ProjectState;
 
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions.
@@ -67,196 +64,86 @@ pub fn decide(requested: StorageMode, uid: u32, gid: u32, unshare: bool) -> Resu
     })
 }
 
-/// Run `podman unshare CMD...` (inside the rootless user namespace).
-fn unshare(args: &[&str]) -> Result<String, Fail> {
-    let out = std::process::Command::new("podman")
-        .arg("unshare")
-        .args(args)
-        .output()
-        .map_err(|e| Fail::new(format!("cannot run `podman unshare`: {e}")))?;
-    if !out.status.success() {
-        return Err(Fail::new(format!(
-            "`podman unshare {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// True when `podman unshare` works for this user (rootless Podman is set up).
-pub fn unshare_available() -> bool {
-    unshare(&["true"]).is_ok()
-}
-
-/// Direct mode under rootless Podman: create the folder and give it, inside the user
-/// namespace, to the container's postgres ids (mode 700); then check from inside.
-pub fn prepare_direct_unshare(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            Fail::new(format!(
-                "cannot create data folder `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-    }
-    let d = dir.display().to_string();
-    let seen = unshare(&["stat", "-c", "%u %a", &d])?;
-    if seen != format!("{uid} 700") {
-        let empty = fs::read_dir(dir)
-            .map(|mut r| r.next().is_none())
-            .unwrap_or(false);
-        let owner = seen.split_whitespace().next().unwrap_or("");
-        // Inside the namespace the user is root (0); other owners mean someone else's data.
-        if !empty && owner != "0" && owner != uid.to_string() {
-            return Err(wrong_owner(
-                dir,
-                owner.parse().unwrap_or(u32::MAX),
-                uid,
-                gid,
-            ));
+/// The storage decision: recorded at init and confirmed here; made now if absent.
+pub async fn decision(engine: &Engine, s: &Settings, image: &str) -> anyhow::Result<Decision> {
+    let mut state = ProjectState::load(s)?;
+    let known = state
+        .storage
+        .as_ref()
+        .filter(|_| state.image.as_deref() == Some(image))
+        .map(|d| (d.uid, d.gid));
+    let (uid, gid) = match (s.uid, s.gid, known) {
+        (Some(u), g, _) => (u, g.unwrap_or(u)),
+        (None, _, Some(ids)) => ids,
+        _ => engine
+            .image_user_ids(image, "postgres")
+            .await
+            .with_context(|| format!("cannot read the postgres user from image `{image}`"))?,
+    };
+    if let Some(d) = state.storage.clone() {
+        let still_valid = d.uid == uid
+            && d.gid == gid
+            && (s.storage_mode == StorageMode::Auto || s.storage_mode == d.mode);
+        if still_valid {
+            if state.image.as_deref() != Some(image) {
+                state.image = Some(image.to_string());
+                state.save(s)?;
+            }
+            return Ok(d);
         }
-        unshare(&["chown", &format!("{uid}:{gid}"), &d])?;
-        unshare(&["chmod", "700", &d])?;
     }
-    let seen = unshare(&["stat", "-c", "%u %a", &d])?;
-    if seen != format!("{uid} 700") {
-        return Err(Fail::new(format!(
-            "data folder `{d}` is `{seen}` inside the user namespace, not `{uid} 700`"
-        )));
+    let unshare =
+        engine.rootless() && engine.flavour == Flavour::Podman && direct::unshare_available();
+    let d = decide(s.storage_mode, uid, gid, unshare)?;
+    state.storage = Some(d.clone());
+    state.image = Some(image.to_string());
+    state.save(s)?;
+    Ok(d)
+}
+
+/// The storage in effect without asking the engine: the recorded decision, or,
+/// before the first one, the mode pgbox.toml asks for.
+pub struct InEffect {
+    pub mode: StorageMode,
+    pub decision: Option<Decision>,
+}
+
+/// What `down`, `save` and `status` go by (see [`InEffect`]).
+pub fn in_effect(s: &Settings) -> Result<InEffect, Fail> {
+    let decision = ProjectState::load(s)?.storage;
+    let mode = decision.as_ref().map(|d| d.mode).unwrap_or(s.storage_mode);
+    Ok(InEffect { mode, decision })
+}
+
+/// Make the data location ready: the folder for direct mode, the volume otherwise.
+pub async fn prepare(engine: &Engine, s: &Settings, d: &Decision) -> anyhow::Result<()> {
+    match d.mode {
+        StorageMode::Volume => {
+            if !engine.volume_exists(&s.volume).await? {
+                let labels = HashMap::from([
+                    (LABEL_PROJECT.to_string(), s.project.clone()),
+                    (
+                        LABEL_CONFIG.to_string(),
+                        s.config_path.display().to_string(),
+                    ),
+                ]);
+                engine.create_volume(&s.volume, labels).await?;
+            }
+        }
+        StorageMode::Fallback => {
+            // The folder stays the user's; the container only writes the tarball into it.
+            if !s.data_dir.exists() {
+                crate::fsutil::private_dir(&s.data_dir, 0o700).with_context(|| {
+                    format!("cannot create data folder `{}`", s.data_dir.display())
+                })?;
+            }
+        }
+        _ if d.via_unshare => direct::prepare_direct_unshare(&s.data_dir, d.uid, d.gid)?,
+        _ => {
+            direct::prepare_direct(&s.data_dir, d.uid, d.gid)?;
+        }
     }
     Ok(())
-}
-
-/// What `prepare_direct` did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Prepared {
-    pub created: bool,
-    pub changed_owner: bool,
-    pub changed_mode: bool,
-}
-
-fn fix_command(dir: &Path, uid: u32, gid: u32) -> String {
-    let d = dir.display();
-    format!("sudo chown -R {uid}:{gid} '{d}' && sudo chmod 700 '{d}'")
-}
-
-fn wrong_owner(dir: &Path, owner: u32, uid: u32, gid: u32) -> Fail {
-    Fail::new(format!(
-        "data folder `{}` is owned by uid {owner}, but PostgreSQL in the container runs as uid {uid}",
-        dir.display()
-    ))
-    .hint(format!(
-        "run `{}`, or set `mode = \"volume\"` under `[storage]` in pgbox.toml",
-        fix_command(dir, uid, gid)
-    ))
-}
-
-/// Make `dir` ready for direct mode: exists, owned by uid:gid, mode 700.
-/// A folder that already holds files of another owner is never taken over.
-pub fn prepare_direct(dir: &Path, uid: u32, gid: u32) -> Result<Prepared, Fail> {
-    let mut done = Prepared::default();
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            Fail::new(format!(
-                "cannot create data folder `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-        done.created = true;
-    }
-    let meta = fs::metadata(dir)
-        .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
-    if !meta.is_dir() {
-        return Err(
-            Fail::new(format!("data path `{}` is not a folder", dir.display()))
-                .hint("point `path` under `[storage]` in pgbox.toml at a folder"),
-        );
-    }
-    if meta.uid() != uid || meta.gid() != gid {
-        let empty = fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty && meta.uid() != uid {
-            return Err(wrong_owner(dir, meta.uid(), uid, gid));
-        }
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| {
-            Fail::new(format!(
-                "cannot give data folder `{}` to uid {uid}: {e}",
-                dir.display()
-            ))
-            .hint(format!(
-                "run `{}`, or use `mode = \"volume\"`",
-                fix_command(dir, uid, gid)
-            ))
-        })?;
-        done.changed_owner = true;
-    }
-    let meta = fs::metadata(dir)
-        .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
-    if meta.mode() & 0o777 != 0o700 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| {
-            Fail::new(format!("cannot set mode 700 on `{}`: {e}", dir.display()))
-                .hint(format!("run `{}`", fix_command(dir, uid, gid)))
-        })?;
-        done.changed_mode = true;
-    }
-    verify_direct(dir, uid, gid)?;
-    Ok(done)
-}
-
-/// Check, without changing anything, that `dir` is ready for direct mode.
-pub fn verify_direct(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
-    let meta = fs::metadata(dir)
-        .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
-    if meta.uid() != uid {
-        return Err(wrong_owner(dir, meta.uid(), uid, gid));
-    }
-    if meta.mode() & 0o777 != 0o700 {
-        return Err(Fail::new(format!(
-            "data folder `{}` has mode {:o}; PostgreSQL requires 700",
-            dir.display(),
-            meta.mode() & 0o777
-        ))
-        .hint(format!("run `{}`", fix_command(dir, uid, gid))));
-    }
-    Ok(())
-}
-
-/// The recorded state of a project (`.pgbox/state.json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProjectState {
-    #[serde(default)]
-    pub storage: Option<Decision>,
-    /// The image whose postgres ids `storage` was decided with.
-    #[serde(default)]
-    pub image: Option<String>,
-    /// sha256 of the password last applied to the cluster (to detect a change).
-    #[serde(default)]
-    pub password_sha256: Option<String>,
-    /// Extensions already created in the project database.
-    #[serde(default)]
-    pub extensions: Vec<String>,
-}
-
-impl ProjectState {
-    fn path(s: &Settings) -> std::path::PathBuf {
-        s.state_dir().join("state.json")
-    }
-
-    pub fn load(s: &Settings) -> ProjectState {
-        fs::read(Self::path(s))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
-        crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
-        let json = serde_json::to_vec_pretty(self)?;
-        crate::fsutil::write_atomic(&Self::path(s), &json, 0o600)?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -273,40 +160,12 @@ mod tests {
                 decide(StorageMode::Auto, me + 1, me + 1, false)
                     .unwrap()
                     .mode,
-                StorageMode::Volume
+                StorageMode::Fallback
             );
         }
         assert_eq!(
             decide(StorageMode::Fallback, 0, 0, true).unwrap().mode,
             StorageMode::Fallback
         );
-    }
-
-    #[test]
-    fn prepare_creates_and_sets_mode_for_own_uid() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("data");
-        let (uid, gid) = (euid(), unsafe { libc::getegid() });
-        let done = prepare_direct(&dir, uid, gid).unwrap();
-        assert!(done.created);
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(prepare_direct(&dir, uid, gid).unwrap(), Prepared::default());
-    }
-
-    #[test]
-    fn occupied_folder_of_another_owner_is_refused_with_fix() {
-        let tmp = tempfile::tempdir().unwrap();
-        fs::write(tmp.path().join("file"), "x").unwrap();
-        let other = euid() + 4321;
-        let err = prepare_direct(tmp.path(), other, other).unwrap_err();
-        assert!(
-            err.message.contains(&format!("runs as uid {other}")),
-            "{}",
-            err.message
-        );
-        assert!(err
-            .hint
-            .unwrap()
-            .contains(&format!("sudo chown -R {other}:{other}")));
     }
 }
