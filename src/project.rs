@@ -70,7 +70,7 @@ fn free_port(bind: &str, start: u16) -> u16 {
         .unwrap_or(start)
 }
 
-fn gitignore(state_dir: &std::path::Path) -> anyhow::Result<()> {
+fn gitignore(state_dir: &Path) -> anyhow::Result<()> {
     let path = state_dir.join(".gitignore");
     if !path.exists() {
         crate::fsutil::write_atomic(
@@ -112,161 +112,23 @@ pub async fn load_or_init(
 /// password, TLS material and data location are ready; report each change.
 pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
     let cwd = std::env::current_dir()?;
-    let cwd_now = cwd.clone();
     let config_path = match &args.config {
         Some(c) => config::absolute(&cwd, c),
         None => cwd.join(CONFIG_FILE),
     };
-    let project_dir = config_path.parent().map(PathBuf::from).unwrap_or(cwd);
-    let password = args.password.clone();
-    if let Some(pw) = &password {
+    let project_dir = config_path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cwd.clone());
+    let password = args.password.as_deref();
+    if let Some(pw) = password {
         secrets::check_password(pw)?;
     }
 
     let exists = config_path.is_file();
     let mut changed = Vec::new();
     if !exists || args.force {
-        let existing = if exists {
-            match Settings::load(Some(&config_path)) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    p.warn(format!(
-                        "cannot read the existing `{}` ({}); `--force` rewrites it from the flags and defaults",
-                        config_path.display(),
-                        e.message.lines().next().unwrap_or_default()
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let default_name = existing
-            .as_ref()
-            .map(|s| s.project.clone())
-            .unwrap_or_else(|| {
-                config::sanitize_project_name(
-                    &project_dir
-                        .file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy(),
-                )
-            });
-        let bind = args
-            .bind
-            .clone()
-            .or_else(|| existing.as_ref().map(|s| s.bind.clone()))
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let default_port = existing
-            .as_ref()
-            .map(|s| s.port)
-            .unwrap_or_else(|| free_port(&bind, DEFAULT_PORT));
-        let (name, port) = match (args.name.clone(), args.port) {
-            (Some(n), Some(port)) => (n, port),
-            (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
-            (n, port) if p.can_prompt() => {
-                let name = match n {
-                    Some(n) => n,
-                    None => p.ask("Project name", default_name, |v: &String| {
-                        config::check_project_name(v)
-                    })?,
-                };
-                let port = match port {
-                    Some(port) => port,
-                    None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
-                };
-                (name, port)
-            }
-            _ => {
-                return Err(Fail::new(
-                    "`pgbox init` needs answers but there is no terminal to ask on",
-                )
-                .hint("pass `--yes` to accept the defaults, or give `--name` and `--port`")
-                .code(EXIT_USAGE)
-                .into())
-            }
-        };
-        config::check_project_name(&name).map_err(|m| Fail::new(m).code(EXIT_USAGE))?;
-        let storage = args.storage.unwrap_or_else(|| {
-            existing
-                .as_ref()
-                .map(|s| s.storage_mode)
-                .unwrap_or(StorageMode::Auto)
-        });
-        let tls = args.tls.or(existing.as_ref().map(|s| s.tls));
-        let tls_mode = match tls {
-            None | Some(TlsMode::Off) => "off",
-            Some(TlsMode::SelfSigned) => "self-signed",
-            Some(TlsMode::Files) => "files",
-        };
-        let tls_files = match (tls, &args.cert, &args.key) {
-            (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(&cwd_now, c), config::absolute(&cwd_now, k))),
-            (Some(TlsMode::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
-                Some(pair) => Some(pair),
-                None => {
-                    return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
-                        .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
-                        .code(EXIT_USAGE)
-                        .into())
-                }
-            },
-            (_, Some(_), _) => {
-                return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
-                    .code(EXIT_USAGE)
-                    .into())
-            }
-            _ => None,
-        };
-        let database = existing
-            .as_ref()
-            .map(|s| s.database.clone())
-            .unwrap_or_else(|| name.replace('-', "_"));
-        let vars = TomlVars {
-            pgbox_version: env!("CARGO_PKG_VERSION"),
-            project: quoted(&name),
-            pg_version: args
-                .pg_version
-                .or(existing.as_ref().map(|s| s.pg_version))
-                .unwrap_or(config::DEFAULT_PG_VERSION),
-            base_image: quoted(
-                &args
-                    .base_image
-                    .clone()
-                    .or(existing.as_ref().map(|s| s.base_image.clone()))
-                    .unwrap_or_else(|| config::DEFAULT_BASE_IMAGE.into()),
-            ),
-            user: quoted(
-                &existing
-                    .as_ref()
-                    .map(|s| s.user.clone())
-                    .unwrap_or_else(|| database.clone()),
-            ),
-            database: quoted(&database),
-            bind: quoted(&bind),
-            port,
-            storage_mode: quoted(&storage.to_string()),
-            data_path: quoted(
-                &args
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(".pgbox/data"))
-                    .display()
-                    .to_string(),
-            ),
-            volume: quoted(&format!("pgbox-{name}-data")),
-            tls_mode: quoted(tls_mode),
-            tls_cert: tls_files
-                .as_ref()
-                .map(|(c, _)| quoted(&c.display().to_string())),
-            tls_key: tls_files
-                .as_ref()
-                .map(|(_, k)| quoted(&k.display().to_string())),
-        };
-        let text = crate::templates::render(Some(&project_dir), "pgbox.toml.j2", &vars)?;
-        // Never write a file that pgbox itself would refuse to read.
-        config::parse_file(&config_path, &text)?;
-        crate::fsutil::write_atomic(&config_path, text.as_bytes(), 0o644)
-            .with_context(|| format!("cannot write `{}`", config_path.display()))?;
+        write_config(&args, exists, &config_path, &project_dir, &cwd, p)?;
         changed.push(format!("wrote `{}`", config_path.display()));
     }
 
@@ -293,7 +155,7 @@ pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
             _ => "installed the TLS certificate and key".to_string(),
         });
     }
-    if secrets::ensure_secret(&s, password.as_deref())? {
+    if secrets::ensure_secret(&s, password)? {
         changed.push(format!(
             "wrote the password to `{}` (mode 600)",
             s.secret_path().display()
@@ -301,15 +163,197 @@ pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
     }
 
     // Storage needs the image (its postgres UID); without an engine it waits for `up`.
-    match Engine::connect(args.engine.as_deref()).await {
+    prepare_storage(&s, args.engine.as_deref(), &mut changed, p).await?;
+
+    if changed.is_empty() {
+        p.info(format!(
+            "`{}` is already initialised; nothing changed",
+            s.config_path.display()
+        ));
+    } else {
+        for c in &changed {
+            p.done(c);
+        }
+        p.info(format!(
+            "next: `pgbox up` starts PostgreSQL on {}:{}",
+            s.bind, s.port
+        ));
+    }
+    connection::warn_if_public(&s, p);
+    Ok(())
+}
+
+/// Render pgbox.toml from the options, what an `existing` file says, and the
+/// defaults (asking on a terminal for what is missing), check it, write it.
+fn write_config(
+    args: &InitOptions,
+    exists: bool,
+    config_path: &Path,
+    project_dir: &Path,
+    cwd: &Path,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let existing = if exists {
+        match Settings::load(Some(config_path)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.warn(format!(
+                    "cannot read the existing `{}` ({}); `--force` rewrites it from the flags and defaults",
+                    config_path.display(),
+                    e.message.lines().next().unwrap_or_default()
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let default_name = existing
+        .as_ref()
+        .map(|s| s.project.clone())
+        .unwrap_or_else(|| {
+            config::sanitize_project_name(
+                &project_dir
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy(),
+            )
+        });
+    let bind = args
+        .bind
+        .clone()
+        .or_else(|| existing.as_ref().map(|s| s.bind.clone()))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let default_port = existing
+        .as_ref()
+        .map(|s| s.port)
+        .unwrap_or_else(|| free_port(&bind, DEFAULT_PORT));
+    let (name, port) = match (args.name.clone(), args.port) {
+        (Some(n), Some(port)) => (n, port),
+        (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
+        (n, port) if p.can_prompt() => {
+            let name = match n {
+                Some(n) => n,
+                None => p.ask("Project name", default_name, |v: &String| {
+                    config::check_project_name(v)
+                })?,
+            };
+            let port = match port {
+                Some(port) => port,
+                None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
+            };
+            (name, port)
+        }
+        _ => {
+            return Err(
+                Fail::new("`pgbox init` needs answers but there is no terminal to ask on")
+                    .hint("pass `--yes` to accept the defaults, or give `--name` and `--port`")
+                    .code(EXIT_USAGE)
+                    .into(),
+            )
+        }
+    };
+    config::check_project_name(&name).map_err(|m| Fail::new(m).code(EXIT_USAGE))?;
+    let storage = args.storage.unwrap_or_else(|| {
+        existing
+            .as_ref()
+            .map(|s| s.storage_mode)
+            .unwrap_or(StorageMode::Auto)
+    });
+    let tls = args.tls.or(existing.as_ref().map(|s| s.tls));
+    let tls_mode = match tls {
+        None | Some(TlsMode::Off) => "off",
+        Some(TlsMode::SelfSigned) => "self-signed",
+        Some(TlsMode::Files) => "files",
+    };
+    let tls_files = match (tls, &args.cert, &args.key) {
+        (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(cwd, c), config::absolute(cwd, k))),
+        (Some(TlsMode::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
+            Some(pair) => Some(pair),
+            None => {
+                return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
+                    .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
+                    .code(EXIT_USAGE)
+                    .into())
+            }
+        },
+        (_, Some(_), _) => {
+            return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
+                .code(EXIT_USAGE)
+                .into())
+        }
+        _ => None,
+    };
+    let database = existing
+        .as_ref()
+        .map(|s| s.database.clone())
+        .unwrap_or_else(|| name.replace('-', "_"));
+    let vars = TomlVars {
+        pgbox_version: env!("CARGO_PKG_VERSION"),
+        project: quoted(&name),
+        pg_version: args
+            .pg_version
+            .or(existing.as_ref().map(|s| s.pg_version))
+            .unwrap_or(config::DEFAULT_PG_VERSION),
+        base_image: quoted(
+            &args
+                .base_image
+                .clone()
+                .or(existing.as_ref().map(|s| s.base_image.clone()))
+                .unwrap_or_else(|| config::DEFAULT_BASE_IMAGE.into()),
+        ),
+        user: quoted(
+            &existing
+                .as_ref()
+                .map(|s| s.user.clone())
+                .unwrap_or_else(|| database.clone()),
+        ),
+        database: quoted(&database),
+        bind: quoted(&bind),
+        port,
+        storage_mode: quoted(&storage.to_string()),
+        data_path: quoted(
+            &args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".pgbox/data"))
+                .display()
+                .to_string(),
+        ),
+        volume: quoted(&format!("pgbox-{name}-data")),
+        tls_mode: quoted(tls_mode),
+        tls_cert: tls_files
+            .as_ref()
+            .map(|(c, _)| quoted(&c.display().to_string())),
+        tls_key: tls_files
+            .as_ref()
+            .map(|(_, k)| quoted(&k.display().to_string())),
+    };
+    let text = crate::templates::render(Some(&project_dir), "pgbox.toml.j2", &vars)?;
+    // Never write a file that pgbox itself would refuse to read.
+    config::parse_file(&config_path, &text)?;
+    crate::fsutil::write_atomic(&config_path, text.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write `{}`", config_path.display()))?;
+    Ok(())
+}
+
+/// Build the image, decide the storage mode and prepare the data location; with no
+/// engine reachable, a warning says `pgbox up` will do it.
+async fn prepare_storage(
+    s: &Settings,
+    engine: Option<&str>,
+    changed: &mut Vec<String>,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    match Engine::connect(engine).await {
         Ok(engine) => {
-            let tag = ensure_image(&engine, &s, p, false).await?;
-            let before = storage::in_effect(&s)?.decision;
-            let d = storage::decision(&engine, &s, &tag).await?;
+            let tag = ensure_image(&engine, s, p, false).await?;
+            let before = storage::in_effect(s)?.decision;
+            let d = storage::decision(&engine, s, &tag).await?;
             let dir_existed = s.data_dir.exists();
-            storage::prepare(&engine, &s, &d).await?;
+            storage::prepare(&engine, s, &d).await?;
             if d.mode == StorageMode::Fallback {
-                if let Some(risk) = storage::fallback::at_risk(&s) {
+                if let Some(risk) = storage::fallback::at_risk(s) {
                     p.warn(risk);
                 }
             }
@@ -332,21 +376,5 @@ pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
             ));
         }
     }
-
-    if changed.is_empty() {
-        p.info(format!(
-            "`{}` is already initialised; nothing changed",
-            s.config_path.display()
-        ));
-    } else {
-        for c in &changed {
-            p.done(c);
-        }
-        p.info(format!(
-            "next: `pgbox up` starts PostgreSQL on {}:{}",
-            s.bind, s.port
-        ));
-    }
-    connection::warn_if_public(&s, p);
     Ok(())
 }

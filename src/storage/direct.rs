@@ -32,23 +32,36 @@ pub fn unshare_available() -> bool {
     unshare(&["true"]).is_ok()
 }
 
+/// Create the data folder unless it exists. True if created.
+fn create(dir: &Path) -> Result<bool, Fail> {
+    if dir.exists() {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir).map_err(|e| {
+        Fail::new(format!(
+            "cannot create data folder `{}`: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(true)
+}
+
+/// True when `dir` holds nothing; a folder that cannot be listed counts as occupied,
+/// so it is never taken over.
+fn is_empty(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .map(|mut r| r.next().is_none())
+        .unwrap_or(false)
+}
+
 /// Direct mode under rootless Podman: create the folder and give it, inside the user
 /// namespace, to the container's postgres ids (mode 700); then check from inside.
 pub fn prepare_direct_unshare(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            Fail::new(format!(
-                "cannot create data folder `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    create(dir)?;
     let d = dir.display().to_string();
     let seen = unshare(&["stat", "-c", "%u %a", &d])?;
     if seen != format!("{uid} 700") {
-        let empty = fs::read_dir(dir)
-            .map(|mut r| r.next().is_none())
-            .unwrap_or(false);
+        let empty = is_empty(dir);
         let owner = seen.split_whitespace().next().unwrap_or("");
         // Inside the namespace the user is root (0); other owners mean someone else's data.
         if !empty && owner != "0" && owner != uid.to_string() {
@@ -98,16 +111,10 @@ fn wrong_owner(dir: &Path, owner: u32, uid: u32, gid: u32) -> Fail {
 /// Make `dir` ready for direct mode: exists, owned by uid:gid, mode 700.
 /// A folder that already holds files of another owner is never taken over.
 pub fn prepare_direct(dir: &Path, uid: u32, gid: u32) -> Result<Prepared, Fail> {
-    let mut done = Prepared::default();
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            Fail::new(format!(
-                "cannot create data folder `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-        done.created = true;
-    }
+    let mut done = Prepared {
+        created: create(dir)?,
+        ..Prepared::default()
+    };
     let meta = fs::metadata(dir)
         .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
     if !meta.is_dir() {
@@ -117,9 +124,7 @@ pub fn prepare_direct(dir: &Path, uid: u32, gid: u32) -> Result<Prepared, Fail> 
         );
     }
     if meta.uid() != uid || meta.gid() != gid {
-        let empty = fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
+        let empty = is_empty(dir);
         if !empty && meta.uid() != uid {
             return Err(wrong_owner(dir, meta.uid(), uid, gid));
         }

@@ -12,6 +12,7 @@ mod e2e;
 mod fallback_safety;
 mod generate;
 mod interrupts;
+mod lifecycle;
 mod restore_safety;
 mod schedule;
 mod small_defects;

@@ -6,6 +6,8 @@
 //! timeout and log rotation. Each environment (dev, prod) gets its own names,
 //! volume, port and password, so the two never share data.
 
+pub mod write;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
