@@ -329,10 +329,10 @@ fn write_config(
             .as_ref()
             .map(|(_, k)| quoted(&k.display().to_string())),
     };
-    let text = crate::templates::render(Some(&project_dir), "pgbox.toml.j2", &vars)?;
+    let text = crate::templates::render(Some(project_dir), "pgbox.toml.j2", &vars)?;
     // Never write a file that pgbox itself would refuse to read.
-    config::parse_file(&config_path, &text)?;
-    crate::fsutil::write_atomic(&config_path, text.as_bytes(), 0o644)
+    config::parse_file(config_path, &text)?;
+    crate::fsutil::write_atomic(config_path, text.as_bytes(), 0o644)
         .with_context(|| format!("cannot write `{}`", config_path.display()))?;
     Ok(())
 }
