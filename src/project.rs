@@ -208,51 +208,12 @@ fn write_config(
     } else {
         None
     };
-    let default_name = existing
-        .as_ref()
-        .map(|s| s.project.clone())
-        .unwrap_or_else(|| {
-            config::sanitize_project_name(
-                &project_dir
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy(),
-            )
-        });
     let bind = args
         .bind
         .clone()
         .or_else(|| existing.as_ref().map(|s| s.bind.clone()))
         .unwrap_or_else(|| "127.0.0.1".into());
-    let default_port = existing
-        .as_ref()
-        .map(|s| s.port)
-        .unwrap_or_else(|| free_port(&bind, DEFAULT_PORT));
-    let (name, port) = match (args.name.clone(), args.port) {
-        (Some(n), Some(port)) => (n, port),
-        (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
-        (n, port) if p.can_prompt() => {
-            let name = match n {
-                Some(n) => n,
-                None => p.ask("Project name", default_name, |v: &String| {
-                    config::check_project_name(v)
-                })?,
-            };
-            let port = match port {
-                Some(port) => port,
-                None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
-            };
-            (name, port)
-        }
-        _ => {
-            return Err(
-                Fail::new("`pgbox init` needs answers but there is no terminal to ask on")
-                    .hint("pass `--yes` to accept the defaults, or give `--name` and `--port`")
-                    .code(EXIT_USAGE)
-                    .into(),
-            )
-        }
-    };
+    let (name, port) = name_and_port(args, existing.as_ref(), project_dir, &bind, p)?;
     config::check_project_name(&name).map_err(|m| Fail::new(m).code(EXIT_USAGE))?;
     let storage = args.storage.unwrap_or_else(|| {
         existing
@@ -266,24 +227,7 @@ fn write_config(
         Some(TlsMode::SelfSigned) => "self-signed",
         Some(TlsMode::Files) => "files",
     };
-    let tls_files = match (tls, &args.cert, &args.key) {
-        (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(cwd, c), config::absolute(cwd, k))),
-        (Some(TlsMode::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
-            Some(pair) => Some(pair),
-            None => {
-                return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
-                    .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
-                    .code(EXIT_USAGE)
-                    .into())
-            }
-        },
-        (_, Some(_), _) => {
-            return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
-                .code(EXIT_USAGE)
-                .into())
-        }
-        _ => None,
-    };
+    let tls_files = tls_files(args, tls, existing.as_ref(), cwd)?;
     let database = existing
         .as_ref()
         .map(|s| s.database.clone())
@@ -377,4 +321,79 @@ async fn prepare_storage(
         }
     }
     Ok(())
+}
+
+/// The project name and host port: flags, then `--yes` defaults, then questions on a
+/// terminal; without one (and without `--yes`) an error names the flags.
+fn name_and_port(
+    args: &InitOptions,
+    existing: Option<&Settings>,
+    project_dir: &Path,
+    bind: &str,
+    p: &Printer,
+) -> anyhow::Result<(String, u16)> {
+    let default_name = existing.map(|s| s.project.clone()).unwrap_or_else(|| {
+        config::sanitize_project_name(
+            &project_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+        )
+    });
+    let default_port = existing
+        .map(|s| s.port)
+        .unwrap_or_else(|| free_port(bind, DEFAULT_PORT));
+    Ok(match (args.name.clone(), args.port) {
+        (Some(n), Some(port)) => (n, port),
+        (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
+        (n, port) if p.can_prompt() => {
+            let name = match n {
+                Some(n) => n,
+                None => p.ask("Project name", default_name, |v: &String| {
+                    config::check_project_name(v)
+                })?,
+            };
+            let port = match port {
+                Some(port) => port,
+                None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
+            };
+            (name, port)
+        }
+        _ => {
+            return Err(
+                Fail::new("`pgbox init` needs answers but there is no terminal to ask on")
+                    .hint("pass `--yes` to accept the defaults, or give `--name` and `--port`")
+                    .code(EXIT_USAGE)
+                    .into(),
+            )
+        }
+    })
+}
+
+/// With `--tls files`: the certificate and key (absolute), from the flags or the
+/// existing pgbox.toml; `--cert`/`--key` without `files` is an error.
+fn tls_files(
+    args: &InitOptions,
+    tls: Option<TlsMode>,
+    existing: Option<&Settings>,
+    cwd: &Path,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    Ok(match (tls, &args.cert, &args.key) {
+        (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(cwd, c), config::absolute(cwd, k))),
+        (Some(TlsMode::Files), _, _) => match existing.and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
+            Some(pair) => Some(pair),
+            None => {
+                return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
+                    .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
+                    .code(EXIT_USAGE)
+                    .into())
+            }
+        },
+        (_, Some(_), _) => {
+            return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
+                .code(EXIT_USAGE)
+                .into())
+        }
+        _ => None,
+    })
 }

@@ -54,10 +54,10 @@ impl Rendered {
                 None => std::fs::remove_file(path),
             };
             if let (Err(e), None) = (r, &first) {
-                first = Some(
-                    Fail::new(format!("cannot put back the previous `{}`: {e}", path.display()))
-                        .hint("restore it by hand (or fix pgbox.toml and run `pgbox up`) before the server restarts"),
-                );
+                first = Some(Fail::new(format!(
+                    "cannot put back the previous `{}`: {e}; restore it by hand before the server restarts",
+                    path.display()
+                )));
             }
         }
         first.map_or(Ok(()), Err)

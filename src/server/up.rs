@@ -159,7 +159,10 @@ impl Running<'_> {
             let reload = match conf::reload(engine, name).await {
                 Ok(r) => r,
                 Err(e) => {
-                    rendered.roll_back()?;
+                    // The refusal is the error; a failed roll-back is said alongside.
+                    if let Err(rb) = rendered.roll_back() {
+                        p.warn(rb.message);
+                    }
                     return Err(e);
                 }
             };
