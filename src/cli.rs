@@ -151,27 +151,6 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-impl InitArgs {
-    /// What `pgbox init --yes` would do: every default, no prompts.
-    pub fn defaults() -> Self {
-        InitArgs {
-            name: None,
-            port: None,
-            bind: None,
-            storage: None,
-            data_dir: None,
-            base_image: None,
-            pg_version: None,
-            password_stdin: false,
-            tls: None,
-            cert: None,
-            key: None,
-            yes: true,
-            force: false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Build even when an image with the same content hash exists

@@ -148,6 +148,14 @@ impl Printer {
         }
     }
 
+    /// With `-v`: one line of a build's or the server's own output, indented and
+    /// printed above `bar` so the spinner does not draw over it.
+    pub fn verbose_line(&self, bar: &ProgressBar, line: &str) {
+        if self.verbose > 0 {
+            bar.suspend(|| eprintln!("  {line}"));
+        }
+    }
+
     /// Data for stdout: one line, flushed.
     pub fn data(&self, line: impl AsRef<str>) {
         let mut out = std::io::stdout().lock();

@@ -1,433 +1,399 @@
-//! Operations on one project that several commands share.
+//! A project's scaffold: pgbox.toml, the password, the TLS material and the data
+//! location, made by `pgbox init` and, in a folder without pgbox.toml, by `pgbox up`.
 //!
-//! Commands orchestrate; the pieces they have in common live here: the password
-//! file, the image (built on demand and tagged by content), the storage decision,
-//! the container specification and the connection URL. Each is written once so
-//! `init`, `build`, `up` and `status` cannot drift apart.
+//! Flags first, prompts as fallback: on a terminal the name and port are asked
+//! with defaults filled in; without one, `--yes` (or the flags) must say what to
+//! use. A second run changes nothing and says so; `--force` rewrites pgbox.toml
+//! but never the password or the data.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rand::Rng;
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 
-use std::path::PathBuf;
-
-use crate::config::{Settings, StorageMode, TlsMode};
-use crate::engine::{
-    ContainerSpec, Engine, MountSource, MountSpec, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT,
-    LABEL_SPEC, LABEL_VERSION,
-};
-use crate::error::Fail;
+use crate::config::{self, Settings, StorageMode, TlsMode, CONFIG_FILE, DEFAULT_PORT};
+use crate::container::image::ensure_image;
+use crate::engine::Engine;
+use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::storage::{self, Decision, ProjectState};
-use crate::templates::ImageContext;
-use crate::tls::TlsPaths;
+use crate::{connection, secrets, storage};
 
-/// Where the secrets folder is mounted (a folder, so a rewritten file is seen).
-pub const SECRETS_TARGET: &str = "/run/secrets/pgbox";
-/// Rendered postgresql.conf and pg_hba.conf, mounted read-only.
-pub const CONF_TARGET: &str = "/etc/pgbox/conf";
-/// Where the data folder or volume is mounted (PGDATA, except in fallback mode).
-pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
-/// Bound of the entrypoint's fast shutdown; the engine's stop timeout exceeds it.
-pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
-
-/// The engine's stop timeout: the shutdown bound, the immediate-shutdown grace,
-/// and in fallback mode the time to save the tarball.
-pub fn stop_timeout(mode: StorageMode) -> Duration {
-    match mode {
-        StorageMode::Fallback => Duration::from_secs(300),
-        _ => Duration::from_secs(45),
-    }
-}
-/// Line the entrypoint prints once PostgreSQL accepts TCP connections.
-pub const READY_MARKER: &str = "state=RUNNING";
-
-pub fn generate_password() -> String {
-    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut rng = rand::rngs::OsRng;
-    (0..32)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
-        .collect()
+/// What `pgbox init` was asked for; `Default` plus `yes` is `pgbox init --yes`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub name: Option<String>,
+    pub port: Option<u16>,
+    pub bind: Option<String>,
+    pub storage: Option<StorageMode>,
+    pub data_dir: Option<PathBuf>,
+    pub base_image: Option<String>,
+    pub pg_version: Option<u32>,
+    /// A password to use instead of a generated one.
+    pub password: Option<String>,
+    pub tls: Option<TlsMode>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub yes: bool,
+    pub force: bool,
+    /// Where pgbox.toml goes (`--config`); default `./pgbox.toml`.
+    pub config: Option<PathBuf>,
+    /// The engine to prepare storage with (`--engine`); none reachable is a warning.
+    pub engine: Option<String>,
 }
 
-/// Check a user-supplied password: non-empty, one line.
-pub fn check_password(p: &str) -> Result<(), Fail> {
-    if p.is_empty() {
-        return Err(Fail::new("the password is empty")
-            .hint("pipe a non-empty password into `--password-stdin`"));
-    }
-    if p.contains('\n') || p.contains('\r') || p.contains('\0') {
-        return Err(Fail::new("the password contains a line break or NUL")
-            .hint("use a single-line password"));
+#[derive(Serialize)]
+struct TomlVars {
+    pgbox_version: &'static str,
+    project: String,
+    pg_version: u32,
+    base_image: String,
+    database: String,
+    user: String,
+    bind: String,
+    port: u16,
+    storage_mode: String,
+    data_path: String,
+    volume: String,
+    tls_mode: String,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+}
+
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// The first port from `start` on which nothing listens at `bind`.
+fn free_port(bind: &str, start: u16) -> u16 {
+    (start..start.saturating_add(100))
+        .find(|p| std::net::TcpListener::bind((bind, *p)).is_ok())
+        .unwrap_or(start)
+}
+
+fn gitignore(state_dir: &Path) -> anyhow::Result<()> {
+    let path = state_dir.join(".gitignore");
+    if !path.exists() {
+        crate::fsutil::write_atomic(
+            &path,
+            b"# pgbox state: password, data, image context. Never commit.\n*\n",
+            0o644,
+        )?;
     }
     Ok(())
 }
 
-/// Write the password file (0600 in a 0700 folder) unless it exists. True if written.
-pub fn ensure_secret(s: &Settings, provided: Option<&str>) -> anyhow::Result<bool> {
-    let path = s.secret_path();
-    if path.is_file() && provided.is_none() {
-        return Ok(false);
-    }
-    let dir = path.parent().expect("secret path has a parent");
-    crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
-    crate::fsutil::private_dir(dir, 0o700)?;
-    let password = provided
-        .map(str::to_string)
-        .unwrap_or_else(generate_password);
-    crate::fsutil::write_atomic(&path, format!("{password}\n").as_bytes(), 0o600)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(true)
-}
-
-pub fn read_password(s: &Settings) -> anyhow::Result<String> {
-    let path = s.secret_path();
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Fail::new(format!(
-            "cannot read the password file `{}`: {e}",
-            path.display()
-        ))
-        .hint("run `pgbox init` to create it")
-    })?;
-    Ok(text.lines().next().unwrap_or_default().to_string())
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// `postgresql://user[:password]@host:port/db`
-pub fn url(s: &Settings, password: Option<&str>) -> String {
-    let auth = match password {
-        Some(p) => format!("{}:{}", percent_encode(&s.user), percent_encode(p)),
-        None => percent_encode(&s.user),
-    };
-    let query = crate::cluster::url_tls_params(s)
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    format!(
-        "postgresql://{auth}@{}:{}/{}{query}",
-        s.url_host(),
-        s.port,
-        percent_encode(&s.database)
-    )
-}
-
-/// Build the image unless one with the same content hash exists. Returns its tag.
-pub async fn ensure_image(
-    engine: &Engine,
-    s: &Settings,
+/// Settings and engine for `pgbox up`: in a folder without pgbox.toml (and no
+/// `--config`), the folder is initialised with the defaults first.
+pub async fn load_or_init(
+    config: Option<&Path>,
+    engine: Option<&str>,
     p: &Printer,
-    force: bool,
-) -> anyhow::Result<String> {
-    let ctx = ImageContext::for_settings(s)?;
-    if !force && engine.image_exists(&ctx.tag).await? {
-        p.detail(format!("image `{}` is up to date", ctx.tag));
-        return Ok(ctx.tag);
+) -> anyhow::Result<(Settings, Engine)> {
+    let s = match Settings::load(config) {
+        Err(e) if config.is_none() && config::is_not_found(&e) => {
+            p.info("no pgbox.toml here or above: initialising this folder with the defaults");
+            init(
+                InitOptions {
+                    yes: true,
+                    engine: engine.map(String::from),
+                    ..InitOptions::default()
+                },
+                p,
+            )
+            .await?;
+            Settings::load(None)?
+        }
+        other => other?,
+    };
+    Ok((s, Engine::connect(engine).await?))
+}
+
+/// Write pgbox.toml (unless it exists and `force` is off), then make sure the
+/// password, TLS material and data location are ready; report each change.
+pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir()?;
+    let config_path = match &args.config {
+        Some(c) => config::absolute(&cwd, c),
+        None => cwd.join(CONFIG_FILE),
+    };
+    let project_dir = config_path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cwd.clone());
+    let password = args.password.as_deref();
+    if let Some(pw) = password {
+        secrets::check_password(pw)?;
     }
-    let started = std::time::Instant::now();
-    let bar = p.spinner(format!(
-        "building image `{}` from `{}`",
-        ctx.tag, s.base_image
-    ));
-    let labels = HashMap::from([(
-        LABEL_VERSION.to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    )]);
-    let verbose = p.verbose();
-    let result = engine
-        .build_image(&ctx.tag, ctx.tar()?, &labels, |line| {
-            if verbose {
-                bar.suspend(|| eprintln!("  {line}"));
-            } else if line.starts_with("Step ") {
-                bar.set_message(format!("building image: {line}"));
-            }
-        })
-        .await;
-    bar.finish_and_clear();
-    result.map_err(|e| {
-        Fail::new(format!("building image `{}` failed: {e}", ctx.tag)).hint(format!(
-            "check that base image `{}` exists locally or can be pulled, and that it can install PostgreSQL {}; `-v` shows the build output",
-            s.base_image, s.pg_version
+
+    let exists = config_path.is_file();
+    let mut changed = Vec::new();
+    if !exists || args.force {
+        write_config(&args, exists, &config_path, &project_dir, &cwd, p)?;
+        changed.push(format!("wrote `{}`", config_path.display()));
+    }
+
+    let s = Settings::load(Some(&config_path))?;
+    crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
+    gitignore(&s.state_dir())?;
+    if password.is_some() && s.secret_path().is_file() && !args.force {
+        return Err(Fail::new(format!(
+            "a password already exists in `{}`",
+            s.secret_path().display()
         ))
-    })?;
-    p.done(format!(
-        "built image `{}` in {:.1}s",
-        ctx.tag,
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(ctx.tag)
-}
-
-/// The storage decision: recorded at init and confirmed here; made now if absent.
-pub async fn storage_decision(
-    engine: &Engine,
-    s: &Settings,
-    image: &str,
-) -> anyhow::Result<Decision> {
-    let mut state = ProjectState::load(s);
-    let known = state
-        .storage
-        .as_ref()
-        .filter(|_| state.image.as_deref() == Some(image))
-        .map(|d| (d.uid, d.gid));
-    let (uid, gid) = match (s.uid, s.gid, known) {
-        (Some(u), g, _) => (u, g.unwrap_or(u)),
-        (None, _, Some(ids)) => ids,
-        _ => engine
-            .image_user_ids(image, "postgres")
-            .await
-            .with_context(|| format!("cannot read the postgres user from image `{image}`"))?,
-    };
-    if let Some(d) = state.storage.clone() {
-        let still_valid = d.uid == uid
-            && d.gid == gid
-            && (s.storage_mode == StorageMode::Auto || s.storage_mode == d.mode);
-        if still_valid {
-            if state.image.as_deref() != Some(image) {
-                state.image = Some(image.to_string());
-                state.save(s)?;
-            }
-            return Ok(d);
-        }
+        .hint("pass `--force` to replace it (an existing cluster keeps its old password)")
+        .code(EXIT_USAGE)
+        .into());
     }
-    let unshare = engine.rootless()
-        && engine.flavour == crate::engine::Flavour::Podman
-        && storage::unshare_available();
-    let d = storage::decide(s.storage_mode, uid, gid, unshare)?;
-    state.storage = Some(d.clone());
-    state.image = Some(image.to_string());
-    state.save(s)?;
-    Ok(d)
-}
-
-/// Make the data location ready: the folder for direct mode, the volume otherwise.
-pub async fn prepare_storage(engine: &Engine, s: &Settings, d: &Decision) -> anyhow::Result<()> {
-    match d.mode {
-        StorageMode::Volume => {
-            if !engine.volume_exists(&s.volume).await? {
-                let labels = HashMap::from([
-                    (LABEL_PROJECT.to_string(), s.project.clone()),
-                    (
-                        LABEL_CONFIG.to_string(),
-                        s.config_path.display().to_string(),
-                    ),
-                ]);
-                engine.create_volume(&s.volume, labels).await?;
-            }
-        }
-        StorageMode::Fallback => {
-            // The folder stays the user's; the container only writes the tarball into it.
-            if !s.data_dir.exists() {
-                crate::fsutil::private_dir(&s.data_dir, 0o700).with_context(|| {
-                    format!("cannot create data folder `{}`", s.data_dir.display())
-                })?;
-            }
-        }
-        _ if d.via_unshare => storage::prepare_direct_unshare(&s.data_dir, d.uid, d.gid)?,
-        _ => {
-            storage::prepare_direct(&s.data_dir, d.uid, d.gid)?;
-        }
+    if crate::tls::prepare_tls(&s)? {
+        changed.push(match s.tls {
+            TlsMode::SelfSigned => format!(
+                "created a local CA and server certificate; clients verify with `{}`",
+                crate::tls::TlsPaths::new(&s.state_dir())
+                    .ca_cert()
+                    .display()
+            ),
+            _ => "installed the TLS certificate and key".to_string(),
+        });
     }
-    Ok(())
-}
-
-fn mounts(s: &Settings, data: MountSource) -> Vec<MountSpec> {
-    let ro = |source: PathBuf, target: &str| MountSpec {
-        source: MountSource::Bind(source),
-        target: target.into(),
-        read_only: true,
-    };
-    let mut m = vec![
-        MountSpec {
-            source: data,
-            target: DATA_MOUNT.into(),
-            read_only: false,
-        },
-        ro(
-            s.secret_path()
-                .parent()
-                .expect("secrets folder")
-                .to_path_buf(),
-            SECRETS_TARGET,
-        ),
-        ro(s.state_dir().join("conf"), CONF_TARGET),
-    ];
-    if s.tls != TlsMode::Off {
-        m.push(ro(
-            TlsPaths::new(&s.state_dir()).server_dir,
-            "/etc/pgbox/tls",
+    if secrets::ensure_secret(&s, password)? {
+        changed.push(format!(
+            "wrote the password to `{}` (mode 600)",
+            s.secret_path().display()
         ));
     }
-    if let Some(d) = &s.conf_dir {
-        m.push(ro(d.clone(), "/etc/pgbox/conf.d"));
-    }
-    if let Some(d) = &s.init_dir {
-        m.push(ro(d.clone(), "/etc/pgbox/initdb.d"));
-    }
-    m
-}
 
-/// Everything pgbox asks the engine for, plus a hash of it stored as a label.
-pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec {
-    let data = match d.mode {
-        StorageMode::Volume => MountSource::Volume(s.volume.clone()),
-        _ => MountSource::Bind(s.data_dir.clone()),
-    };
-    let env = vec![
-        format!("POSTGRES_USER={}", s.user),
-        format!("POSTGRES_DB={}", s.database),
-        format!("POSTGRES_PASSWORD_FILE={SECRETS_TARGET}/postgres_password"),
-        format!("PGBOX_MOUNT={DATA_MOUNT}"),
-        format!("PGBOX_STORAGE_MODE={}", d.mode),
-        format!("PGBOX_SAVE_INTERVAL={}", s.save_interval),
-        format!("PGBOX_DISK_MIN_MB={}", s.min_free_mb),
-        format!("PGBOX_SHUTDOWN_TIMEOUT={}", SHUTDOWN_BOUND.as_secs()),
-    ];
-    let mut spec = ContainerSpec {
-        name: s.container_name(),
-        image: image.to_string(),
-        env,
-        labels: HashMap::from([
-            (LABEL_PROJECT.to_string(), s.project.clone()),
-            (
-                LABEL_CONFIG.to_string(),
-                s.config_path.display().to_string(),
-            ),
-            (
-                LABEL_VERSION.to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            ),
-            (LABEL_PORT.to_string(), format!("{}:{}", s.bind, s.port)),
-        ]),
-        mounts: mounts(s, data),
-        port: Some((s.bind.clone(), s.port, 5432)),
-        healthcheck: vec!["CMD".into(), "/usr/local/bin/pgbox-healthcheck".into()],
-        stop_timeout: stop_timeout(d.mode),
-        entrypoint: None,
-        user: None,
-        service: true,
-        memory: s.memory_limit,
-    };
-    let hash = spec_hash(&spec);
-    spec.labels.insert(LABEL_SPEC.to_string(), hash);
-    spec
-}
+    // Storage needs the image (its postgres UID); without an engine it waits for `up`.
+    prepare_storage(&s, args.engine.as_deref(), &mut changed, p).await?;
 
-fn spec_hash(spec: &ContainerSpec) -> String {
-    let mut h = Sha256::new();
-    h.update(spec.image.as_bytes());
-    for e in &spec.env {
-        h.update(e.as_bytes());
-        h.update([0]);
-    }
-    for m in &spec.mounts {
-        h.update(format!("{:?}", m).as_bytes());
-    }
-    h.update(format!("{:?} {:?}", spec.port, spec.memory).as_bytes());
-    let mut labels: Vec<_> = spec.labels.iter().collect();
-    labels.sort();
-    h.update(format!("{labels:?}").as_bytes());
-    crate::digest::hex(&h.finalize()[..8])
-}
-
-/// Refuse to manage a container of the same name that belongs to another pgbox.toml.
-pub fn check_ownership(s: &Settings, labels: &HashMap<String, String>) -> Result<(), Fail> {
-    let theirs = labels.get(LABEL_CONFIG).map(String::as_str).unwrap_or("");
-    let ours = s.config_path.display().to_string();
-    if theirs != ours {
-        let owner = if theirs.is_empty() {
-            "something other than pgbox".to_string()
-        } else {
-            format!("`{theirs}`")
-        };
-        return Err(Fail::new(format!(
-            "a container named `{}` already exists and belongs to {owner}",
-            s.container_name()
-        ))
-        .hint("give this project another name (`name` under `[project]` in pgbox.toml)"));
-    }
-    Ok(())
-}
-
-/// Warn when PostgreSQL listens beyond this machine (`bind` not a loopback address):
-/// with TLS off the password and data cross the network in clear, so say how to turn
-/// TLS on; with TLS on, still say the server is reachable from the network.
-pub fn warn_if_public(s: &Settings, p: &Printer) {
-    let loopback = s
-        .bind
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        return;
-    }
-    let at = format!("`{}` port {}", s.bind, s.port);
-    if s.tls == TlsMode::Off {
-        p.warn(format!(
-            "PostgreSQL listens on {at}, reachable from the network, with TLS off: passwords and data \
-             cross it in clear; turn TLS on with `mode = \"self-signed\"` (or `\"files\"`) under `[tls]` \
-             in pgbox.toml (`pgbox init --tls self-signed` for a new project) and run `pgbox up`, \
-             or set `bind = \"127.0.0.1\"` to keep it on this machine"
+    if changed.is_empty() {
+        p.info(format!(
+            "`{}` is already initialised; nothing changed",
+            s.config_path.display()
         ));
     } else {
-        p.warn(format!(
-            "PostgreSQL listens on {at}, reachable from the network (TLS is on; logins need it); \
-             firewall the port or set `bind = \"127.0.0.1\"` if only this machine needs it"
+        for c in &changed {
+            p.done(c);
+        }
+        p.info(format!(
+            "next: `pgbox up` starts PostgreSQL on {}:{}",
+            s.bind, s.port
         ));
     }
+    connection::warn_if_public(&s, p);
+    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
+/// Render pgbox.toml from the options, what an `existing` file says, and the
+/// defaults (asking on a terminal for what is missing), check it, write it.
+fn write_config(
+    args: &InitOptions,
+    exists: bool,
+    config_path: &Path,
+    project_dir: &Path,
+    cwd: &Path,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let existing = if exists {
+        match Settings::load(Some(config_path)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.warn(format!(
+                    "cannot read the existing `{}` ({}); `--force` rewrites it from the flags and defaults",
+                    config_path.display(),
+                    e.message.lines().next().unwrap_or_default()
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let bind = args
+        .bind
+        .clone()
+        .or_else(|| existing.as_ref().map(|s| s.bind.clone()))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let (name, port) = name_and_port(args, existing.as_ref(), project_dir, &bind, p)?;
+    config::check_project_name(&name).map_err(|m| Fail::new(m).code(EXIT_USAGE))?;
+    let storage = args.storage.unwrap_or_else(|| {
+        existing
+            .as_ref()
+            .map(|s| s.storage_mode)
+            .unwrap_or(StorageMode::Auto)
+    });
+    let tls = args.tls.or(existing.as_ref().map(|s| s.tls));
+    let tls_mode = match tls {
+        None | Some(TlsMode::Off) => "off",
+        Some(TlsMode::SelfSigned) => "self-signed",
+        Some(TlsMode::Files) => "files",
+    };
+    let tls_files = tls_files(args, tls, existing.as_ref(), cwd)?;
+    let database = existing
+        .as_ref()
+        .map(|s| s.database.clone())
+        .unwrap_or_else(|| name.replace('-', "_"));
+    let vars = TomlVars {
+        pgbox_version: env!("CARGO_PKG_VERSION"),
+        project: quoted(&name),
+        pg_version: args
+            .pg_version
+            .or(existing.as_ref().map(|s| s.pg_version))
+            .unwrap_or(config::DEFAULT_PG_VERSION),
+        base_image: quoted(
+            &args
+                .base_image
+                .clone()
+                .or(existing.as_ref().map(|s| s.base_image.clone()))
+                .unwrap_or_else(|| config::DEFAULT_BASE_IMAGE.into()),
+        ),
+        user: quoted(
+            &existing
+                .as_ref()
+                .map(|s| s.user.clone())
+                .unwrap_or_else(|| database.clone()),
+        ),
+        database: quoted(&database),
+        bind: quoted(&bind),
+        port,
+        storage_mode: quoted(&storage.to_string()),
+        data_path: quoted(
+            &args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".pgbox/data"))
+                .display()
+                .to_string(),
+        ),
+        volume: quoted(&format!("pgbox-{name}-data")),
+        tls_mode: quoted(tls_mode),
+        tls_cert: tls_files
+            .as_ref()
+            .map(|(c, _)| quoted(&c.display().to_string())),
+        tls_key: tls_files
+            .as_ref()
+            .map(|(_, k)| quoted(&k.display().to_string())),
+    };
+    let text = crate::templates::render(Some(project_dir), "pgbox.toml.j2", &vars)?;
+    // Never write a file that pgbox itself would refuse to read.
+    config::parse_file(config_path, &text)?;
+    crate::fsutil::write_atomic(config_path, text.as_bytes(), 0o644)
+        .with_context(|| format!("cannot write `{}`", config_path.display()))?;
+    Ok(())
+}
 
-    #[test]
-    fn generated_passwords_are_long_and_distinct() {
-        let a = generate_password();
-        assert_eq!(a.len(), 32);
-        assert_ne!(a, generate_password());
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+/// Build the image, decide the storage mode and prepare the data location; with no
+/// engine reachable, a warning says `pgbox up` will do it.
+async fn prepare_storage(
+    s: &Settings,
+    engine: Option<&str>,
+    changed: &mut Vec<String>,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    match Engine::connect(engine).await {
+        Ok(engine) => {
+            let tag = ensure_image(&engine, s, p, false).await?;
+            let before = storage::in_effect(s)?.decision;
+            let d = storage::decision(&engine, s, &tag).await?;
+            let dir_existed = s.data_dir.exists();
+            storage::prepare(&engine, s, &d).await?;
+            if d.mode == StorageMode::Fallback {
+                if let Some(risk) = storage::fallback::at_risk(s) {
+                    p.warn(risk);
+                }
+            }
+            if before.as_ref() != Some(&d) {
+                changed.push(format!("storage mode `{}`: {}", d.mode, d.reason));
+            }
+            if d.mode == StorageMode::Direct && !dir_existed {
+                changed.push(format!(
+                    "prepared data folder `{}` (owner {}:{}, mode 700)",
+                    s.data_dir.display(),
+                    d.uid,
+                    d.gid
+                ));
+            }
+        }
+        Err(e) => {
+            p.warn(format!(
+                "{}; the data folder will be prepared by `pgbox up`",
+                e.message.lines().next().unwrap_or_default()
+            ));
+        }
     }
+    Ok(())
+}
 
-    #[test]
-    fn url_encodes_special_characters() {
-        let s = Settings::resolve(Path::new("/x/app/pgbox.toml"), &[]);
-        assert_eq!(url(&s, None), "postgresql://app@127.0.0.1:5432/app");
-        assert_eq!(
-            url(&s, Some("p@ss w'o\"rd\\")),
-            "postgresql://app:p%40ss%20w%27o%22rd%5C@127.0.0.1:5432/app"
-        );
-    }
+/// The project name and host port: flags, then `--yes` defaults, then questions on a
+/// terminal; without one (and without `--yes`) an error names the flags.
+fn name_and_port(
+    args: &InitOptions,
+    existing: Option<&Settings>,
+    project_dir: &Path,
+    bind: &str,
+    p: &Printer,
+) -> anyhow::Result<(String, u16)> {
+    let default_name = existing.map(|s| s.project.clone()).unwrap_or_else(|| {
+        config::sanitize_project_name(
+            &project_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+        )
+    });
+    let default_port = existing
+        .map(|s| s.port)
+        .unwrap_or_else(|| free_port(bind, DEFAULT_PORT));
+    Ok(match (args.name.clone(), args.port) {
+        (Some(n), Some(port)) => (n, port),
+        (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
+        (n, port) if p.can_prompt() => {
+            let name = match n {
+                Some(n) => n,
+                None => p.ask("Project name", default_name, |v: &String| {
+                    config::check_project_name(v)
+                })?,
+            };
+            let port = match port {
+                Some(port) => port,
+                None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
+            };
+            (name, port)
+        }
+        _ => {
+            return Err(
+                Fail::new("`pgbox init` needs answers but there is no terminal to ask on")
+                    .hint("pass `--yes` to accept the defaults, or give `--name` and `--port`")
+                    .code(EXIT_USAGE)
+                    .into(),
+            )
+        }
+    })
+}
 
-    #[test]
-    fn spec_hash_changes_with_port() {
-        let s = Settings::resolve(Path::new("/x/app/pgbox.toml"), &[]);
-        let d = Decision {
-            mode: StorageMode::Direct,
-            reason: String::new(),
-            uid: 999,
-            gid: 999,
-            via_unshare: false,
-        };
-        let a = container_spec(&s, "img", &d);
-        let mut s2 = s.clone();
-        s2.port = 5433;
-        let b = container_spec(&s2, "img", &d);
-        assert_ne!(a.labels[LABEL_SPEC], b.labels[LABEL_SPEC]);
-        assert!(
-            a.env.iter().all(|e| !e.contains("PASSWORD=")),
-            "no password in env"
-        );
-    }
+/// With `--tls files`: the certificate and key (absolute), from the flags or the
+/// existing pgbox.toml; `--cert`/`--key` without `files` is an error.
+fn tls_files(
+    args: &InitOptions,
+    tls: Option<TlsMode>,
+    existing: Option<&Settings>,
+    cwd: &Path,
+) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+    Ok(match (tls, &args.cert, &args.key) {
+        (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(cwd, c), config::absolute(cwd, k))),
+        (Some(TlsMode::Files), _, _) => match existing.and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
+            Some(pair) => Some(pair),
+            None => {
+                return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
+                    .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
+                    .code(EXIT_USAGE)
+                    .into())
+            }
+        },
+        (_, Some(_), _) => {
+            return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
+                .code(EXIT_USAGE)
+                .into())
+        }
+        _ => None,
+    })
 }

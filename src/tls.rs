@@ -5,13 +5,15 @@
 //! certificate and key are placed in `.pgbox/tls/`, which is mounted read-only and
 //! copied by the entrypoint to a postgres-owned folder with the key at mode 0600.
 //! In `files` mode every `pgbox up` copies the configured files again, so a
-//! renewed certificate is picked up.
+//! renewed certificate is picked up. [`prepare_tls`] does what pgbox.toml asks
+//! for, for `init` and `up` alike.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
+use crate::config::{Settings, TlsMode};
 use crate::error::Fail;
 use crate::fsutil::{private_dir, write_atomic};
 
@@ -110,6 +112,37 @@ pub fn install_files(paths: &TlsPaths, cert: &Path, key: &Path) -> anyhow::Resul
         }
     }
     Ok(changed)
+}
+
+/// Names for the self-signed server certificate.
+fn tls_names(s: &Settings) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        s.container_name(),
+    ];
+    if !["127.0.0.1", "0.0.0.0", "::", "::1"].contains(&s.bind.as_str()) {
+        names.push(s.bind.clone());
+    }
+    names
+}
+
+/// Create or refresh the TLS material the settings ask for. True if it changed.
+pub fn prepare_tls(s: &Settings) -> anyhow::Result<bool> {
+    let paths = TlsPaths::new(&s.state_dir());
+    match s.tls {
+        TlsMode::Off => Ok(false),
+        TlsMode::SelfSigned => ensure_self_signed(&paths, &s.project, &tls_names(s)),
+        TlsMode::Files => {
+            let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) else {
+                return Err(Fail::new("`[tls] mode = \"files\"` needs `cert` and `key`")
+                    .hint("set `cert` and `key` under `[tls]` in pgbox.toml, e.g. fullchain.pem and privkey.pem")
+                    .into());
+            };
+            install_files(&paths, cert, key)
+        }
+    }
 }
 
 #[cfg(test)]

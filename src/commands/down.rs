@@ -1,148 +1,20 @@
 //! `pgbox down`: graceful stop, optionally removing the container or the data.
 //!
-//! Data is deleted only with `--purge`, after a confirmation (or `--yes`). The
-//! question is asked before anything is stopped, so a refused or impossible
-//! confirmation leaves everything as it was. Files in a direct-mode folder belong
-//! to the container's UID, so they are deleted through the engine. In fallback
-//! mode a stop succeeds only when the entrypoint saved the cluster; otherwise the
-//! command fails and the container, holding the only up-to-date copy, is kept.
-
-use std::time::Instant;
+//! Exit 1 when a `--purge` is declined at the prompt; the work is `server::down`.
 
 use crate::cli::{DownArgs, GlobalArgs};
-use crate::config::StorageMode;
-use crate::engine::{ContainerSpec, MountSource, MountSpec};
-use crate::error::{Fail, EXIT_USAGE};
-use crate::fallback;
 use crate::printer::Printer;
-use crate::project;
-use crate::storage::ProjectState;
+use crate::server::down::{down, Down, DownOptions};
 
 pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let (s, engine) = super::load(g).await?;
-    let _lock = crate::lock::project(&s.state_dir(), &s.project, "down")?;
-    let name = s.container_name();
-    let decision = ProjectState::load(&s).storage;
-    let mode = decision.as_ref().map(|d| d.mode).unwrap_or(s.storage_mode);
-    let what = match mode {
-        StorageMode::Volume => format!("volume `{}`", s.volume),
-        _ => format!("data folder `{}`", s.data_dir.display()),
+    let options = DownOptions {
+        rm: args.rm,
+        purge: args.purge,
+        yes: args.yes,
     };
-
-    if args.purge && !args.yes {
-        if !p.can_prompt() {
-            return Err(
-                Fail::new(format!("`--purge` deletes {what} and needs a confirmation"))
-                    .hint("pass `--yes` to confirm without a terminal")
-                    .code(EXIT_USAGE)
-                    .into(),
-            );
-        }
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!("Delete {what} of `{}` for good?", s.project))
-            .default(false)
-            .interact()?;
-        if !ok {
-            p.info("nothing deleted");
-            return Ok(1);
-        }
-    }
-
-    let container = engine.inspect(&name).await?;
-    if let Some(c) = &container {
-        project::check_ownership(&s, &c.labels)?;
-        let stopped = if c.running {
-            let bar = p.spinner(format!("stopping `{name}`"));
-            let t = Instant::now();
-            let r = engine
-                .stop_container(&name, project::stop_timeout(mode))
-                .await;
-            bar.finish_and_clear();
-            r?;
-            Some(t.elapsed())
-        } else {
-            None
-        };
-        // Fallback: the stop is a success only once the newest data is in the tarball,
-        // and a container holding unsaved data is never removed (`--purge` deletes it all).
-        if mode == StorageMode::Fallback && !args.purge {
-            fallback::ensure_saved(&engine, &s, &name, stopped.is_some(), "pgbox down", p).await?;
-        }
-        match stopped {
-            Some(t) => p.done(format!("stopped `{name}` in {:.1}s", t.as_secs_f64())),
-            None => p.info(format!("`{name}` is not running")),
-        }
-        if args.rm || args.purge {
-            engine.remove_container(&name, false).await?;
-            p.done(format!("removed container `{name}`"));
-        }
-    } else {
-        p.info(format!("`{name}` does not exist; nothing to stop"));
-    }
-
-    if args.purge {
-        match mode {
-            StorageMode::Volume if engine.volume_exists(&s.volume).await? => {
-                engine.remove_volume(&s.volume).await?;
-            }
-            StorageMode::Volume => {}
-            _ if s.data_dir.exists() => {
-                refuse_symlink(&s.data_dir)?;
-                let image = container
-                    .map(|c| c.image)
-                    .unwrap_or_else(|| s.base_image.clone());
-                let mut spec = ContainerSpec::oneshot(format!("{name}-purge"), image);
-                let find = ["find", "/target", "-mindepth", "1", "-delete"];
-                spec.entrypoint = Some(find.map(String::from).to_vec());
-                spec.user = Some("0:0".into());
-                spec.mounts = vec![MountSpec {
-                    source: MountSource::Bind(s.data_dir.clone()),
-                    target: "/target".into(),
-                    read_only: false,
-                }];
-                let (code, output) = engine.run_to_completion(&spec).await?;
-                if code != 0 {
-                    return Err(Fail::new(format!(
-                        "deleting the files in `{}` failed (exit {code}): {}",
-                        s.data_dir.display(),
-                        output.join("\n")
-                    ))
-                    .into());
-                }
-                match std::fs::remove_dir(&s.data_dir) {
-                    Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => p.warn(format!(
-                        "`{}` is a mount point: its files are deleted, the empty folder stays (unmount it to remove it)",
-                        s.data_dir.display()
-                    )),
-                    r => r.map_err(|e| {
-                        Fail::new(format!("cannot remove the emptied data folder `{}`: {e}", s.data_dir.display()))
-                            .hint("its files are deleted; remove the folder yourself")
-                    })?,
-                }
-            }
-            _ => {}
-        }
-        p.done(format!("deleted {what}"));
-    }
-    Ok(0)
-}
-
-/// `--purge` does not delete through a symbolic link: the files live elsewhere, and a
-/// link made by mistake could point at anything.
-fn refuse_symlink(dir: &std::path::Path) -> anyhow::Result<()> {
-    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
-        let target = std::fs::read_link(dir)?;
-        return Err(Fail::new(format!(
-            "the data folder `{}` is a symbolic link to `{}`; `--purge` does not delete through links",
-            dir.display(),
-            target.display()
-        ))
-        .hint(format!(
-            "check that `{}` holds only this project's data, delete it yourself, then `rm {}`",
-            target.display(),
-            dir.display()
-        ))
-        .into());
-    }
-    Ok(())
+    Ok(match down(&engine, &s, options, p).await? {
+        Down::Done => 0,
+        Down::Declined => 1,
+    })
 }

@@ -1,72 +1,16 @@
 //! `pgbox init`: write pgbox.toml, generate the password, prepare the data folder.
 //!
-//! Flags first, prompts as fallback: on a terminal the name and port are asked
-//! with defaults filled in; without one, `--yes` (or the flags) must say what to
-//! use. A second run changes nothing and says so; `--force` rewrites pgbox.toml
-//! but never the password or the data.
+//! The command reads a password from stdin when asked (`--password-stdin`) and
+//! hands everything to `project::init`, which `pgbox up` uses too.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
-
-use anyhow::Context;
-use serde::Serialize;
 
 use crate::cli::{GlobalArgs, InitArgs};
-use crate::config::{self, Settings, StorageMode, TlsMode, CONFIG_FILE, DEFAULT_PORT};
-use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::project;
-
-#[derive(Serialize)]
-struct TomlVars {
-    pgbox_version: &'static str,
-    project: String,
-    pg_version: u32,
-    base_image: String,
-    database: String,
-    user: String,
-    bind: String,
-    port: u16,
-    storage_mode: String,
-    data_path: String,
-    volume: String,
-    tls_mode: String,
-    tls_cert: Option<String>,
-    tls_key: Option<String>,
-}
-
-fn quoted(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-/// The first port from `start` on which nothing listens at `bind`.
-fn free_port(bind: &str, start: u16) -> u16 {
-    (start..start.saturating_add(100))
-        .find(|p| std::net::TcpListener::bind((bind, *p)).is_ok())
-        .unwrap_or(start)
-}
-
-fn gitignore(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    let path = state_dir.join(".gitignore");
-    if !path.exists() {
-        crate::fsutil::write_atomic(
-            &path,
-            b"# pgbox state: password, data, image context. Never commit.\n*\n",
-            0o644,
-        )?;
-    }
-    Ok(())
-}
+use crate::project::{self, InitOptions};
 
 pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let cwd = std::env::current_dir()?;
-    let cwd_now = cwd.clone();
-    let config_path = match &g.config {
-        Some(c) => config::absolute(&cwd, c),
-        None => cwd.join(CONFIG_FILE),
-    };
-    let project_dir = config_path.parent().map(PathBuf::from).unwrap_or(cwd);
     let password = if args.password_stdin {
         if std::io::stdin().is_terminal() {
             return Err(Fail::new(
@@ -78,227 +22,27 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         }
         let mut buf = String::new();
         std::io::stdin().read_to_string(&mut buf)?;
-        let pw = buf.strip_suffix('\n').unwrap_or(&buf).to_string();
-        project::check_password(&pw)?;
-        Some(pw)
+        Some(buf.strip_suffix('\n').unwrap_or(&buf).to_string())
     } else {
         None
     };
-
-    let exists = config_path.is_file();
-    let mut changed = Vec::new();
-    if !exists || args.force {
-        let existing = if exists {
-            Settings::load(Some(&config_path)).ok()
-        } else {
-            None
-        };
-        let default_name = existing
-            .as_ref()
-            .map(|s| s.project.clone())
-            .unwrap_or_else(|| {
-                config::sanitize_project_name(
-                    &project_dir
-                        .file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy(),
-                )
-            });
-        let bind = args
-            .bind
-            .clone()
-            .or_else(|| existing.as_ref().map(|s| s.bind.clone()))
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let default_port = existing
-            .as_ref()
-            .map(|s| s.port)
-            .unwrap_or_else(|| free_port(&bind, DEFAULT_PORT));
-        let (name, port) = match (args.name.clone(), args.port) {
-            (Some(n), Some(port)) => (n, port),
-            (n, port) if args.yes => (n.unwrap_or(default_name), port.unwrap_or(default_port)),
-            (n, port) if p.can_prompt() => {
-                let name = match n {
-                    Some(n) => n,
-                    None => p.ask("Project name", default_name, |v: &String| {
-                        config::check_project_name(v)
-                    })?,
-                };
-                let port = match port {
-                    Some(port) => port,
-                    None => p.ask(format!("Host port on {bind}"), default_port, |_| Ok(()))?,
-                };
-                (name, port)
-            }
-            _ => {
-                return Err(Fail::new(
-                    "`pgbox init` needs answers but there is no terminal to ask on",
-                )
-                .hint("pass `--yes` to accept the defaults, or give `--name` and `--port`")
-                .code(EXIT_USAGE)
-                .into())
-            }
-        };
-        config::check_project_name(&name).map_err(|m| Fail::new(m).code(EXIT_USAGE))?;
-        let storage = args.storage.unwrap_or_else(|| {
-            existing
-                .as_ref()
-                .map(|s| s.storage_mode)
-                .unwrap_or(StorageMode::Auto)
-        });
-        let tls = args.tls.or(existing.as_ref().map(|s| s.tls));
-        let tls_mode = match tls {
-            None | Some(TlsMode::Off) => "off",
-            Some(TlsMode::SelfSigned) => "self-signed",
-            Some(TlsMode::Files) => "files",
-        };
-        let tls_files = match (tls, &args.cert, &args.key) {
-            (Some(TlsMode::Files), Some(c), Some(k)) => Some((config::absolute(&cwd_now, c), config::absolute(&cwd_now, k))),
-            (Some(TlsMode::Files), _, _) => match existing.as_ref().and_then(|s| s.tls_cert.clone().zip(s.tls_key.clone())) {
-                Some(pair) => Some(pair),
-                None => {
-                    return Err(Fail::new("`--tls files` needs `--cert FILE --key FILE`")
-                        .hint("e.g. `--cert /etc/letsencrypt/live/HOST/fullchain.pem --key /etc/letsencrypt/live/HOST/privkey.pem`")
-                        .code(EXIT_USAGE)
-                        .into())
-                }
-            },
-            (_, Some(_), _) => {
-                return Err(Fail::new("`--cert` and `--key` go with `--tls files`")
-                    .code(EXIT_USAGE)
-                    .into())
-            }
-            _ => None,
-        };
-        let database = existing
-            .as_ref()
-            .map(|s| s.database.clone())
-            .unwrap_or_else(|| name.replace('-', "_"));
-        let vars = TomlVars {
-            pgbox_version: env!("CARGO_PKG_VERSION"),
-            project: quoted(&name),
-            pg_version: args
-                .pg_version
-                .or(existing.as_ref().map(|s| s.pg_version))
-                .unwrap_or(config::DEFAULT_PG_VERSION),
-            base_image: quoted(
-                &args
-                    .base_image
-                    .clone()
-                    .or(existing.as_ref().map(|s| s.base_image.clone()))
-                    .unwrap_or_else(|| config::DEFAULT_BASE_IMAGE.into()),
-            ),
-            user: quoted(
-                &existing
-                    .as_ref()
-                    .map(|s| s.user.clone())
-                    .unwrap_or_else(|| database.clone()),
-            ),
-            database: quoted(&database),
-            bind: quoted(&bind),
-            port,
-            storage_mode: quoted(&storage.to_string()),
-            data_path: quoted(
-                &args
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(".pgbox/data"))
-                    .display()
-                    .to_string(),
-            ),
-            volume: quoted(&format!("pgbox-{name}-data")),
-            tls_mode: quoted(tls_mode),
-            tls_cert: tls_files
-                .as_ref()
-                .map(|(c, _)| quoted(&c.display().to_string())),
-            tls_key: tls_files
-                .as_ref()
-                .map(|(_, k)| quoted(&k.display().to_string())),
-        };
-        let text = crate::templates::render(Some(&project_dir), "pgbox.toml.j2", &vars)?;
-        // Never write a file that pgbox itself would refuse to read.
-        config::parse_file(&config_path, &text)?;
-        crate::fsutil::write_atomic(&config_path, text.as_bytes(), 0o644)
-            .with_context(|| format!("cannot write `{}`", config_path.display()))?;
-        changed.push(format!("wrote `{}`", config_path.display()));
-    }
-
-    let s = Settings::load(Some(&config_path))?;
-    crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
-    gitignore(&s.state_dir())?;
-    if password.is_some() && s.secret_path().is_file() && !args.force {
-        return Err(Fail::new(format!(
-            "a password already exists in `{}`",
-            s.secret_path().display()
-        ))
-        .hint("pass `--force` to replace it (an existing cluster keeps its old password)")
-        .code(EXIT_USAGE)
-        .into());
-    }
-    if crate::cluster::prepare_tls(&s)? {
-        changed.push(match s.tls {
-            TlsMode::SelfSigned => format!(
-                "created a local CA and server certificate; clients verify with `{}`",
-                crate::tls::TlsPaths::new(&s.state_dir())
-                    .ca_cert()
-                    .display()
-            ),
-            _ => "installed the TLS certificate and key".to_string(),
-        });
-    }
-    if project::ensure_secret(&s, password.as_deref())? {
-        changed.push(format!(
-            "wrote the password to `{}` (mode 600)",
-            s.secret_path().display()
-        ));
-    }
-
-    // Storage needs the image (its postgres UID); without an engine it waits for `up`.
-    match Engine::connect(g.engine.as_deref()).await {
-        Ok(engine) => {
-            let tag = project::ensure_image(&engine, &s, p, false).await?;
-            let before = crate::storage::ProjectState::load(&s).storage;
-            let d = project::storage_decision(&engine, &s, &tag).await?;
-            let dir_existed = s.data_dir.exists();
-            project::prepare_storage(&engine, &s, &d).await?;
-            if d.mode == StorageMode::Fallback {
-                if let Some(risk) = crate::fallback::at_risk(&s) {
-                    p.warn(risk);
-                }
-            }
-            if before.as_ref() != Some(&d) {
-                changed.push(format!("storage mode `{}`: {}", d.mode, d.reason));
-            }
-            if d.mode == StorageMode::Direct && !dir_existed {
-                changed.push(format!(
-                    "prepared data folder `{}` (owner {}:{}, mode 700)",
-                    s.data_dir.display(),
-                    d.uid,
-                    d.gid
-                ));
-            }
-        }
-        Err(e) => {
-            p.warn(format!(
-                "{}; the data folder will be prepared by `pgbox up`",
-                e.message.lines().next().unwrap_or_default()
-            ));
-        }
-    }
-
-    if changed.is_empty() {
-        p.info(format!(
-            "`{}` is already initialised; nothing changed",
-            s.config_path.display()
-        ));
-    } else {
-        for c in &changed {
-            p.done(c);
-        }
-        p.info(format!(
-            "next: `pgbox up` starts PostgreSQL on {}:{}",
-            s.bind, s.port
-        ));
-    }
-    crate::project::warn_if_public(&s, p);
+    let options = InitOptions {
+        name: args.name,
+        port: args.port,
+        bind: args.bind,
+        storage: args.storage,
+        data_dir: args.data_dir,
+        base_image: args.base_image,
+        pg_version: args.pg_version,
+        password,
+        tls: args.tls,
+        cert: args.cert,
+        key: args.key,
+        yes: args.yes,
+        force: args.force,
+        config: g.config.clone(),
+        engine: g.engine.clone(),
+    };
+    project::init(options, p).await?;
     Ok(0)
 }

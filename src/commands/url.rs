@@ -6,15 +6,15 @@
 use crate::cli::{GlobalArgs, UrlArgs};
 use crate::config::Settings;
 use crate::printer::Printer;
-use crate::project;
+use crate::{connection, secrets};
 
 pub fn run(args: UrlArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
     let s = Settings::load(g.config.as_deref())?;
     let password = if args.with_password {
-        Some(project::read_password(&s)?)
+        Some(secrets::read_password(&s)?)
     } else {
         None
     };
-    p.data(project::url(&s, password.as_deref()));
+    p.data(connection::url(&s, password.as_deref()));
     Ok(0)
 }

@@ -134,7 +134,7 @@ pub async fn running(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
     let name = s.container_name();
     match engine.inspect(&name).await? {
         Some(c) if c.running => {
-            crate::project::check_ownership(s, &c.labels)?;
+            super::spec::check_ownership(s, &c.labels)?;
             Ok(name)
         }
         _ => Err(

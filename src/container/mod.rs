@@ -1,6 +1,9 @@
-//! What pgbox runs inside the server's container, in one place: psql sessions as
-//! the superuser (`psql`). The container's own spec, labels and control verbs join
-//! this module as the layers settle.
+//! The server's container and what pgbox runs inside it: the spec, labels and
+//! ownership check (`spec`), the image it runs (`image`), the typed `pgbox-ctl`
+//! client with the maintenance gate (`ctl`), and psql sessions as the superuser
+//! (`psql`). Everything here sits on `engine` and knows nothing of commands.
 
 pub mod ctl;
+pub mod image;
 pub mod psql;
+pub mod spec;

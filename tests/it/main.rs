@@ -13,6 +13,7 @@ mod e2e;
 mod fallback_safety;
 mod generate;
 mod interrupts;
+mod lifecycle;
 mod loud_schedule;
 mod restore_safety;
 mod schedule;

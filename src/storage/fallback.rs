@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Settings, StorageMode};
+use crate::container::spec::{stop_timeout, READY_MARKER};
 use crate::engine::{Engine, WaitError};
 use crate::error::Fail;
 use crate::printer::Printer;
-use crate::project::{self, READY_MARKER};
 
 /// Written by the entrypoint (runtime/common.sh) while PGDATA is newer than the tarball.
 pub const UNSAVED_MARK: &str = "/tmp/pgbox-unsaved";
@@ -80,15 +80,17 @@ pub async fn ensure_saved(
         .start_and_wait(name, READY_MARKER, Duration::from_secs(600), |_| {})
         .await;
     bar.finish_and_clear();
-    let timeout = project::stop_timeout(StorageMode::Fallback);
+    let timeout = stop_timeout(StorageMode::Fallback);
     if let Err(e) = waited {
-        let _ = engine.stop_container(name, timeout).await;
-        let detail = match e {
+        let mut detail = match e {
             WaitError::Died { last_lines, .. } | WaitError::Timeout(_, last_lines) => {
                 last_lines.join("\n")
             }
             WaitError::Engine(e) => e.to_string(),
         };
+        if let Err(e) = engine.stop_container(name, timeout).await {
+            detail.push_str(&format!("\nstopping it again failed too: {e}"));
+        }
         return Err(Fail::new(format!(
             "`{name}` holds data newer than its last save, and starting it to save that data failed:\n{detail}"
         ))
@@ -108,22 +110,33 @@ pub async fn ensure_saved(
     Ok(())
 }
 
-/// Copies of a cluster the entrypoint kept aside in the data folder, oldest first.
-pub fn kept_aside(s: &Settings) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&s.data_dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    let n = p.file_name().unwrap_or_default().to_string_lossy();
-                    (n.starts_with("pgsql-unstartable-") || n.starts_with("pgsql-replaced-"))
-                        && n.ends_with(".tar.zst")
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+/// Copies of a cluster the entrypoint kept aside in the data folder, oldest first
+/// (none when the folder does not exist yet). A folder that cannot be listed is an
+/// error: those copies may hold the only newer data.
+pub fn kept_aside(s: &Settings) -> Result<Vec<PathBuf>, Fail> {
+    let cannot = |e: std::io::Error| {
+        Fail::new(format!(
+            "cannot list the data folder `{}` for copies kept aside: {e}",
+            s.data_dir.display()
+        ))
+    };
+    let rd = match std::fs::read_dir(&s.data_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(cannot(e)),
+    };
+    let mut v = Vec::new();
+    for e in rd {
+        let p = e.map_err(cannot)?.path();
+        let n = p.file_name().unwrap_or_default().to_string_lossy();
+        if (n.starts_with("pgsql-unstartable-") || n.starts_with("pgsql-replaced-"))
+            && n.ends_with(".tar.zst")
+        {
+            v.push(p);
+        }
+    }
     v.sort();
-    v
+    Ok(v)
 }
 
 /// What a kept-aside copy is, and what to do with it.
@@ -147,10 +160,11 @@ pub fn describe_kept(path: &Path) -> String {
 }
 
 /// Print a warning for every kept-aside copy.
-pub fn warn_kept(s: &Settings, p: &Printer) {
-    for k in kept_aside(s) {
+pub fn warn_kept(s: &Settings, p: &Printer) -> Result<(), Fail> {
+    for k in kept_aside(s)? {
         p.warn(describe_kept(&k));
     }
+    Ok(())
 }
 
 /// The risk of fallback mode without `save_interval`, or None when it is bounded.
@@ -162,84 +176,4 @@ pub fn at_risk(s: &Settings) -> Option<String> {
          `[storage]` in pgbox.toml to bound that"
             .to_string()
     })
-}
-
-/// `pgbox save -o PATH`: a consistent copy of the running cluster (pg_basebackup tar,
-/// zstd) written to `path` through `PATH.partial`, fsynced, checked, renamed. Nothing
-/// is written in the container or the data folder, so it works when that is full.
-/// Returns the size in bytes.
-pub async fn copy_out(
-    engine: &Engine,
-    name: &str,
-    path: &Path,
-    p: &Printer,
-) -> anyhow::Result<u64> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if path.exists() {
-        return Err(Fail::new(format!("`{}` already exists", path.display()))
-            .hint("choose a new file name; pgbox never overwrites a copy")
-            .into());
-    }
-    let partial = PathBuf::from(format!("{}.partial", path.display()));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600) // the whole cluster: the owner only
-        .open(&partial)
-        .map_err(|e| Fail::new(format!("cannot create `{}`: {e}", partial.display())))?;
-    let guard = crate::cancel::Guard::path(partial.clone());
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, f);
-    let mut bytes: u64 = 0;
-    let mut head = Vec::new();
-    let mut stderr = Vec::new();
-    let bar = p.bytes_bar(format!("copying `{name}`"), None);
-    let spec = crate::container::ctl::Verb::SaveStream.spec();
-    let result = engine
-        .exec_stream(
-            name,
-            &spec,
-            None::<tokio::io::Empty>,
-            |chunk| {
-                if head.len() < 4 {
-                    head.extend_from_slice(&chunk[..chunk.len().min(4)]);
-                }
-                bytes += chunk.len() as u64;
-                bar.set_position(bytes);
-                file.write_all(chunk)
-            },
-            |e| stderr.extend_from_slice(e),
-        )
-        .await;
-    bar.finish_and_clear();
-    let fail = |why: String| -> anyhow::Error {
-        let msg = String::from_utf8_lossy(&stderr).trim().to_string();
-        Fail::new(format!(
-            "copying the cluster to `{}` failed: {why}",
-            path.display()
-        ))
-        .hint(if msg.is_empty() {
-            "nothing was written".to_string()
-        } else {
-            format!("nothing was written; the container said: {msg}")
-        })
-        .into()
-    };
-    let code = result.map_err(|e| fail(e.to_string()))?;
-    if code != 0 {
-        return Err(fail(format!("the copy exited with code {code}")));
-    }
-    // A zstd frame starts with 28 b5 2f fd.
-    if bytes == 0 || !head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(fail("the copy is empty or not zstd".into()));
-    }
-    let f = file.into_inner().map_err(|e| fail(e.to_string()))?;
-    f.sync_all().map_err(|e| fail(e.to_string()))?;
-    drop(f);
-    std::fs::rename(&partial, path).map_err(|e| fail(e.to_string()))?;
-    guard.disarm();
-    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
-        let _ = dir.sync_all();
-    }
-    Ok(bytes)
 }

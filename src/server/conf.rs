@@ -1,4 +1,4 @@
-//! Keeping the cluster in line with pgbox.toml after its first start.
+//! Keeping the running server in line with pgbox.toml after its first start.
 //!
 //! Environment variables of a database image only matter on the first start;
 //! pgbox does not leave it at that. The config files are rendered from
@@ -13,13 +13,13 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::config::{Settings, TlsMode};
+use crate::container::ctl::{self, Verb};
 use crate::container::psql::{self, ident};
 use crate::engine::Engine;
 use crate::error::Fail;
 use crate::printer::Printer;
-use crate::project;
-use crate::storage::ProjectState;
-use crate::tls::{self, TlsPaths};
+use crate::secrets;
+use crate::state::ProjectState;
 
 #[derive(Serialize)]
 struct ConfVars<'a> {
@@ -44,17 +44,23 @@ impl Rendered {
     }
 
     /// Put the previous contents back (after the server refused the new ones).
-    pub fn roll_back(&self) {
+    /// Every file is tried; the first failure is returned, naming the file, since a
+    /// refused file left in place stops the server's next start.
+    pub fn roll_back(&self) -> Result<(), Fail> {
+        let mut first = None;
         for (path, old) in &self.previous {
-            match old {
-                Some(bytes) => {
-                    let _ = crate::fsutil::write_atomic(path, bytes, 0o644);
-                }
-                None => {
-                    let _ = std::fs::remove_file(path);
-                }
+            let r = match old {
+                Some(bytes) => crate::fsutil::write_atomic(path, bytes, 0o644),
+                None => std::fs::remove_file(path),
+            };
+            if let (Err(e), None) = (r, &first) {
+                first = Some(Fail::new(format!(
+                    "cannot put back the previous `{}`: {e}; restore it by hand before the server restarts",
+                    path.display()
+                )));
             }
         }
+        first.map_or(Ok(()), Err)
     }
 }
 
@@ -92,7 +98,13 @@ pub fn render_config(s: &Settings) -> anyhow::Result<Rendered> {
     let mut previous = Vec::new();
     for (name, text) in config_texts(s)? {
         let path = dir.join(name);
-        let old = std::fs::read(&path).ok();
+        let old = match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(Fail::new(format!("cannot read `{}`: {e}", path.display())).into())
+            }
+        };
         if old.as_deref() != Some(text.as_bytes()) {
             crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -102,49 +114,6 @@ pub fn render_config(s: &Settings) -> anyhow::Result<Rendered> {
     Ok(Rendered { previous })
 }
 
-/// Names for the self-signed server certificate.
-fn tls_names(s: &Settings) -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".into(),
-        "::1".into(),
-        s.container_name(),
-    ];
-    if !["127.0.0.1", "0.0.0.0", "::", "::1"].contains(&s.bind.as_str()) {
-        names.push(s.bind.clone());
-    }
-    names
-}
-
-/// Create or refresh the TLS material the settings ask for. True if it changed.
-pub fn prepare_tls(s: &Settings) -> anyhow::Result<bool> {
-    let paths = TlsPaths::new(&s.state_dir());
-    match s.tls {
-        TlsMode::Off => Ok(false),
-        TlsMode::SelfSigned => tls::ensure_self_signed(&paths, &s.project, &tls_names(s)),
-        TlsMode::Files => {
-            let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) else {
-                return Err(Fail::new("`[tls] mode = \"files\"` needs `cert` and `key`")
-                    .hint("set `cert` and `key` under `[tls]` in pgbox.toml, e.g. fullchain.pem and privkey.pem")
-                    .into());
-            };
-            tls::install_files(&paths, cert, key)
-        }
-    }
-}
-
-/// The query string `pgbox url` appends for TLS.
-pub fn url_tls_params(s: &Settings) -> Option<String> {
-    match s.tls {
-        TlsMode::Off => None,
-        TlsMode::SelfSigned => Some(format!(
-            "sslmode=verify-full&sslrootcert={}",
-            TlsPaths::new(&s.state_dir()).ca_cert().display()
-        )),
-        TlsMode::Files => Some("sslmode=require".into()),
-    }
-}
-
 /// After the server is ready: apply a changed password and missing extensions.
 pub async fn apply_drift(
     engine: &Engine,
@@ -152,9 +121,9 @@ pub async fn apply_drift(
     s: &Settings,
     p: &Printer,
 ) -> anyhow::Result<()> {
-    let mut state = ProjectState::load(s);
+    let mut state = ProjectState::load(s)?;
     let mut dirty = false;
-    let password = project::read_password(s)?;
+    let password = secrets::read_password(s)?;
     let digest = crate::digest::sha256_hex(&password);
     match &state.password_sha256 {
         None => {
@@ -208,8 +177,7 @@ pub struct Reload {
 
 /// Check the new config inside the running container, then reload it.
 pub async fn reload(engine: &Engine, container: &str) -> anyhow::Result<Reload> {
-    let out =
-        crate::container::ctl::run(engine, container, crate::container::ctl::Verb::Reload).await?;
+    let out = ctl::run(engine, container, Verb::Reload).await?;
     if out.code != 0 {
         return Err(Fail::new(format!(
             "PostgreSQL refused the new configuration: {}",
@@ -225,4 +193,27 @@ pub async fn reload(engine: &Engine, container: &str) -> anyhow::Result<Reload> 
         .map(String::from)
         .collect();
     Ok(Reload { pending_restart })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_roll_back_that_cannot_write_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = tmp.path().join("pg_hba.conf");
+        std::fs::write(&ok, "new").unwrap();
+        let gone = tmp.path().join("no-such-folder").join("postgresql.conf");
+        let r = Rendered {
+            previous: vec![
+                (gone.clone(), Some(b"old".to_vec())),
+                (ok.clone(), Some(b"old".to_vec())),
+            ],
+        };
+        let err = r.roll_back().unwrap_err();
+        assert!(err.message.contains("postgresql.conf"), "{}", err.message);
+        // The other file is still put back.
+        assert_eq!(std::fs::read(&ok).unwrap(), b"old");
+    }
 }

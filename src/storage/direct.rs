@@ -1,74 +1,17 @@
-//! Where PostgreSQL's data lives on the host: mode decision and folder preparation.
-//!
-//! Direct mode bind-mounts a host folder that must be owned by the container's
-//! postgres UID with mode 700. pgbox can only hand a folder to another UID when
-//! it runs as root (or already is that UID); otherwise `auto` picks fallback:
-//! PostgreSQL runs on a folder inside the container and the entrypoint saves it
-//! as `pgsql.tar.zst` in the (user-owned) data folder. The decision and its reason are
-//! recorded in `.pgbox/state.json` so `status` can say which mode is used and why.
+//! Direct mode's data folder on the host: created, given to the container's
+//! postgres ids with mode 700, and checked, never taken over when it already holds
+//! someone else's files. Under rootless Podman the ownership is set inside the user
+//! namespace with `podman unshare`, since the host user cannot chown to a
+//! subordinate uid itself.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{Settings, StorageMode};
 use crate::error::Fail;
 
-/// The mode in use, why, and the container's postgres ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    pub mode: StorageMode,
-    pub reason: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Direct mode under rootless Podman: the folder is owned through `podman unshare`.
-    #[serde(default)]
-    pub via_unshare: bool,
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
-}
-
-/// Decide the storage mode for `requested` given the container's postgres ids.
-/// `unshare` says whether a rootless Podman can map a folder to those ids for us.
-pub fn decide(requested: StorageMode, uid: u32, gid: u32, unshare: bool) -> Result<Decision, Fail> {
-    let me = euid();
-    let via_unshare = unshare
-        && me != 0
-        && me != uid
-        && matches!(requested, StorageMode::Auto | StorageMode::Direct);
-    let (mode, reason) = match requested {
-        StorageMode::Auto if via_unshare => (
-            StorageMode::Direct,
-            format!("rootless Podman maps the container's postgres uid {uid} to one of your subordinate uids; the data folder is given to it with `podman unshare chown`"),
-        ),
-        StorageMode::Direct => (StorageMode::Direct, "set in pgbox.toml".to_string()),
-        StorageMode::Volume => (StorageMode::Volume, "set in pgbox.toml".to_string()),
-        StorageMode::Fallback => (StorageMode::Fallback, "set in pgbox.toml".to_string()),
-        StorageMode::Auto if me == 0 || me == uid => (
-            StorageMode::Direct,
-            format!("the data folder can be owned by the container's postgres uid {uid}"),
-        ),
-        StorageMode::Auto => (
-            StorageMode::Fallback,
-            format!("uid {me} cannot give a folder to the container's postgres uid {uid} without root; PostgreSQL runs on a data folder inside the container, saved as pgsql.tar.zst in the data folder"),
-        ),
-    };
-    Ok(Decision {
-        mode,
-        reason,
-        uid,
-        gid,
-        via_unshare,
-    })
-}
-
 /// Run `podman unshare CMD...` (inside the rootless user namespace).
-fn unshare(args: &[&str]) -> Result<String, Fail> {
+pub(super) fn unshare(args: &[&str]) -> Result<String, Fail> {
     let out = std::process::Command::new("podman")
         .arg("unshare")
         .args(args)
@@ -89,23 +32,36 @@ pub fn unshare_available() -> bool {
     unshare(&["true"]).is_ok()
 }
 
+/// Create the data folder unless it exists. True if created.
+fn create(dir: &Path) -> Result<bool, Fail> {
+    if dir.exists() {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir).map_err(|e| {
+        Fail::new(format!(
+            "cannot create data folder `{}`: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(true)
+}
+
+/// True when `dir` holds nothing; a folder that cannot be listed counts as occupied,
+/// so it is never taken over.
+fn is_empty(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .map(|mut r| r.next().is_none())
+        .unwrap_or(false)
+}
+
 /// Direct mode under rootless Podman: create the folder and give it, inside the user
 /// namespace, to the container's postgres ids (mode 700); then check from inside.
 pub fn prepare_direct_unshare(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            Fail::new(format!(
-                "cannot create data folder `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    create(dir)?;
     let d = dir.display().to_string();
     let seen = unshare(&["stat", "-c", "%u %a", &d])?;
     if seen != format!("{uid} 700") {
-        let empty = fs::read_dir(dir)
-            .map(|mut r| r.next().is_none())
-            .unwrap_or(false);
+        let empty = is_empty(dir);
         let owner = seen.split_whitespace().next().unwrap_or("");
         // Inside the namespace the user is root (0); other owners mean someone else's data.
         if !empty && owner != "0" && owner != uid.to_string() {
@@ -155,16 +111,10 @@ fn wrong_owner(dir: &Path, owner: u32, uid: u32, gid: u32) -> Fail {
 /// Make `dir` ready for direct mode: exists, owned by uid:gid, mode 700.
 /// A folder that already holds files of another owner is never taken over.
 pub fn prepare_direct(dir: &Path, uid: u32, gid: u32) -> Result<Prepared, Fail> {
-    let mut done = Prepared::default();
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(|e| {
-            Fail::new(format!(
-                "cannot create data folder `{}`: {e}",
-                dir.display()
-            ))
-        })?;
-        done.created = true;
-    }
+    let mut done = Prepared {
+        created: create(dir)?,
+        ..Prepared::default()
+    };
     let meta = fs::metadata(dir)
         .map_err(|e| Fail::new(format!("cannot read `{}`: {e}", dir.display())))?;
     if !meta.is_dir() {
@@ -174,9 +124,7 @@ pub fn prepare_direct(dir: &Path, uid: u32, gid: u32) -> Result<Prepared, Fail> 
         );
     }
     if meta.uid() != uid || meta.gid() != gid {
-        let empty = fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
+        let empty = is_empty(dir);
         if !empty && meta.uid() != uid {
             return Err(wrong_owner(dir, meta.uid(), uid, gid));
         }
@@ -223,64 +171,12 @@ pub fn verify_direct(dir: &Path, uid: u32, gid: u32) -> Result<(), Fail> {
     Ok(())
 }
 
-/// The recorded state of a project (`.pgbox/state.json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProjectState {
-    #[serde(default)]
-    pub storage: Option<Decision>,
-    /// The image whose postgres ids `storage` was decided with.
-    #[serde(default)]
-    pub image: Option<String>,
-    /// sha256 of the password last applied to the cluster (to detect a change).
-    #[serde(default)]
-    pub password_sha256: Option<String>,
-    /// Extensions already created in the project database.
-    #[serde(default)]
-    pub extensions: Vec<String>,
-}
-
-impl ProjectState {
-    fn path(s: &Settings) -> std::path::PathBuf {
-        s.state_dir().join("state.json")
-    }
-
-    pub fn load(s: &Settings) -> ProjectState {
-        fs::read(Self::path(s))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
-        crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
-        let json = serde_json::to_vec_pretty(self)?;
-        crate::fsutil::write_atomic(&Self::path(s), &json, 0o600)?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
-    #[test]
-    fn auto_as_root_or_same_uid_is_direct() {
-        let me = euid();
-        let d = decide(StorageMode::Auto, me, me, false).unwrap();
-        assert_eq!(d.mode, StorageMode::Direct);
-        if me != 0 {
-            assert_eq!(
-                decide(StorageMode::Auto, me + 1, me + 1, false)
-                    .unwrap()
-                    .mode,
-                StorageMode::Volume
-            );
-        }
-        assert_eq!(
-            decide(StorageMode::Fallback, 0, 0, true).unwrap().mode,
-            StorageMode::Fallback
-        );
-    }
+    use crate::storage::euid;
 
     #[test]
     fn prepare_creates_and_sets_mode_for_own_uid() {

@@ -6,13 +6,15 @@
 //! timeout and log rotation. Each environment (dev, prod) gets its own names,
 //! volume, port and password, so the two never share data.
 
+pub mod write;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::config::{Settings, StorageMode};
-use crate::project;
+use crate::container::spec;
 use crate::templates::{self, ImageContext};
 
 /// What `pgbox generate` writes.
@@ -118,15 +120,15 @@ pub fn files(
     let mut environment: BTreeMap<String, String> = BTreeMap::new();
     environment.insert("POSTGRES_USER".into(), s.user.clone());
     environment.insert("POSTGRES_DB".into(), s.database.clone());
-    environment.insert("PGBOX_MOUNT".into(), project::DATA_MOUNT.into());
+    environment.insert("PGBOX_MOUNT".into(), spec::DATA_MOUNT.into());
     environment.insert("PGBOX_STORAGE_MODE".into(), storage.to_string());
     environment.insert(
         "PGBOX_SHUTDOWN_TIMEOUT".into(),
-        project::SHUTDOWN_BOUND.as_secs().to_string(),
+        spec::SHUTDOWN_BOUND.as_secs().to_string(),
     );
     environment.insert("PGBOX_SAVE_INTERVAL".into(), s.save_interval.to_string());
     environment.insert("PGBOX_DISK_MIN_MB".into(), s.min_free_mb.to_string());
-    let stop = project::stop_timeout(storage).as_secs();
+    let stop = spec::stop_timeout(storage).as_secs();
     let out = out_dir.display().to_string();
     let mut vars = Vars {
         header: header.clone(),
@@ -144,14 +146,14 @@ pub fn files(
         volume: volume.clone(),
         named_volume,
         data_volume_spec: if named_volume {
-            format!("pgdata:{}", project::DATA_MOUNT)
+            format!("pgdata:{}", spec::DATA_MOUNT)
         } else {
-            format!("./data:{}", project::DATA_MOUNT)
+            format!("./data:{}", spec::DATA_MOUNT)
         },
         data_volume_spec_podman: if named_volume {
-            format!("{volume}:{}", project::DATA_MOUNT)
+            format!("{volume}:{}", spec::DATA_MOUNT)
         } else {
-            format!("{out}/data:{}", project::DATA_MOUNT)
+            format!("{out}/data:{}", spec::DATA_MOUNT)
         },
         fallback: storage == StorageMode::Fallback,
         stop_grace: format!("{stop}s"),
@@ -212,7 +214,7 @@ pub fn files(
     }
     // Everything but the bare recipe also needs the rendered configuration.
     if kind != GenerateKind::Containerfile {
-        for (file, text) in crate::cluster::config_texts(s)? {
+        for (file, text) in crate::server::conf::config_texts(s)? {
             out.push(GenFile {
                 path: format!("conf/{file}"),
                 body: with_header(&text, &shared).into_bytes(),

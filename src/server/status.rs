@@ -1,0 +1,141 @@
+//! `pgbox status` as an operation: what runs, whether it answers, and where the
+//! data lives, gathered into one [`Report`] that the command prints as JSON or as
+//! rows. Warnings found on the way (unsaved writes, unbounded risk, copies kept
+//! aside) travel in the report too, so the command prints everything in one place.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Settings, StorageMode};
+use crate::connection;
+use crate::engine::Engine;
+use crate::probe::{self, Ping};
+use crate::storage::{self, fallback};
+
+#[derive(Serialize)]
+pub struct Storage {
+    pub mode: String,
+    pub reason: Option<String>,
+    pub location: String,
+    /// Fallback: when `pgsql.tar.zst` was last written (RFC 3339).
+    pub last_save: Option<String>,
+    /// Fallback: what a crash or a removed container can cost, when unbounded.
+    pub at_risk: Option<String>,
+    /// Fallback: copies of a cluster the entrypoint kept aside, never deleted by pgbox.
+    pub kept_aside: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub project: String,
+    pub container: String,
+    pub state: String,
+    pub running: bool,
+    pub health: Option<String>,
+    pub entrypoint_state: Option<String>,
+    pub ready: bool,
+    pub url: String,
+    pub port: u16,
+    pub bind: String,
+    pub image: Option<String>,
+    pub started_at: Option<String>,
+    pub storage: Storage,
+    pub engine: String,
+    pub config: String,
+    /// The storage mode in effect (what `storage.mode` spells).
+    #[serde(skip)]
+    pub mode: StorageMode,
+    /// Warnings for stderr, in the order they are to be printed.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// Look at the project's container, server and data (see the module docs).
+pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
+    let name = s.container_name();
+    let info = engine.inspect(&name).await?;
+    let running = info.as_ref().is_some_and(|c| c.running);
+    let (ready, entrypoint_state) = if running {
+        let host = s.url_host();
+        let ping = probe::ping(&host, s.port, Duration::from_secs(2));
+        let state = crate::container::ctl::state(engine, &name);
+        let (ping, state) = tokio::join!(ping, state);
+        (ping == Ping::Ready, state)
+    } else {
+        (false, None)
+    };
+    let storage::InEffect { mode, decision } = storage::in_effect(s)?;
+    let fallback = mode == StorageMode::Fallback;
+    let mut warnings = Vec::new();
+    if fallback && info.as_ref().is_some_and(|c| !c.running) {
+        match fallback::unsaved(engine, &name).await {
+            Ok(Some(why)) => warnings.push(format!(
+                "`{name}` holds writes that are not in `pgsql.tar.zst` ({why}); `pgbox down` or `pgbox up` saves them, removing the container loses them"
+            )),
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "cannot tell whether `{name}` holds writes that are not in `pgsql.tar.zst`: {e}; `pgbox down` or `pgbox up` saves them, removing the container loses them"
+            )),
+        }
+    }
+    let at_risk = fallback.then(|| fallback::at_risk(s)).flatten();
+    let kept = if fallback {
+        fallback::kept_aside(s)?
+    } else {
+        Vec::new()
+    };
+    warnings.extend(at_risk.clone());
+    warnings.extend(kept.iter().map(|k| fallback::describe_kept(k)));
+    Ok(Report {
+        project: s.project.clone(),
+        container: name,
+        state: info
+            .as_ref()
+            .map(|c| c.state.clone())
+            .unwrap_or_else(|| "absent".into()),
+        running,
+        health: info.as_ref().and_then(|c| c.health.clone()).map(|h| {
+            if engine.health_checks_run() {
+                h
+            } else {
+                format!("{h} (Podman runs health checks through systemd, which is not running here; `ready` is pgbox's own probe)")
+            }
+        }),
+        entrypoint_state,
+        ready,
+        url: connection::url(s, None),
+        port: s.port,
+        bind: s.bind.clone(),
+        image: info.as_ref().map(|c| c.image.clone()),
+        started_at: info
+            .as_ref()
+            .and_then(|c| c.started_at.clone())
+            .filter(|_| running),
+        storage: Storage {
+            mode: mode.to_string(),
+            reason: decision.map(|d| d.reason),
+            location: match mode {
+                StorageMode::Volume => format!("volume {}", s.volume),
+                _ => s.data_dir.display().to_string(),
+            },
+            last_save: fallback.then(|| last_save(s)).flatten(),
+            at_risk,
+            kept_aside: kept.iter().map(|k| k.display().to_string()).collect(),
+        },
+        engine: engine.describe(),
+        config: s.config_path.display().to_string(),
+        mode,
+        warnings,
+    })
+}
+
+/// When `pgsql.tar.zst` was last written (RFC 3339), or None when it never was.
+fn last_save(s: &Settings) -> Option<String> {
+    let t = std::fs::metadata(s.data_dir.join("pgsql.tar.zst"))
+        .and_then(|m| m.modified())
+        .ok()?;
+    Some(
+        chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
