@@ -1,18 +1,19 @@
 //! Command-line surface: clap derive structs only, one args struct per subcommand.
 //!
-//! Nothing here acts; `commands::run` dispatches on what clap parsed. Keeping the
-//! whole surface in one file lets `completions` and `man` be generated from it
-//! and the help snapshots read it as users will.
+//! Nothing here acts; `commands::run` dispatches on what clap parsed. The whole
+//! surface hangs off [`Cli`] (the data commands' structs live in `data`), so
+//! `completions` and `man` are generated from it and the help snapshots read it as
+//! users will.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::backup::{Compression, Format};
 use crate::config::{StorageMode, TlsMode};
-use crate::deploy::{DeployEnv, GenerateKind};
 use crate::printer::ColorChoice;
-use crate::schedule::Mechanism;
+
+mod data;
+pub use data::*;
 
 /// PostgreSQL in a container, with your data safe, in one command.
 #[derive(Debug, Parser)]
@@ -268,197 +269,6 @@ pub struct UrlArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LsArgs {}
-
-#[derive(Debug, Clone, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct BackupArgs {
-    #[command(subcommand)]
-    pub action: Option<BackupAction>,
-
-    #[command(flatten)]
-    pub create: BackupCreateArgs,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BackupCreateArgs {
-    /// Database to dump (default: the project database)
-    #[arg(long, value_name = "NAME", conflicts_with = "all")]
-    pub db: Option<String>,
-
-    /// The globals (roles) and every database, one file each
-    #[arg(long)]
-    pub all: bool,
-
-    /// Dump format (default: pgbox.toml `[backup] format`, else custom)
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
-
-    /// Compression, applied inside the container (default: pgbox.toml `[backup] compress`, else zstd)
-    #[arg(long, value_enum)]
-    pub compress: Option<Compression>,
-
-    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6; or pgbox.toml `[backup] level`)
-    #[arg(long, value_name = "N")]
-    pub level: Option<u32>,
-
-    /// Output file or folder (`-` for stdout); default: the backup folder
-    #[arg(short, long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
-
-    /// Verify the new backup with pg_restore --list right away
-    #[arg(long)]
-    pub verify: bool,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum BackupAction {
-    /// List backups: time, database, size, age, verified
-    List,
-    /// Check a backup's checksum and run pg_restore --list on it
-    Verify(VerifyArgs),
-    /// Delete backups the retention policy does not keep (asks first)
-    Prune(PruneArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct VerifyArgs {
-    /// Backup file, or `latest`
-    #[arg(default_value = "latest", value_name = "FILE|latest")]
-    pub file: String,
-
-    /// Also restore into a scratch database and compare row counts per table
-    #[arg(long)]
-    pub deep: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct PruneArgs {
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-    /// Delete without asking
-    #[arg(short, long)]
-    pub yes: bool,
-    /// Show what would be deleted and delete nothing
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RestoreArgs {
-    /// Backup file or directory dump, or `latest`
-    #[arg(default_value = "latest", value_name = "FILE|latest")]
-    pub file: String,
-
-    /// Database to replace (default: the one in the backup's manifest, else the project database)
-    #[arg(long, value_name = "NAME", conflicts_with = "into")]
-    pub db: Option<String>,
-
-    /// Restore into a new database NEW instead, next to the existing ones
-    #[arg(long, value_name = "NEW")]
-    pub into: Option<String>,
-
-    /// Parallel pg_restore jobs (default: the number of CPUs)
-    #[arg(long, value_name = "N")]
-    pub jobs: Option<u32>,
-
-    /// Do not restore ownership (for roles that do not exist here)
-    #[arg(long)]
-    pub no_owner: bool,
-
-    /// Drop the replaced database instead of keeping it renamed aside
-    #[arg(long)]
-    pub drop_old: bool,
-
-    /// Do not ask for confirmation
-    #[arg(short, long)]
-    pub yes: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct GenerateArgs {
-    /// What to write
-    #[arg(value_enum)]
-    pub what: GenerateKind,
-    /// Environment: isolated names, volumes, ports and password per environment
-    #[arg(long, value_enum, default_value = "dev")]
-    pub env: DeployEnv,
-    /// Output folder (default: deploy/<env> in the project folder)
-    #[arg(short, long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
-    /// Overwrite files that differ (a summary of the changes is shown)
-    #[arg(long)]
-    pub force: bool,
-    /// Publish the port in prod too (dev always publishes it on the bind address)
-    #[arg(long)]
-    pub publish: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ScheduleArgs {
-    #[command(subcommand)]
-    pub action: ScheduleAction,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum ScheduleAction {
-    /// Install a timer (systemd) or crontab entry that backs up, verifies and prunes
-    Install(ScheduleInstallArgs),
-    /// Every pgbox schedule on this host (this user's and the system's)
-    List,
-    /// Last run, next run and the newest good backup; non-zero when something is wrong
-    Status,
-    /// Remove this project's crontab entry or timer
-    Remove(ScheduleRemoveArgs),
-    /// What the timer runs: backup, verify, prune, record (no TTY, no prompts)
-    Run(RetentionArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ScheduleInstallArgs {
-    /// When: cron (`0 2 * * *`), OnCalendar (`*-*-* 02:00:00`, `Mon..Fri 03:30`) or @daily etc.
-    #[arg(long, value_name = "EXPR", default_value = "0 2 * * *")]
-    pub at: String,
-    /// Mechanism: systemd when it runs as PID 1, else cron
-    #[arg(long, value_enum, default_value = "auto")]
-    pub using: Mechanism,
-    /// Install for this user (the default)
-    #[arg(long, conflicts_with = "system")]
-    pub user: bool,
-    /// Install system-wide (/etc/systemd/system or /etc/cron.d)
-    #[arg(long)]
-    pub system: bool,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-    /// systemd: spread the start over up to this many seconds
-    #[arg(long, value_name = "SECONDS")]
-    pub randomized_delay: Option<u64>,
-    /// Print the exact files or crontab lines and write nothing
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ScheduleRemoveArgs {
-    /// Print what would be removed and remove nothing
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct RetentionArgs {
-    /// Keep the N newest backups (default: pgbox.toml `[backup]`)
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep one backup a day for N days (default: pgbox.toml, else 7)
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep one backup a week for N weeks (default: pgbox.toml, else 4)
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep one backup a month for N months (default: pgbox.toml, else 6)
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-}
 
 #[derive(Debug, Clone, Args)]
 pub struct MaintenanceArgs {
