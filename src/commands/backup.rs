@@ -1,27 +1,29 @@
 //! `pgbox backup` (create), `backup list`, `backup verify` and `backup prune`:
 //! flags into options, one call into `backup::{create, listing, verify, retention}`.
 
+use super::Ctx;
 use crate::backup::create::{self, CreateOptions};
 use crate::backup::{listing, retention, verify};
 use crate::cli::{BackupAction, BackupArgs, BackupCreateArgs, GlobalArgs, PruneArgs};
 use crate::config::Settings;
 use crate::printer::{size, Printer};
 
-pub async fn run(args: BackupArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let s = Settings::load(g.config.as_deref())?;
+pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let s = ctx.settings()?;
     match args.action {
         None => {
-            for path in create::create(&options(args.create, g), &s, p).await? {
+            for path in create::create(&options(args.create, ctx.global), s, p).await? {
                 p.data(path);
             }
             Ok(0)
         }
-        Some(BackupAction::List) => list(&s, p),
+        Some(BackupAction::List) => list(s, p),
         Some(BackupAction::Verify(a)) => {
-            verify::verify_backup(&a.file, a.deep, g.engine.as_deref(), &s, p).await?;
+            verify::verify_backup(&a.file, a.deep, ctx.global.engine.as_deref(), s, p).await?;
             Ok(0)
         }
-        Some(BackupAction::Prune(a)) => prune(a, &s, p),
+        Some(BackupAction::Prune(a)) => prune(a, s, p),
     }
 }
 

@@ -1,12 +1,13 @@
 //! `pgbox build`: build the PostgreSQL image from the embedded templates.
 
-use crate::cli::{BuildArgs, GlobalArgs};
+use super::Ctx;
+use crate::cli::BuildArgs;
 use crate::container::image::ensure_image;
-use crate::printer::Printer;
 
-pub async fn run(args: BuildArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let (s, engine) = super::load(g).await?;
-    let tag = ensure_image(&engine, &s, p, args.force).await?;
+pub async fn run(args: BuildArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    let tag = ensure_image(engine, s, p, args.force).await?;
     p.data(tag);
     Ok(0)
 }

@@ -2,18 +2,19 @@
 //!
 //! Exit 1 when a `--purge` is declined at the prompt; the work is `server::down`.
 
-use crate::cli::{DownArgs, GlobalArgs};
-use crate::printer::Printer;
+use super::Ctx;
+use crate::cli::DownArgs;
 use crate::server::down::{down, Down, DownOptions};
 
-pub async fn run(args: DownArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let (s, engine) = super::load(g).await?;
+pub async fn run(args: DownArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let (s, engine) = (ctx.settings()?, ctx.engine().await?);
     let options = DownOptions {
         rm: args.rm,
         purge: args.purge,
         yes: args.yes,
     };
-    Ok(match down(&engine, &s, options, p).await? {
+    Ok(match down(engine, s, options, p).await? {
         Down::Done => 0,
         Down::Declined => 1,
     })

@@ -5,13 +5,13 @@
 //! would be refused, so a folder is never left half regenerated. Each environment
 //! gets its own password file, created once and never printed (`deploy::write`).
 
-use crate::cli::{GenerateArgs, GlobalArgs};
-use crate::config::Settings;
+use super::Ctx;
+use crate::cli::GenerateArgs;
 use crate::deploy::write::{write, GenerateOptions};
-use crate::printer::Printer;
 
-pub fn run(a: GenerateArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let s = Settings::load(g.config.as_deref())?;
+pub fn run(a: GenerateArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let s = ctx.settings()?;
     let output = match &a.output {
         Some(o) => Some(crate::config::absolute(&std::env::current_dir()?, o)),
         None => None,
@@ -23,7 +23,7 @@ pub fn run(a: GenerateArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
         output,
         force: a.force,
     };
-    let out_dir = write(&s, options, p)?;
+    let out_dir = write(s, options, p)?;
     p.data(out_dir.display().to_string());
     Ok(0)
 }

@@ -5,12 +5,13 @@
 
 use std::io::{IsTerminal, Read};
 
-use crate::cli::{GlobalArgs, InitArgs};
+use super::Ctx;
+use crate::cli::InitArgs;
 use crate::error::{Fail, EXIT_USAGE};
-use crate::printer::Printer;
 use crate::project::{self, InitOptions};
 
-pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
+pub async fn run(args: InitArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
     let password = if args.password_stdin {
         if std::io::stdin().is_terminal() {
             return Err(Fail::new(
@@ -40,8 +41,8 @@ pub async fn run(args: InitArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         key: args.key,
         yes: args.yes,
         force: args.force,
-        config: g.config.clone(),
-        engine: g.engine.clone(),
+        config: ctx.global.config.clone(),
+        engine: ctx.global.engine.clone(),
     };
     project::init(options, p).await?;
     Ok(0)

@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
-use crate::engine::{Engine, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
-use crate::printer::Printer;
+use super::Ctx;
+use crate::engine::{LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
 
 #[derive(Serialize)]
 struct Row {
@@ -16,8 +15,9 @@ struct Row {
     config: String,
 }
 
-pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let engine = Engine::connect(g.engine.as_deref()).await?;
+pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let engine = ctx.engine().await?;
     let mut rows: Vec<Row> = engine
         .list_labelled(LABEL_PROJECT)
         .await?

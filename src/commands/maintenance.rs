@@ -3,11 +3,12 @@
 //! While in maintenance the entrypoint's state is MAINTENANCE, `pgbox psql`
 //! refuses with a hint, and `pgbox exec`-style repairs can work on PGDATA.
 
-use crate::cli::{GlobalArgs, MaintenanceArgs, OnOff};
-use crate::printer::Printer;
+use super::Ctx;
+use crate::cli::{MaintenanceArgs, OnOff};
 
-pub async fn run(args: MaintenanceArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let (s, engine) = super::load(g).await?;
-    crate::server::maintenance(&engine, &s, args.action == OnOff::On, p).await?;
+pub async fn run(args: MaintenanceArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    crate::server::maintenance(engine, s, args.action == OnOff::On, p).await?;
     Ok(0)
 }

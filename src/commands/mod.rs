@@ -1,8 +1,10 @@
 //! One module per subcommand; `run` dispatches. Commands orchestrate only.
 //!
-//! Each command is an async function taking its args, the global flags and the
-//! printer, and returning the process exit code. Engine work, storage, templates
-//! and shared project operations live in the layers below.
+//! Each command is a function taking its args and the [`Ctx`], turning the args
+//! into a domain module's options and calling it, and returning the process exit
+//! code. The context holds the global flags and the printer, and resolves the
+//! settings and connects the engine once, on first use, so a command that needs
+//! neither (`url` needs no engine, `completions` nothing) pays for neither.
 
 mod backup;
 mod build;
@@ -21,6 +23,8 @@ mod status;
 mod up;
 mod url;
 
+use std::sync::OnceLock;
+
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::Settings;
 use crate::engine::Engine;
@@ -28,32 +32,63 @@ use crate::printer::Printer;
 
 pub type Outcome = anyhow::Result<u8>;
 
-pub async fn run(cli: Cli, p: &Printer) -> Outcome {
-    let g = &cli.global;
-    match cli.command {
-        Command::Init(a) => init::run(a, g, p).await,
-        Command::Build(a) => build::run(a, g, p).await,
-        Command::Up(a) => up::run(a, g, p).await,
-        Command::Down(a) => down::run(a, g, p).await,
-        Command::Status(_) => status::run(g, p).await,
-        Command::Logs(a) => logs::run(a, g).await,
-        Command::Psql(a) => psql::run(a, g).await,
-        Command::Url(a) => url::run(a, g, p),
-        Command::Ls(_) => ls::run(g, p).await,
-        Command::Backup(a) => backup::run(a, g, p).await,
-        Command::Restore(a) => restore::run(a, g, p).await,
-        Command::Schedule(a) => schedule::run(a, g, p).await,
-        Command::Generate(a) => generate::run(a, g, p),
-        Command::Save(a) => save::run(a, g, p).await,
-        Command::Maintenance(a) => maintenance::run(a, g, p).await,
-        Command::Completions(a) => completions::completions(a),
-        Command::Man => completions::man(),
+/// What every command starts from (see the module doc).
+pub struct Ctx<'a> {
+    pub global: &'a GlobalArgs,
+    pub p: &'a Printer,
+    settings: OnceLock<Settings>,
+    engine: tokio::sync::OnceCell<Engine>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(global: &'a GlobalArgs, p: &'a Printer) -> Self {
+        Ctx {
+            global,
+            p,
+            settings: OnceLock::new(),
+            engine: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The project's settings, resolved once (flags > `PGBOX_*` > pgbox.toml > user
+    /// config > defaults).
+    pub fn settings(&self) -> anyhow::Result<&Settings> {
+        if let Some(s) = self.settings.get() {
+            return Ok(s);
+        }
+        let s = Settings::load(self.global.config.as_deref())?;
+        Ok(self.settings.get_or_init(|| s))
+    }
+
+    /// The engine, discovered and connected once.
+    pub async fn engine(&self) -> anyhow::Result<&Engine> {
+        Ok(self
+            .engine
+            .get_or_try_init(|| Engine::connect(self.global.engine.as_deref()))
+            .await?)
     }
 }
 
-/// Settings and a connected engine: what most commands start from.
-async fn load(g: &GlobalArgs) -> anyhow::Result<(Settings, Engine)> {
-    let settings = Settings::load(g.config.as_deref())?;
-    let engine = Engine::connect(g.engine.as_deref()).await?;
-    Ok((settings, engine))
+pub async fn run(cli: Cli, p: &Printer) -> Outcome {
+    let ctx = Ctx::new(&cli.global, p);
+    let ctx = &ctx;
+    match cli.command {
+        Command::Init(a) => init::run(a, ctx).await,
+        Command::Build(a) => build::run(a, ctx).await,
+        Command::Up(a) => up::run(a, ctx).await,
+        Command::Down(a) => down::run(a, ctx).await,
+        Command::Status(_) => status::run(ctx).await,
+        Command::Logs(a) => logs::run(a, ctx).await,
+        Command::Psql(a) => psql::run(a, ctx).await,
+        Command::Url(a) => url::run(a, ctx),
+        Command::Ls(_) => ls::run(ctx).await,
+        Command::Backup(a) => backup::run(a, ctx).await,
+        Command::Restore(a) => restore::run(a, ctx).await,
+        Command::Schedule(a) => schedule::run(a, ctx).await,
+        Command::Generate(a) => generate::run(a, ctx),
+        Command::Save(a) => save::run(a, ctx).await,
+        Command::Maintenance(a) => maintenance::run(a, ctx).await,
+        Command::Completions(a) => completions::completions(a),
+        Command::Man => completions::man(),
+    }
 }

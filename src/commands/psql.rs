@@ -3,12 +3,13 @@
 //! A TTY is attached only when stdin and stdout are terminals; otherwise stdin is
 //! streamed (so `pgbox psql < dump.sql` works) and psql's exit code is passed on.
 
-use crate::cli::{GlobalArgs, PsqlArgs};
+use super::Ctx;
+use crate::cli::PsqlArgs;
 use crate::engine::ExecSpec;
 
-pub async fn run(args: PsqlArgs, g: &GlobalArgs) -> super::Outcome {
-    let (s, engine) = super::load(g).await?;
-    let name = crate::container::ctl::ready(&engine, &s).await?;
+pub async fn run(args: PsqlArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    let name = crate::container::ctl::ready(engine, s).await?;
     let mut cmd = vec![
         "psql".to_string(),
         "--username".into(),

@@ -1,13 +1,13 @@
 //! `pgbox restore`: flags into [`RestoreOptions`], one call into `backup::restore`
 //! (checks, leftovers, confirmation, scratch database, swap).
 
+use super::Ctx;
 use crate::backup::restore::{self, RestoreOptions};
-use crate::cli::{GlobalArgs, RestoreArgs};
-use crate::config::Settings;
-use crate::printer::Printer;
+use crate::cli::RestoreArgs;
 
-pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let s = Settings::load(g.config.as_deref())?;
+pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let s = ctx.settings()?;
     let o = RestoreOptions {
         file: a.file,
         db: a.db,
@@ -16,9 +16,9 @@ pub async fn run(a: RestoreArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome 
         no_owner: a.no_owner,
         drop_old: a.drop_old,
         yes: a.yes,
-        engine: g.engine.clone(),
+        engine: ctx.global.engine.clone(),
     };
-    Ok(match restore::run(&o, &s, p).await? {
+    Ok(match restore::run(&o, s, p).await? {
         true => 0,
         false => 1,
     })

@@ -1,15 +1,16 @@
 //! `pgbox save`: in fallback mode, a consistent tarball of the running cluster now;
 //! with `-o PATH`, a consistent copy anywhere, in any storage mode (`server::save`).
 
-use crate::cli::{GlobalArgs, SaveArgs};
-use crate::printer::Printer;
+use super::Ctx;
+use crate::cli::SaveArgs;
 
-pub async fn run(args: SaveArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let (s, engine) = super::load(g).await?;
+pub async fn run(args: SaveArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let (s, engine) = (ctx.settings()?, ctx.engine().await?);
     let output = match &args.output {
         Some(out) => Some(crate::config::absolute(&std::env::current_dir()?, out)),
         None => None,
     };
-    crate::server::save::save(&engine, &s, output.as_deref(), p).await?;
+    crate::server::save::save(engine, s, output.as_deref(), p).await?;
     Ok(0)
 }

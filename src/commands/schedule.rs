@@ -5,21 +5,21 @@
 //! one log line per step, with no TTY and no prompts. `status` turns that record
 //! and the schedule into an exit code a monitor can use.
 
+use super::Ctx;
 use crate::backup::record::Kind;
-use crate::cli::{GlobalArgs, RetentionArgs, ScheduleAction, ScheduleArgs};
-use crate::config::Settings;
-use crate::printer::Printer;
+use crate::cli::{RetentionArgs, ScheduleAction, ScheduleArgs};
 use crate::schedule::install::{self, InstallOptions};
 use crate::schedule::run::{Keep, LastRun};
 use crate::schedule::status;
 use crate::schedule::{list, remove};
 
-pub async fn run(args: ScheduleArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let s = Settings::load(g.config.as_deref())?;
+pub async fn run(args: ScheduleArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let s = ctx.settings()?;
     match args.action {
         ScheduleAction::Install(a) => {
             let mut run_args = Vec::new();
-            if let Some(e) = &g.engine {
+            if let Some(e) = &ctx.global.engine {
                 run_args.extend(["--engine".to_string(), e.clone()]);
             }
             run_args.extend(retention_flags(&a.retention));
@@ -31,16 +31,16 @@ pub async fn run(args: ScheduleArgs, g: &GlobalArgs, p: &Printer) -> super::Outc
                 dry_run: a.dry_run,
                 run_args,
             };
-            install::install(&o, &s, p).map(|()| 0)
+            install::install(&o, s, p).map(|()| 0)
         }
         ScheduleAction::List => list::list(p).map(|()| 0),
         ScheduleAction::Status => {
             let record = Kind::Schedule.path(&s.backup_dir, &s.project);
-            let report = status::report::<LastRun>(&s, &record)?;
+            let report = status::report::<LastRun>(s, &record)?;
             status::show(&report, p)?;
             Ok(report.exit_code())
         }
-        ScheduleAction::Remove(a) => remove::remove(&s, a.dry_run, p).map(|()| 0),
+        ScheduleAction::Remove(a) => remove::remove(s, a.dry_run, p).map(|()| 0),
         ScheduleAction::Run(r) => {
             let keep = Keep {
                 last: r.keep_last,
@@ -48,7 +48,7 @@ pub async fn run(args: ScheduleArgs, g: &GlobalArgs, p: &Printer) -> super::Outc
                 weekly: r.keep_weekly,
                 monthly: r.keep_monthly,
             };
-            crate::schedule::run::run(keep, g.engine.as_deref(), &s, p).await?;
+            crate::schedule::run::run(keep, ctx.global.engine.as_deref(), s, p).await?;
             Ok(0)
         }
     }

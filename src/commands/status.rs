@@ -4,16 +4,16 @@
 //! the published port; 4 otherwise, so scripts and monitors can rely on it. The
 //! report comes from `server::status`; this file prints it as JSON or as rows.
 
-use crate::cli::GlobalArgs;
+use super::Ctx;
 use crate::config::StorageMode;
 use crate::error::EXIT_UNHEALTHY;
-use crate::printer::Printer;
 use crate::server::status::status;
 
-pub async fn run(g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let (s, engine) = super::load(g).await?;
-    crate::connection::warn_if_public(&s, p);
-    let report = status(&engine, &s).await?;
+pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    crate::connection::warn_if_public(s, p);
+    let report = status(engine, s).await?;
     for w in &report.warnings {
         p.warn(w);
     }

@@ -5,13 +5,19 @@
 
 use std::time::Duration;
 
-use crate::cli::{GlobalArgs, UpArgs};
-use crate::printer::Printer;
+use super::Ctx;
+use crate::cli::UpArgs;
 use crate::project;
 use crate::server::up::{up, UpOptions};
 
-pub async fn run(args: UpArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let (s, engine) = project::load_or_init(g.config.as_deref(), g.engine.as_deref(), p).await?;
+pub async fn run(args: UpArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let (s, engine) = project::load_or_init(
+        ctx.global.config.as_deref(),
+        ctx.global.engine.as_deref(),
+        p,
+    )
+    .await?;
     let options = UpOptions {
         timeout: Duration::from_secs(args.timeout),
         dry_run: args.dry_run,

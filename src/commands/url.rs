@@ -3,18 +3,18 @@
 //! It reads only pgbox.toml (and the password file with `--with-password`), so it
 //! answers in milliseconds and works while the engine is down.
 
-use crate::cli::{GlobalArgs, UrlArgs};
-use crate::config::Settings;
-use crate::printer::Printer;
+use super::Ctx;
+use crate::cli::UrlArgs;
 use crate::{connection, secrets};
 
-pub fn run(args: UrlArgs, g: &GlobalArgs, p: &Printer) -> super::Outcome {
-    let s = Settings::load(g.config.as_deref())?;
+pub fn run(args: UrlArgs, ctx: &Ctx<'_>) -> super::Outcome {
+    let p = ctx.p;
+    let s = ctx.settings()?;
     let password = if args.with_password {
-        Some(secrets::read_password(&s)?)
+        Some(secrets::read_password(s)?)
     } else {
         None
     };
-    p.data(connection::url(&s, password.as_deref()));
+    p.data(connection::url(s, password.as_deref()));
     Ok(0)
 }
