@@ -38,6 +38,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     result
 }
 
+/// Write a `.gitignore` holding `text` into `dir` unless one is there (the user's
+/// own is never replaced); true when it was written.
+pub fn gitignore_once(dir: &Path, text: &str) -> std::io::Result<bool> {
+    let path = dir.join(".gitignore");
+    if path.exists() {
+        return Ok(false);
+    }
+    write_atomic(&path, text.as_bytes(), 0o644)?;
+    Ok(true)
+}
+
 /// Create `dir` (and parents) and set its mode.
 pub fn private_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;

@@ -71,14 +71,10 @@ fn free_port(bind: &str, start: u16) -> u16 {
 }
 
 fn gitignore(state_dir: &Path) -> anyhow::Result<()> {
-    let path = state_dir.join(".gitignore");
-    if !path.exists() {
-        crate::fsutil::write_atomic(
-            &path,
-            b"# pgbox state: password, data, image context. Never commit.\n*\n",
-            0o644,
-        )?;
-    }
+    crate::fsutil::gitignore_once(
+        state_dir,
+        "# pgbox state: password, data, image context. Never commit.\n*\n",
+    )?;
     Ok(())
 }
 

@@ -100,19 +100,8 @@ pub async fn restore_tracked(
         Format::Plain => {
             let bar = p.spinner(format!("restoring into scratch database `{db}` with psql"));
             let input = if plan.is_some() { "-" } else { &remote.path };
-            let cmd = [
-                "psql",
-                "--no-psqlrc",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-U",
-                &s.user,
-                "-d",
-                db,
-                "-f",
-                input,
-            ];
+            let mut cmd = crate::container::psql::argv(s, db, &["-q"]);
+            cmd.extend(["-f", input]);
             let mut psql = spec(&cmd, "postgres");
             if let Some((plan, first)) = &plan {
                 let script = plan.sed_script(&ident(db), first.as_deref());

@@ -13,6 +13,15 @@ pub fn exec_spec(cmd: &[&str], user: &str) -> ExecSpec {
     }
 }
 
+/// psql as the superuser into `db`, without a psqlrc, stopping at the first error;
+/// `flags` come before the connection options.
+pub fn argv<'a>(s: &'a Settings, db: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["psql", "--no-psqlrc"];
+    v.extend_from_slice(flags);
+    v.extend(["-v", "ON_ERROR_STOP=1", "-U", &s.user, "-d", db]);
+    v
+}
+
 /// Run SQL (on stdin) with psql as the superuser in `db`; stdout, trimmed.
 pub async fn sql(
     engine: &Engine,
@@ -24,20 +33,7 @@ pub async fn sql(
     let out = engine
         .exec_with_stdin(
             c,
-            &exec_spec(
-                &[
-                    "psql",
-                    "--no-psqlrc",
-                    "-qAt",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-U",
-                    &s.user,
-                    "-d",
-                    db,
-                ],
-                "postgres",
-            ),
+            &exec_spec(&argv(s, db, &["-qAt"]), "postgres"),
             sql.as_bytes().to_vec(),
         )
         .await?;

@@ -101,13 +101,10 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
                 secret_path(&out_dir).display()
             ));
         }
-        let ignore = out_dir.join(".gitignore");
-        if !ignore.exists() {
-            crate::fsutil::write_atomic(
-                &ignore,
-                b"# Never commit the password or the data.\nsecrets/postgres_password\ndata/\n",
-                0o644,
-            )?;
+        if crate::fsutil::gitignore_once(
+            &out_dir,
+            "# Never commit the password or the data.\nsecrets/postgres_password\ndata/\n",
+        )? {
             written += 1;
         }
     }

@@ -13,6 +13,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Engine, EngineError, Result};
 
+type ExecStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
+type ExecInput = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
     pub cmd: Vec<String>,
@@ -104,6 +113,32 @@ impl Engine {
         ))
     }
 
+    /// Start a created exec attached to its streams: its output and its input.
+    async fn start_attached(
+        &self,
+        id: &str,
+        tty: bool,
+        output_capacity: usize,
+    ) -> Result<(ExecStream, ExecInput)> {
+        let started = self
+            .docker
+            .start_exec(
+                id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty,
+                    output_capacity: Some(output_capacity),
+                }),
+            )
+            .await?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok((output, input)),
+            StartExecResults::Detached => Err(EngineError::Other(
+                "the engine did not attach to the command".into(),
+            )),
+        }
+    }
+
     /// Run a command and collect its output (no TTY, no stdin).
     pub async fn exec_capture(&self, container: &str, spec: &ExecSpec) -> Result<ExecOutput> {
         self.exec_collect(container, spec, None).await
@@ -164,26 +199,7 @@ impl Engine {
         let id = self
             .create_exec(container, spec, input.is_some(), false)
             .await?;
-        let started = self
-            .docker
-            .start_exec(
-                &id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: Some(1 << 20),
-                }),
-            )
-            .await?;
-        let StartExecResults::Attached {
-            mut output,
-            input: mut writer,
-        } = started
-        else {
-            return Err(EngineError::Other(
-                "the engine did not attach to the command".into(),
-            ));
-        };
+        let (mut output, mut writer) = self.start_attached(&id, false, 1 << 20).await?;
         let feed = async move {
             if let Some(mut r) = input {
                 let _ = tokio::io::copy(&mut r, &mut writer).await;
@@ -213,22 +229,7 @@ impl Engine {
     pub async fn exec_attached(&self, container: &str, spec: &ExecSpec) -> Result<i64> {
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
         let id = self.create_exec(container, spec, true, tty).await?;
-        let started = self
-            .docker
-            .start_exec(
-                &id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty,
-                    output_capacity: Some(64 * 1024),
-                }),
-            )
-            .await?;
-        let StartExecResults::Attached { output, mut input } = started else {
-            return Err(EngineError::Other(
-                "the engine did not attach to the command".into(),
-            ));
-        };
+        let (output, mut input) = self.start_attached(&id, tty, 64 * 1024).await?;
         let raw = if tty { RawMode::enable() } else { None };
         if tty {
             resize_to_terminal(&self.docker, &id).await;

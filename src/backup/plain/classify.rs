@@ -282,6 +282,25 @@ pub(super) fn classify(stmt: &[u8], complete: bool) -> Kind {
     }
 }
 
+/// Read a quoted run starting at `b[i] == q` into `w` (a doubled quote stands for
+/// itself); returns the index after the closing quote.
+fn read_quoted(b: &[u8], mut i: usize, q: u8, w: &mut Vec<u8>) -> usize {
+    i += 1;
+    while i < b.len() {
+        if b[i] == q {
+            if b.get(i + 1) == Some(&q) {
+                w.push(q);
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        w.push(b[i]);
+        i += 1;
+    }
+    i + 1
+}
+
 /// psql's reading of `\connect` arguments as pg_dump writes them: a bare name, or
 /// `-reuse-previous=on "dbname='na\'me'"` for names that need quoting.
 pub(super) fn connect_target(args: &str) -> Option<String> {
@@ -296,38 +315,7 @@ pub(super) fn connect_target(args: &str) -> Option<String> {
         let mut w = Vec::new();
         while i < b.len() && !b[i].is_ascii_whitespace() {
             match b[i] {
-                b'"' => {
-                    i += 1;
-                    while i < b.len() {
-                        if b[i] == b'"' {
-                            if b.get(i + 1) == Some(&b'"') {
-                                w.push(b'"');
-                                i += 2;
-                                continue;
-                            }
-                            break;
-                        }
-                        w.push(b[i]);
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                b'\'' => {
-                    i += 1;
-                    while i < b.len() {
-                        if b[i] == b'\'' {
-                            if b.get(i + 1) == Some(&b'\'') {
-                                w.push(b'\'');
-                                i += 2;
-                                continue;
-                            }
-                            break;
-                        }
-                        w.push(b[i]);
-                        i += 1;
-                    }
-                    i += 1;
-                }
+                q @ (b'"' | b'\'') => i = read_quoted(b, i, q, &mut w),
                 c => {
                     w.push(c);
                     i += 1;
