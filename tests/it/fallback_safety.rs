@@ -232,7 +232,12 @@ fn a_crash_or_kill_keeps_every_committed_row() {
     docker(&["kill", &p.container()]);
     let starts = logs(&p).matches("state=RUNNING").count();
     p.up();
-    assert_eq!(rows(&p, "crash_t"), "1,2,3");
+    assert_eq!(
+        rows(&p, "crash_t"),
+        "1,2,3",
+        "the container's log:\n{}",
+        logs(&p)
+    );
     let l = logs(&p);
     assert!(!l.contains(".stale"), "nothing was moved aside:\n{l}");
 

@@ -56,4 +56,18 @@ module_main() {
     secure_path "$PGDATA" 700
     install -d -o postgres -g postgres -m 2775 /var/run/postgresql
     install -d -m 0755 "$RUN_DIR"
+    remove_stale_locks
+}
+
+# The entrypoint is starting, so no PostgreSQL of this container runs: lock files a
+# killed one left are stale. PostgreSQL would take one whose pid is now another
+# live process of this container for a running server and refuse to start (and a
+# fallback cluster that does not start is set aside for the older tarball). Only
+# what belongs to this container alone is touched: the socket folder, and the
+# ephemeral PGDATA of fallback mode (a bind-mounted PGDATA could be shared).
+remove_stale_locks() {
+    rm -f /var/run/postgresql/.s.PGSQL.*.lock /var/run/postgresql/.s.PGSQL.[0-9]*
+    if [ "$PGBOX_STORAGE_MODE" = fallback ]; then
+        rm -f "$PGDATA/postmaster.pid"
+    fi
 }

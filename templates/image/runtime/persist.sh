@@ -98,10 +98,17 @@ commit_tarball() {
         mv -f "$TARBALL.prev.tmp" "$TARBALL.prev"
     fi
     # Both names stay valid until the rename is done: a crash in between is no "replacement".
-    { tarball_id "$TARBALL"; tarball_id "$tmp"; } >"$SAVED_RECORD"
+    write_record "$(tarball_id "$TARBALL")" "$(tarball_id "$tmp")"
     mv -f "$tmp" "$TARBALL"
     sync "$PGBOX_MOUNT"
     record_tarball
+}
+
+# Replace SAVED_RECORD with the given identities in one rename: a kill while it is
+# written must never leave it empty, which would read as "the tarball was replaced".
+write_record() {
+    printf '%s\n' "$@" | grep -v '^$' >"$SAVED_RECORD.tmp"
+    mv -f "$SAVED_RECORD.tmp" "$SAVED_RECORD"
 }
 
 # The identity of a tarball: size, mtime and a hash of its end (where zstd keeps the
@@ -112,7 +119,7 @@ tarball_id() {
 }
 
 record_tarball() {
-    tarball_id "$TARBALL" >"$SAVED_RECORD"
+    write_record "$(tarball_id "$TARBALL")"
 }
 
 # True when TARBALL is the one PGDATA was last saved to or restored from.
