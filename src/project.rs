@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::config::{self, Settings, StorageMode, TlsMode, CONFIG_FILE, DEFAULT_PORT};
+use crate::config::{self, Settings, StorageMode, TlsMode, CONFIG_FILE, DEFAULT_PORT, STATE_DIR};
 use crate::container::image::ensure_image;
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
@@ -120,6 +120,13 @@ pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
     if let Some(pw) = password {
         secrets::check_password(pw)?;
     }
+    // Two inits (or two `pgbox up` in a fresh folder) at once: one writes, the other
+    // says who is running. The state folder is where the project's lock lives.
+    let folder = project_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _lock = crate::lock::project(&project_dir.join(STATE_DIR), &folder, "init")?;
 
     let exists = config_path.is_file();
     let mut changed = Vec::new();

@@ -215,6 +215,31 @@ fn two_ups_at_once_one_says_another_pgbox_runs() {
     assert_eq!(p.sql("select 1"), "1");
 }
 
+/// `pgbox up` in a folder without pgbox.toml initialises it: two at once must not
+/// both write a password (the cluster would get one, the file the other).
+#[test]
+fn two_ups_in_a_fresh_folder_make_one_project_whose_password_logs_in() {
+    let p = Project::new("fresh-two");
+    let (a, b) = (spawn(&p, &["up"]), spawn(&p, &["up"]));
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for o in &outs {
+        let err = stderr_of(o);
+        assert!(
+            o.status.success()
+                || (o.status.code() == Some(1) && err.contains("is already running")),
+            "{err}"
+        );
+        assert!(
+            !err.contains("Conflict") && !err.contains("os error"),
+            "{err}"
+        );
+    }
+    assert!(outs.iter().any(|o| o.status.success()));
+    let url = text(&ok(&mut p.cmd(&["url"])).stdout).trim().to_string();
+    let login = host_psql(&url, &p.password(), "select 1");
+    assert!(login.status.success(), "{}", text(&login.stderr));
+}
+
 #[test]
 fn two_backups_at_once_one_says_another_pgbox_runs() {
     let p = big_project("two-bk", &[]);
