@@ -87,6 +87,14 @@ pub async fn load_or_init(
 ) -> anyhow::Result<(Settings, Engine)> {
     let s = match Settings::load(config) {
         Err(e) if config.is_none() && config::is_not_found(&e) => {
+            // Two `pgbox up` in a fresh folder at once: one initialises, the other
+            // says who is running (the lock lives where the project's state will).
+            let cwd = std::env::current_dir()?;
+            let folder = cwd
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _lock = crate::lock::project(&cwd.join(STATE_DIR), &folder, "up")?;
             p.info("no pgbox.toml here or above: initialising this folder with the defaults");
             init(
                 InitOptions {
@@ -120,13 +128,6 @@ pub async fn init(args: InitOptions, p: &Printer) -> anyhow::Result<()> {
     if let Some(pw) = password {
         secrets::check_password(pw)?;
     }
-    // Two inits (or two `pgbox up` in a fresh folder) at once: one writes, the other
-    // says who is running. The state folder is where the project's lock lives.
-    let folder = project_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let _lock = crate::lock::project(&project_dir.join(STATE_DIR), &folder, "init")?;
 
     let exists = config_path.is_file();
     let mut changed = Vec::new();
