@@ -2,7 +2,7 @@
 //! that must leave nothing behind, refusals that must leave the database alone.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,18 +17,6 @@ select lo_from_bytea(0, '\x00ff0d0a0d'::bytea);
 
 /// A checksum of everything the tricky data holds, large objects included.
 const CHECKSUM: &str = "select md5(string_agg(tricky::text, '|' order by id)) || ':' || (select md5(string_agg(lo_get(oid)::text, '|' order by oid)) from pg_largeobject_metadata) from tricky";
-
-fn backup_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 fn sql_in(p: &Project, db: &str, sql: &str) -> String {
     let out = ok(&mut p.cmd(&["psql", "--db", db, "-X", "-A", "-t", "-c", sql]));
@@ -165,7 +153,7 @@ fn killing_the_container_mid_backup_leaves_nothing_behind() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let growing = backup_files(&dir).iter().any(|f| f.ends_with(".partial"));
+        let growing = file_names(&dir).iter().any(|f| f.ends_with(".partial"));
         if growing {
             break;
         }
@@ -184,7 +172,7 @@ fn killing_the_container_mid_backup_leaves_nothing_behind() {
         "{}",
         text(&out.stderr)
     );
-    let files = backup_files(&dir);
+    let files = file_names(&dir);
     assert!(
         files.iter().all(|f| !f.ends_with(".partial")),
         "partial left: {files:?}"
@@ -250,9 +238,9 @@ fn a_full_disk_is_a_clear_error_and_leaves_nothing() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains("no backup file was written"), "{err}");
     assert!(
-        backup_files(&small.0).is_empty(),
+        file_names(&small.0).is_empty(),
         "left behind: {:?}",
-        backup_files(&small.0)
+        file_names(&small.0)
     );
 }
 

@@ -12,20 +12,8 @@ use crate::support::*;
 /// About 150 MB of hex text (compresses to about half): a dump takes seconds.
 const BIG: &str = "create table big as select i, (select string_agg(md5((i*31+k)::text), '') from generate_series(1,16) k) as filler from generate_series(1, 300000) i";
 
-fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn partials(dir: &Path) -> Vec<String> {
-    files(dir)
+    file_names(dir)
         .into_iter()
         .filter(|f| f.ends_with(".partial"))
         .collect()
@@ -118,7 +106,7 @@ fn sigint_and_sigterm_mid_backup_leave_no_partial_and_a_failed_record() {
         assert!(
             partials(&dir).is_empty(),
             "partial left after signal {sig}: {:?}",
-            files(&dir)
+            file_names(&dir)
         );
         let last = last_backup(&p);
         assert_eq!(last["ok"], false, "signal {sig}: {last}");
@@ -132,7 +120,7 @@ fn sigint_and_sigterm_mid_backup_leave_no_partial_and_a_failed_record() {
         );
     }
     // The only dump in the folder is the first one.
-    let dumps: Vec<_> = files(&dir)
+    let dumps: Vec<_> = file_names(&dir)
         .into_iter()
         .filter(|f| f.ends_with(".zst") || f.ends_with(".dump"))
         .collect();
@@ -166,7 +154,7 @@ fn sigkill_mid_backup_is_cleaned_up_by_the_next_run_and_blocks_prune() {
         err.contains("removed what an interrupted backup left:") && err.contains(&left[0]),
         "{err}"
     );
-    assert!(partials(&dir).is_empty(), "{:?}", files(&dir));
+    assert!(partials(&dir).is_empty(), "{:?}", file_names(&dir));
     assert_eq!(dumps_running(&p), 0, "the stale pg_dump was ended");
     assert_eq!(last_backup(&p)["ok"], true);
     ok(&mut p.cmd(&["backup", "prune", "--keep-last", "1", "--yes"]));
@@ -255,7 +243,7 @@ fn tarball(p: &Project) -> PathBuf {
 }
 
 fn save_temps(p: &Project) -> Vec<String> {
-    files(&p.path().join(".pgbox/data"))
+    file_names(&p.path().join(".pgbox/data"))
         .into_iter()
         .filter(|f| f.contains(".tmp"))
         .collect()
@@ -346,11 +334,11 @@ fn an_interrupted_schedule_run_records_a_failure_and_frees_its_locks() {
             text(&status.stderr)
         );
         if sig != libc::SIGKILL {
-            assert!(partials(&dir).is_empty(), "{:?}", files(&dir));
+            assert!(partials(&dir).is_empty(), "{:?}", file_names(&dir));
         }
         // Both locks are free and what was left is cleaned: the next run succeeds.
         ok(&mut p.cmd(&["schedule", "run"]));
-        assert!(partials(&dir).is_empty(), "{:?}", files(&dir));
+        assert!(partials(&dir).is_empty(), "{:?}", file_names(&dir));
         assert_eq!(last_run(&p)["ok"], true);
     }
 }

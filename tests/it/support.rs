@@ -254,3 +254,16 @@ pub fn host_psql(url: &str, password: &str, sql: &str) -> Output {
         .output()
         .expect("host psql (apt-get install postgresql-client; scripts/ensure-engine.sh does it)")
 }
+
+/// The names in `dir`, sorted (none when it does not exist).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
