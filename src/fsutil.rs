@@ -1,13 +1,17 @@
-//! Small file-system helpers: atomic writes with a chosen mode, private folders.
+//! Small file-system helpers: atomic writes with a chosen mode, private folders,
+//! and the strict reader of pgbox's JSON records.
 //!
 //! Anything pgbox writes for the user (pgbox.toml, the password, state) goes to a
 //! temporary name in the same folder, is fsynced, then renamed into place, so a
 //! crash or a full disk never leaves a half-written file behind.
 
 use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
 
 /// Write `bytes` to `path` atomically with permission bits `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
@@ -53,6 +57,69 @@ pub fn gitignore_once(dir: &Path, text: &str) -> std::io::Result<bool> {
 pub fn private_dir(dir: &Path, mode: u32) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+/// A JSON record pgbox keeps (a schedule, a last attempt) that could not be read,
+/// written or removed; `what` names it
+/// for the user ("the installed schedule", "the last run's record").
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot read {what} `{}`", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {what} `{}`: it is not the JSON pgbox writes", path.display())]
+    Parse {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write {what} `{}`", path.display())]
+    Write {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot remove {what} `{}`", path.display())]
+    Remove {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The record at `path`: `None` when there is no file, an error when there is one
+/// that cannot be read or parsed, never taken for "no record": a reader that called
+/// a corrupt record absent would act on something untrue (a prune after a failed
+/// backup, a healthy status after a failed run).
+pub fn read_record<T: DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<T>, RecordError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(RecordError::Read {
+                what,
+                path: path.into(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| RecordError::Parse {
+            what,
+            path: path.into(),
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cancel::{self, Guard};
+use crate::fsutil::{read_record, RecordError};
 
 /// What a record says when its pgbox never came back to finish it.
 pub const NOT_FINISHED: &str = "interrupted: the backup did not finish";
@@ -110,8 +111,10 @@ impl From<Stored> for Record {
 }
 
 impl Record {
-    pub fn read(path: &Path) -> Option<Record> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    /// The record at `path`; `None` when there is none, an error when one is there
+    /// but cannot be read (prune must not take it for "no failed backup").
+    pub fn read(path: &Path) -> Result<Option<Record>, RecordError> {
+        read_record(path, "the last attempt's record")
     }
 
     fn write(&self, path: &Path) -> anyhow::Result<()> {
@@ -147,11 +150,15 @@ pub struct Attempt {
 pub fn begin(kind: Kind, dir: &Path, project: &str) -> anyhow::Result<Attempt> {
     let path = kind.path(dir, project);
     let previous_ok = match kind {
-        Kind::Backup => Record::read(&path).map(|l| match l.running_pid {
-            // Its pgbox never finished it (we hold the project lock now).
-            Some(_) => false,
-            None => l.ok,
-        }),
+        Kind::Backup => match Record::read(&path) {
+            Ok(last) => last.map(|l| match l.running_pid {
+                // Its pgbox never finished it (we hold the project lock now).
+                Some(_) => false,
+                None => l.ok,
+            }),
+            // Unreadable: what it said is unknown, so it counts as a failure.
+            Err(_) => Some(false),
+        },
         Kind::Schedule => None,
     };
     let started_at = Utc::now();
@@ -224,7 +231,9 @@ mod tests {
     use super::*;
 
     fn read(dir: &Path) -> Record {
-        Record::read(&Kind::Backup.path(dir, "app")).unwrap()
+        Record::read(&Kind::Backup.path(dir, "app"))
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -276,7 +285,7 @@ mod tests {
             r#"{"at": "2026-11-27T02:00:00Z", "ok": false, "file": null, "error": "boom", "running_pid": 7}"#,
         )
         .unwrap();
-        let r = Record::read(&old_backup).unwrap();
+        let r = Record::read(&old_backup).unwrap().unwrap();
         assert_eq!(r.started_at, r.finished_at);
         assert_eq!((r.ok, r.running_pid, r.duration_ms), (false, Some(7), 0));
         let old_run = tmp.path().join("s.json");
@@ -285,7 +294,7 @@ mod tests {
             r#"{"started_at": "2026-11-27T02:00:00Z", "finished_at": "2026-11-27T02:00:05Z", "ok": true, "file": "a.dump", "duration_ms": 5000, "error": null}"#,
         )
         .unwrap();
-        let r = Record::read(&old_run).unwrap();
+        let r = Record::read(&old_run).unwrap().unwrap();
         assert!(r.ok && r.duration_ms == 5000 && r.file.as_deref() == Some("a.dump"));
         assert_eq!((r.finished_at - r.started_at).num_seconds(), 5);
     }

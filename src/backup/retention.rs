@@ -91,9 +91,14 @@ pub fn prune(
     p: &Printer,
 ) -> anyhow::Result<bool> {
     let alive = |pid| crate::lock::held_by(&s.state_dir()) == Some(pid);
-    if let Some(last) = Record::read(&Kind::Backup.path(&s.backup_dir, &s.project))
-        .filter(|l| l.blocks_prune(alive))
-    {
+    let record = Kind::Backup.path(&s.backup_dir, &s.project);
+    let last = Record::read(&record).map_err(|e| {
+        anyhow::Error::new(e).context(
+            Fail::new("prune deletes nothing while it cannot tell how the latest backup ended")
+                .hint("fix the record's permissions, or run `pgbox backup` to write a new one"),
+        )
+    })?;
+    if let Some(last) = last.filter(|l| l.blocks_prune(alive)) {
         let how = match last.running_pid {
             Some(pid) if alive(pid) => "before the one now running failed",
             Some(_) => "was interrupted",

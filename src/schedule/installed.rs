@@ -1,5 +1,5 @@
-//! `.pgbox/schedule.json`: what `install` did, kept for `status` and `remove`, and
-//! the one way the schedule's JSON records are read.
+//! `.pgbox/schedule.json`: what `install` did, kept for `status` and `remove`,
+//! read with the one strict record reader (`fsutil::read_record`).
 //!
 //! Reading tells three cases apart: no file (nothing installed, no run yet), a
 //! record, and a file that cannot be read or parsed. The last is an error naming
@@ -8,14 +8,14 @@
 //! untrue to the monitor that reads its exit code.
 
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::Mechanism;
 use crate::config::Settings;
+use crate::fsutil::{read_record, RecordError};
 
 /// What `install` did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,67 +29,7 @@ pub struct Installed {
     pub installed_at: DateTime<Utc>,
 }
 
-/// A schedule record that could not be read, written or removed; `what` names it
-/// for the user ("the installed schedule", "the last run's record").
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("cannot read {what} `{}`", path.display())]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read {what} `{}`: it is not the JSON pgbox writes", path.display())]
-    Parse {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("cannot write {what} `{}`", path.display())]
-    Write {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot remove {what} `{}`", path.display())]
-    Remove {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 const WHAT: &str = "the installed schedule";
-
-/// The record at `path`: `None` when there is no file, an error when there is one
-/// that cannot be read or parsed.
-pub fn read_record<T: DeserializeOwned>(
-    path: &Path,
-    what: &'static str,
-) -> Result<Option<T>, RecordError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RecordError::Read {
-                what,
-                path: path.into(),
-                source,
-            })
-        }
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| RecordError::Parse {
-            what,
-            path: path.into(),
-            source,
-        })
-}
 
 impl Installed {
     pub fn path(s: &Settings) -> PathBuf {

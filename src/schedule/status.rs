@@ -14,10 +14,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::expr::Schedule;
-use super::installed::{read_record, Installed};
+use super::installed::Installed;
 use super::Mechanism;
 use crate::backup as bk;
 use crate::config::Settings;
+use crate::fsutil::read_record;
 use crate::lock;
 use crate::printer::Printer;
 

@@ -269,6 +269,39 @@ fn prune_keeps_exactly_what_the_policy_says() {
 }
 
 #[test]
+fn prune_deletes_nothing_when_the_backup_record_cannot_be_read() {
+    let d = tmp();
+    std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"torn\"\n").unwrap();
+    let dir = d.path().join("backups");
+    let all = craft_backups(&dir, "torn", 20);
+    // A record cut short: what the last backup did is unknown, not "fine".
+    std::fs::write(
+        dir.join(".pgbox-torn-last-backup.json"),
+        r#"{"at":"2026-11-27T0"#,
+    )
+    .unwrap();
+    let out = run(pgbox(d.path()).args([
+        "backup",
+        "prune",
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+        "--yes",
+    ]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot tell how the latest backup ended"),
+        "{err}"
+    );
+    assert!(err.contains(".pgbox-torn-last-backup.json"), "{err}");
+    assert_eq!(remaining_days(&dir), all);
+}
+
+#[test]
 fn prune_deletes_nothing_after_a_failed_backup() {
     let d = tmp();
     std::fs::write(d.path().join("pgbox.toml"), "[project]\nname = \"fail\"\n").unwrap();
