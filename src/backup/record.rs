@@ -113,8 +113,9 @@ impl From<Stored> for Record {
 impl Record {
     /// The record at `path`; `None` when there is none, an error when one is there
     /// but cannot be read (prune must not take it for "no failed backup").
-    pub fn read(path: &Path) -> Result<Option<Record>, RecordError> {
-        read_record(path, "the last attempt's record")
+    /// `what` names it in the error ("the last run's record").
+    pub fn read(path: &Path, what: &'static str) -> Result<Option<Record>, RecordError> {
+        read_record(path, what)
     }
 
     fn write(&self, path: &Path) -> anyhow::Result<()> {
@@ -150,7 +151,7 @@ pub struct Attempt {
 pub fn begin(kind: Kind, dir: &Path, project: &str) -> anyhow::Result<Attempt> {
     let path = kind.path(dir, project);
     let previous_ok = match kind {
-        Kind::Backup => match Record::read(&path) {
+        Kind::Backup => match Record::read(&path, kind.what()) {
             Ok(last) => last.map(|l| match l.running_pid {
                 // Its pgbox never finished it (we hold the project lock now).
                 Some(_) => false,
@@ -231,7 +232,7 @@ mod tests {
     use super::*;
 
     fn read(dir: &Path) -> Record {
-        Record::read(&Kind::Backup.path(dir, "app"))
+        Record::read(&Kind::Backup.path(dir, "app"), "x")
             .unwrap()
             .unwrap()
     }
@@ -285,7 +286,7 @@ mod tests {
             r#"{"at": "2026-11-27T02:00:00Z", "ok": false, "file": null, "error": "boom", "running_pid": 7}"#,
         )
         .unwrap();
-        let r = Record::read(&old_backup).unwrap().unwrap();
+        let r = Record::read(&old_backup, "x").unwrap().unwrap();
         assert_eq!(r.started_at, r.finished_at);
         assert_eq!((r.ok, r.running_pid, r.duration_ms), (false, Some(7), 0));
         let old_run = tmp.path().join("s.json");
@@ -294,7 +295,7 @@ mod tests {
             r#"{"started_at": "2026-11-27T02:00:00Z", "finished_at": "2026-11-27T02:00:05Z", "ok": true, "file": "a.dump", "duration_ms": 5000, "error": null}"#,
         )
         .unwrap();
-        let r = Record::read(&old_run).unwrap().unwrap();
+        let r = Record::read(&old_run, "x").unwrap().unwrap();
         assert!(r.ok && r.duration_ms == 5000 && r.file.as_deref() == Some("a.dump"));
         assert_eq!((r.finished_at - r.started_at).num_seconds(), 5);
     }

@@ -92,7 +92,7 @@ pub fn prune(
 ) -> anyhow::Result<bool> {
     let alive = |pid| crate::lock::held_by(&s.state_dir()) == Some(pid);
     let record = Kind::Backup.path(&s.backup_dir, &s.project);
-    let last = Record::read(&record).map_err(|e| {
+    let last = Record::read(&record, "the last backup's record").map_err(|e| {
         anyhow::Error::new(e).context(
             Fail::new("prune deletes nothing while it cannot tell how the latest backup ended")
                 .hint("fix the record's permissions, or run `pgbox backup` to write a new one"),

@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::backup::record::Kind;
 use crate::cli::{RetentionArgs, ScheduleAction, ScheduleArgs};
 use crate::schedule::install::{self, InstallOptions};
-use crate::schedule::run::{Keep, LastRun};
+use crate::schedule::run::Keep;
 use crate::schedule::status;
 use crate::schedule::{list, remove};
 
@@ -36,7 +36,7 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx<'_>) -> super::Outcome {
         ScheduleAction::List => list::list(p).map(|()| 0),
         ScheduleAction::Status => {
             let record = Kind::Schedule.path(&s.backup_dir, &s.project);
-            let report = status::report::<LastRun>(s, &record)?;
+            let report = status::report(s, &record)?;
             status::show(&report, p)?;
             Ok(report.exit_code())
         }

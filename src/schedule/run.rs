@@ -2,22 +2,19 @@
 //! never overlap) and the project lock, back up and verify with the `[backup]`
 //! settings of pgbox.toml, prune by policy, and record the result beside the
 //! backups, one log line per step, with no TTY and no prompts. The record is the
-//! same type as a backup's ([`crate::backup::record`]); `schedule status` reads it
-//! through [`super::status::RunRecord`].
+//! same type as a backup's ([`crate::backup::record`]), which `schedule status`
+//! reads.
 
 use anyhow::Context;
 use chrono::Local;
 
 use crate::backup::create::{self, CreateOptions};
-use crate::backup::record::{self, Kind, Record};
+use crate::backup::record::{self, Kind};
 use crate::backup::retention;
 use crate::config::Settings;
 use crate::error::Fail;
 use crate::lock::{self, FileLock};
 use crate::printer::Printer;
-
-/// The record of the last `schedule run`.
-pub type LastRun = Record;
 
 /// Retention flags given to the run (None: pgbox.toml, else the defaults).
 #[derive(Debug, Clone, Copy, Default)]
@@ -102,32 +99,5 @@ pub async fn run(
             p.info(format!("{} schedule run: FAILED: {e:#}", stamp()));
             Err(e)
         }
-    }
-}
-
-impl super::status::RunRecord for LastRun {
-    fn ok(&self) -> bool {
-        self.ok
-    }
-
-    fn error(&self) -> Option<&str> {
-        self.error.as_deref()
-    }
-
-    fn running_pid(&self) -> Option<u32> {
-        self.running_pid
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "{} {} in {:.1}s{}",
-            self.started_at.format("%Y-%m-%d %H:%M UTC"),
-            if self.ok { "ok" } else { "FAILED" },
-            self.duration_ms as f64 / 1000.0,
-            self.file
-                .as_ref()
-                .map(|f| format!(" → {f}"))
-                .unwrap_or_default()
-        )
     }
 }

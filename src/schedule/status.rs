@@ -2,49 +2,37 @@
 //! newest good backup, judged into problems so the exit code can drive a monitor
 //! (0: all well, 1: something to look at).
 //!
-//! The last run's record belongs to `schedule run`, which writes it; status reads
-//! it through [`RunRecord`], the little it needs to judge and show a run, so the
-//! record stays one type owned by the run. A record that cannot be read is an
-//! error, never taken for "no run yet" (see [`super::installed`]).
+//! The last run's record is the one record type of backups and runs
+//! ([`crate::backup::record`]), written by `schedule run`. A record that cannot be
+//! read is an error, never taken for "no run yet".
 
 use std::path::Path;
 
 use chrono::{Local, Utc};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::expr::Schedule;
 use super::installed::Installed;
 use super::Mechanism;
 use crate::backup as bk;
+use crate::backup::record::Record;
 use crate::config::Settings;
-use crate::fsutil::read_record;
 use crate::lock;
 use crate::printer::Printer;
 
-/// What status needs of the last `schedule run`'s record.
-pub trait RunRecord: Serialize + DeserializeOwned {
-    fn ok(&self) -> bool;
-    fn error(&self) -> Option<&str>;
-    /// The pgbox making the run, while it runs.
-    fn running_pid(&self) -> Option<u32>;
-    /// One line for the text form: `2026-11-27 02:00 UTC ok in 3.2s → file`.
-    fn summary(&self) -> String;
-}
-
 #[derive(Serialize)]
-pub struct Report<R> {
+pub struct Report {
     installed: bool,
     mechanism: Option<Mechanism>,
     expression: Option<String>,
     next_run: Option<String>,
-    last_run: Option<R>,
+    last_run: Option<Record>,
     newest_good_backup: Option<String>,
     newest_good_backup_age_hours: Option<f64>,
     problems: Vec<String>,
 }
 
-impl<R> Report<R> {
+impl Report {
     /// 0 when there is nothing to look at, else 1.
     pub fn exit_code(&self) -> u8 {
         u8::from(!self.problems.is_empty())
@@ -52,9 +40,9 @@ impl<R> Report<R> {
 }
 
 /// The report for `s`, with the last run read from `last_run`.
-pub fn report<R: RunRecord>(s: &Settings, last_run: &Path) -> anyhow::Result<Report<R>> {
+pub fn report(s: &Settings, last_run: &Path) -> anyhow::Result<Report> {
     let inst = Installed::read(s)?;
-    let last: Option<R> = read_record(last_run, "the last run's record")?;
+    let last = Record::read(last_run, "the last run's record")?;
     let now = Local::now().naive_local();
     let mut problems = Vec::new();
     let sched = match &inst {
@@ -78,11 +66,11 @@ pub fn report<R: RunRecord>(s: &Settings, last_run: &Path) -> anyhow::Result<Rep
         .find(|e| e.manifest.kind == "database");
     let age = newest.as_ref().map(|e| Utc::now() - e.manifest.created_at);
     let running =
-        |l: &R| l.running_pid().is_some() && l.running_pid() == lock::held_by(&s.state_dir());
-    if let Some(l) = last.as_ref().filter(|l| !l.ok() && !running(l)) {
+        |l: &Record| l.running_pid.is_some() && l.running_pid == lock::held_by(&s.state_dir());
+    if let Some(l) = last.as_ref().filter(|l| !l.ok && !running(l)) {
         problems.push(format!(
             "the last run failed: {}",
-            l.error().unwrap_or_default()
+            l.error.as_deref().unwrap_or_default()
         ));
     }
     if let (Some(sc), Some(i)) = (&sched, &inst) {
@@ -115,7 +103,7 @@ pub fn report<R: RunRecord>(s: &Settings, last_run: &Path) -> anyhow::Result<Rep
     })
 }
 
-pub fn show<R: RunRecord>(r: &Report<R>, p: &Printer) -> anyhow::Result<()> {
+pub fn show(r: &Report, p: &Printer) -> anyhow::Result<()> {
     if p.json() {
         p.data(serde_json::to_string_pretty(r)?);
         return Ok(());
@@ -134,7 +122,7 @@ pub fn show<R: RunRecord>(r: &Report<R>, p: &Printer) -> anyhow::Result<()> {
     ));
     p.data(format!(
         "last run    {}",
-        r.last_run.as_ref().map(R::summary).unwrap_or_else(dash)
+        r.last_run.as_ref().map(summary).unwrap_or_else(dash)
     ));
     p.data(format!(
         "newest      {}",
@@ -150,4 +138,18 @@ pub fn show<R: RunRecord>(r: &Report<R>, p: &Printer) -> anyhow::Result<()> {
         p.warn(pr);
     }
     Ok(())
+}
+
+/// One line for the text form: `2026-11-27 02:00 UTC ok in 3.2s → file`.
+fn summary(r: &Record) -> String {
+    format!(
+        "{} {} in {:.1}s{}",
+        r.started_at.format("%Y-%m-%d %H:%M UTC"),
+        if r.ok { "ok" } else { "FAILED" },
+        r.duration_ms as f64 / 1000.0,
+        r.file
+            .as_ref()
+            .map(|f| format!(" → {f}"))
+            .unwrap_or_default()
+    )
 }
