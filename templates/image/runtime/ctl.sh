@@ -9,7 +9,6 @@
 #   pgbox-ctl dump DB FORMAT COMPRESSION LEVEL   a dump on stdout (never through a TTY)
 #   pgbox-ctl globals - - COMPRESSION LEVEL      roles and tablespaces on stdout
 #   pgbox-ctl receive DEST COMPRESSION [tar]     stdin to a file or folder for pg_restore
-#   pgbox-ctl count-rows FILE FORMAT             rows per table in a dump's data
 set -Eeuo pipefail
 PGBOX_LIB="${PGBOX_LIB:-/usr/local/lib/pgbox}"
 MODULE=ctl
@@ -95,15 +94,6 @@ dump | globals)
         ;;
     esac
     ;;
-count-rows)
-    # pgbox-ctl count-rows FILE FORMAT: rows per table in a dump's COPY data, as
-    # "schema.table<TAB>rows" lines (for `backup verify --deep`).
-    file=${2:?file}
-    if [ "${3:-custom}" = plain ]; then cat "$file"; else pg_restore --data-only --file=- "$file"; fi |
-        awk '/^COPY .* FROM stdin;$/ { t = $2; gsub(/"/, "", t); n = 0; inside = 1; next }
-             inside && /^\\\.$/ { print t "\t" n; inside = 0; next }
-             inside { n++ }'
-    ;;
 receive)
     # pgbox-ctl receive DEST COMPRESSION [tar]: stdin, decompressed, to DEST (a file,
     # or with `tar` a folder), owned by postgres so pg_restore can read it.
@@ -155,7 +145,7 @@ maintenance)
     esac
     ;;
 *)
-    echo "usage: pgbox-ctl state | reload | save | save-stream | maintenance on|off | versions | dump | globals | receive | count-rows" >&2
+    echo "usage: pgbox-ctl state | reload | save | save-stream | maintenance on|off | versions | dump | globals | receive" >&2
     exit 2
     ;;
 esac
