@@ -71,6 +71,14 @@ pub fn exit_code() -> u8 {
     }
 }
 
+/// The name of the signal that cancelled the run (`SIGINT` unless it was SIGTERM).
+pub fn signal_name() -> &'static str {
+    match SIGNAL.load(Ordering::SeqCst) {
+        libc::SIGTERM => "SIGTERM",
+        _ => "SIGINT",
+    }
+}
+
 enum Action {
     Sync(Box<dyn FnOnce() + Send + 'static>),
     Async(Undo),

@@ -178,11 +178,7 @@ pub fn begin(kind: Kind, dir: &Path, project: &str) -> anyhow::Result<Attempt> {
     let interrupted = {
         let path = path.clone();
         Guard::sync(kind.what(), move || {
-            let signal = if cancel::exit_code() == 143 {
-                "SIGTERM"
-            } else {
-                "SIGINT"
-            };
+            let signal = cancel::signal_name();
             // No one to tell on the way out; should this write fail, the record
             // still says "failed, not finished", which reads the same to `prune`.
             let _ = Record {
