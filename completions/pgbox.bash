@@ -67,6 +67,9 @@ _pgbox() {
             pgbox,up)
                 cmd="pgbox__subcmd__up"
                 ;;
+            pgbox,upgrade)
+                cmd="pgbox__subcmd__upgrade"
+                ;;
             pgbox,url)
                 cmd="pgbox__subcmd__url"
                 ;;
@@ -145,6 +148,9 @@ _pgbox() {
             pgbox__subcmd__help,up)
                 cmd="pgbox__subcmd__help__subcmd__up"
                 ;;
+            pgbox__subcmd__help,upgrade)
+                cmd="pgbox__subcmd__help__subcmd__upgrade"
+                ;;
             pgbox__subcmd__help,url)
                 cmd="pgbox__subcmd__help__subcmd__url"
                 ;;
@@ -215,7 +221,7 @@ _pgbox() {
 
     case "${cmd}" in
         pgbox)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help"
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -571,7 +577,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help)
-            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance completions man help"
+            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -921,6 +927,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__up)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__upgrade)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1559,6 +1579,52 @@ _pgbox() {
                 return 0
             fi
             case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__upgrade)
+            opts="-y -q -v -h -V --to --method --check --finalize --rollback --base-image --jobs --yes --timeout --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --method)
+                    COMPREPLY=($(compgen -W "dump link clone copy" -- "${cur}"))
+                    return 0
+                    ;;
+                --base-image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -42,6 +42,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     result
 }
 
+/// Free bytes for an unprivileged writer in the file system holding `path`, or the
+/// nearest existing folder above it (None when unknown).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
+            return None;
+        }
+        Some(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+}
+
 /// Write a `.gitignore` holding `text` into `dir` unless one is there (the user's
 /// own is never replaced); true when it was written.
 pub fn gitignore_once(dir: &Path, text: &str) -> std::io::Result<bool> {

@@ -27,6 +27,7 @@ mod state;
 mod storage;
 mod templates;
 mod tls;
+mod upgrade;
 
 use std::process::ExitCode;
 

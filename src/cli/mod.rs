@@ -91,6 +91,8 @@ pub enum Command {
     Save(SaveArgs),
     /// Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)
     Maintenance(MaintenanceArgs),
+    /// Move the data to a newer PostgreSQL major, with a backup first and a rollback
+    Upgrade(UpgradeArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout
@@ -168,6 +170,46 @@ pub struct UpArgs {
     /// Validate the image, settings and data location in a throwaway container; change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("action").args(["to", "finalize", "rollback"])))]
+pub struct UpgradeArgs {
+    /// The major to move to (15, 17 or 18; newer than the current one)
+    #[arg(long, value_name = "MAJOR")]
+    pub to: Option<u32>,
+
+    /// How to make the new cluster: dump (safe, default) or pg_upgrade's link, clone or copy
+    #[arg(long, value_enum, default_value_t = crate::upgrade::Method::Dump)]
+    pub method: crate::upgrade::Method,
+
+    /// Run the checks only, print the report, change nothing
+    #[arg(long, requires = "to")]
+    pub check: bool,
+
+    /// End the upgrade: delete the old data (asks first)
+    #[arg(long)]
+    pub finalize: bool,
+
+    /// Return to the old major and the old data (asks first; drops writes made since)
+    #[arg(long)]
+    pub rollback: bool,
+
+    /// Base image of the new major when pgbox.toml names one pgbox cannot map
+    #[arg(long, value_name = "IMAGE")]
+    pub base_image: Option<String>,
+
+    /// Parallel jobs for pg_dump and pg_restore (default: the number of CPUs, at most 4)
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Confirm without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Seconds to wait for each server to accept connections
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -21,6 +21,7 @@ mod save;
 mod schedule;
 mod status;
 mod up;
+mod upgrade;
 mod url;
 
 use std::sync::OnceLock;
@@ -88,6 +89,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Generate(a) => generate::run(a, ctx),
         Command::Save(a) => save::run(a, ctx).await,
         Command::Maintenance(a) => maintenance::run(a, ctx).await,
+        Command::Upgrade(a) => upgrade::run(a, ctx).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

@@ -17,11 +17,26 @@ use crate::error::{Fail, EXIT_USAGE};
 pub const CONFIG_FILE: &str = "pgbox.toml";
 pub const STATE_DIR: &str = ".pgbox";
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
+/// The majors pgbox knows a base image for, and that base.
+pub const KNOWN_MAJORS: &[(u32, &str)] = &[
+    (15, "debian:bookworm-slim"),
+    (17, "debian:trixie-slim"),
+    (18, "debian:forky-slim"),
+];
+
+/// The base image that ships PostgreSQL `major`, when pgbox knows one.
+pub fn default_base_image(major: u32) -> Option<&'static str> {
+    KNOWN_MAJORS
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, b)| *b)
+}
 pub const DEFAULT_PG_VERSION: u32 = 15;
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_UID: u32 = 999;
 
 mod dump;
+pub mod edit;
 mod schema;
 pub use schema::*;
 
@@ -299,7 +314,11 @@ impl Settings {
             config_path: config_path.to_path_buf(),
             project_dir: project_dir.clone(),
             pg_version: pg.version.unwrap_or(DEFAULT_PG_VERSION),
-            base_image: pg.base_image.unwrap_or_else(|| DEFAULT_BASE_IMAGE.into()),
+            base_image: pg.base_image.unwrap_or_else(|| {
+                default_base_image(pg.version.unwrap_or(DEFAULT_PG_VERSION))
+                    .unwrap_or(DEFAULT_BASE_IMAGE)
+                    .into()
+            }),
             user: pg.user.unwrap_or_else(|| database.clone()),
             database,
             bind: net.bind.unwrap_or_else(|| "127.0.0.1".into()),

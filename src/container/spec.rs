@@ -38,6 +38,16 @@ pub fn stop_timeout(mode: StorageMode) -> Duration {
         _ => Duration::from_secs(45),
     }
 }
+/// The helper containers a major upgrade runs beside the project's own (the old
+/// cluster as a read-only source, the new one being filled); `up` removes any left
+/// by a killed upgrade before it starts the server, so two servers never share data.
+pub const WORKER_ROLES: [&str; 2] = ["upgrade-src", "upgrade-new"];
+
+/// The name of the project's helper container for `role` (see [`WORKER_ROLES`]).
+pub fn worker_name(s: &Settings, role: &str) -> String {
+    format!("{}-{role}", s.container_name())
+}
+
 /// Line the entrypoint prints once PostgreSQL accepts TCP connections.
 pub const READY_MARKER: &str = "state=RUNNING";
 

@@ -95,15 +95,15 @@ pub async fn down(
     }
 
     if args.purge {
-        purge(engine, s, mode, container.map(|c| c.image), p).await?;
+        delete_data(engine, s, mode, container.map(|c| c.image), p).await?;
         p.done(format!("deleted {what}"));
     }
     Ok(Down::Done)
 }
 
-/// Delete the data: the volume, or the folder's files through the engine (they
+/// Delete the data (`--purge`, and `pgbox upgrade` dropping one side): the volume, or the folder's files through the engine (they
 /// belong to the container's UID) and then the folder. `image` runs the deletion.
-async fn purge(
+pub async fn delete_data(
     engine: &Engine,
     s: &Settings,
     mode: StorageMode,

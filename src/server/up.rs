@@ -55,8 +55,18 @@ async fn confirm_port(host: &str, port: u16) -> Result<(), String> {
 
 /// Bring the project's server up (see the module docs); prints the URL when ready.
 pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> anyhow::Result<()> {
-    let started = Instant::now();
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "up")?;
+    up_locked(engine, s, o, p).await
+}
+
+/// [`up`] for a caller that holds the project lock (`pgbox upgrade`).
+pub async fn up_locked(
+    engine: &Engine,
+    s: &Settings,
+    o: UpOptions,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
     crate::secrets::ensure_secret(s, None)?;
     connection::warn_if_public(s, p);
     let tag = ensure_image(engine, s, p, false).await?;
@@ -109,6 +119,7 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
         }
     }
 
+    remove_upgrade_workers(engine, s, p).await?;
     storage::prepare(engine, s, &decision).await?;
     if std::net::TcpListener::bind((s.bind.as_str(), s.port)).is_err() {
         return Err(port_taken(&s.bind, s.port).into());
@@ -126,6 +137,26 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
         decision.mode
     ));
     p.data(connection::url(s, None));
+    Ok(())
+}
+
+/// A killed `pgbox upgrade` can leave its helper containers, one of them serving the
+/// old data read-only: they go before the server starts, so two servers never run
+/// on one data folder. (The lock guarantees no upgrade is running now.)
+async fn remove_upgrade_workers(engine: &Engine, s: &Settings, p: &Printer) -> anyhow::Result<()> {
+    for role in spec::WORKER_ROLES {
+        let name = spec::worker_name(s, role);
+        if let Some(c) = engine.inspect(&name).await? {
+            if spec::check_ownership(s, &c.labels).is_err() {
+                continue;
+            }
+            let _ = engine.stop_container(&name, Duration::from_secs(10)).await;
+            engine.remove_container(&name, true).await?;
+            p.info(format!(
+                "removed `{name}`, left by an interrupted `pgbox upgrade`"
+            ));
+        }
+    }
     Ok(())
 }
 

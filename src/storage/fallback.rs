@@ -29,22 +29,9 @@ pub async fn unsaved(engine: &Engine, name: &str) -> anyhow::Result<Option<Strin
         .map(|b| String::from_utf8_lossy(&b).trim().to_string()))
 }
 
-/// Free space in `dir`, in MB (None when unknown).
-fn free_mb(dir: &Path) -> Option<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: statvfs fills the zeroed struct; the path is a valid C string.
-    unsafe {
-        let mut st: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut st) != 0 {
-            return None;
-        }
-        Some(st.f_bavail as u64 * st.f_frsize as u64 / 1_000_000)
-    }
-}
-
 fn not_saved(s: &Settings, name: &str, reason: &str, retry: &str) -> Fail {
-    let free = free_mb(&s.data_dir)
-        .map(|mb| format!(" ({mb} MB free there now)"))
+    let free = crate::fsutil::free_bytes(&s.data_dir)
+        .map(|b| format!(" ({} MB free there now)", b / 1_000_000))
         .unwrap_or_default();
     Fail::new(format!(
         "stopping `{name}` did not save its newest data: {reason}"

@@ -20,6 +20,11 @@
 #   PGBOX_SAVE_INTERVAL  fallback: seconds between live saves (0 = only at stop)
 #   PGBOX_SHUTDOWN_TIMEOUT  bound of the fast shutdown in seconds (30)
 #   PGBOX_DISK_MIN_MB    health check: minimum free space on the data mount (100)
+#   PGBOX_ENCODING, PGBOX_LOCALE, PGBOX_LC_COLLATE, PGBOX_LC_CTYPE, PGBOX_DATA_CHECKSUMS
+#                        initdb's options for a new cluster (UTF8, C.UTF-8, initdb's default)
+#   PGBOX_SKIP_INIT_SCRIPTS=1  a new cluster gets no init scripts (`pgbox upgrade`'s target)
+#   PGBOX_READ_ONLY=1    every transaction read-only (`pgbox upgrade`'s source)
+#   PGBOX_NO_SAVE=1      fallback: no save at stop (`pgbox upgrade`'s source)
 set -Eeuo pipefail
 
 PGBOX_LIB="${PGBOX_LIB:-/usr/local/lib/pgbox}"

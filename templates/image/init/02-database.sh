@@ -56,15 +56,31 @@ run_init_scripts() {
     done
 }
 
+# initdb's encoding, locale and checksums: UTF8 and C.UTF-8 by default; `pgbox upgrade`
+# passes the old cluster's (PGBOX_ENCODING, PGBOX_LOCALE, PGBOX_LC_COLLATE, PGBOX_LC_CTYPE,
+# PGBOX_DATA_CHECKSUMS=on|off; unset keeps initdb's default: on from PostgreSQL 18, off before).
+initdb_options() {
+    INITDB_EXTRA=(--encoding="${PGBOX_ENCODING:-UTF8}" --locale="${PGBOX_LOCALE:-C.UTF-8}")
+    [ -z "${PGBOX_LC_COLLATE:-}" ] || INITDB_EXTRA+=(--lc-collate="$PGBOX_LC_COLLATE")
+    [ -z "${PGBOX_LC_CTYPE:-}" ] || INITDB_EXTRA+=(--lc-ctype="$PGBOX_LC_CTYPE")
+    case "${PGBOX_DATA_CHECKSUMS:-}" in
+    on) INITDB_EXTRA+=(--data-checksums) ;;
+    off) [ "$PG_MAJOR" -lt 18 ] || INITDB_EXTRA+=(--no-data-checksums) ;;
+    '') ;;
+    *) fail "$EXIT_CONFIG" "PGBOX_DATA_CHECKSUMS must be on or off, not ${PGBOX_DATA_CHECKSUMS}" ;;
+    esac
+}
+
 init_cluster() {
     set_state INITIALIZING
+    initdb_options
     local pwfile stage=$INIT_STAGE
     rm -rf "$stage"
     install -d -o postgres -g postgres -m 700 "$stage"
     pwfile=$(private_copy_for_postgres "$POSTGRES_PASSWORD_FILE")
     # initdb reads the password from --pwfile: it never reaches SQL or argv.
     if ! run_as_postgres initdb --pgdata="$stage" --username="$POSTGRES_USER" --pwfile="$pwfile" \
-        --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256 >/tmp/initdb.log 2>&1; then
+        "${INITDB_EXTRA[@]}" --auth-local=trust --auth-host=scram-sha-256 >/tmp/initdb.log 2>&1; then
         rm -f "$pwfile"
         rm -rf "$stage"
         cat /tmp/initdb.log
@@ -80,7 +96,8 @@ init_cluster() {
             -v db="$POSTGRES_DB" -v owner="$POSTGRES_USER" <<<'CREATE DATABASE :"db" OWNER :"owner";' ||
             fail "$EXIT_POSTGRES" "could not create database $POSTGRES_DB"
     fi
-    run_init_scripts
+    # PGBOX_SKIP_INIT_SCRIPTS=1: the target of `pgbox upgrade`, filled from the old cluster.
+    [ "${PGBOX_SKIP_INIT_SCRIPTS:-0}" = 1 ] || run_init_scripts
     run_as_postgres pg_ctl --pgdata="$stage" --wait --silent -m fast stop >/dev/null
     rm -f "$stage/postmaster.opts"
     # Into place, PG_VERSION last: until it is at the root, the next start redoes all of this.
@@ -185,7 +202,7 @@ module_main() {
     local version
     version=$(cat "$PGDATA/PG_VERSION")
     if [ "$version" != "$PG_MAJOR" ]; then
-        fail "$EXIT_CONFIG" "the cluster is PostgreSQL $version but this image runs PostgreSQL $PG_MAJOR; set postgres.version = $version in pgbox.toml"
+        fail "$EXIT_CONFIG" "the cluster is PostgreSQL $version but this image runs PostgreSQL $PG_MAJOR; set postgres.version = $version in pgbox.toml (to move the data to $PG_MAJOR, run \`pgbox upgrade --to $PG_MAJOR\` after that)"
     fi
     local f
     for f in global/pg_control global/pg_filenode.map; do

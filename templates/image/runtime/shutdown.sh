@@ -54,7 +54,8 @@ on_stop() {
     stop_postgres
     log_info "PostgreSQL stopped in $(elapsed_since "$t0")s"
     local saved=1
-    if [ "$PGBOX_STORAGE_MODE" = fallback ]; then
+    # PGBOX_NO_SAVE=1: a read-only source of `pgbox upgrade`, whose tarball is kept as it was.
+    if [ "$PGBOX_STORAGE_MODE" = fallback ] && [ "${PGBOX_NO_SAVE:-0}" != 1 ]; then
         if ! save_offline; then
             saved=0
             log_error "saving the cluster failed; the previous tarball is kept and the newest data stays in the container's $PGDATA"

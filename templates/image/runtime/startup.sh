@@ -23,8 +23,17 @@ start_postgres() {
     [ "$PGBOX_STORAGE_MODE" != fallback ] || mark_unsaved "PostgreSQL ran since the last save and the container stopped without a save (a crash or a kill)"
     # setpriv directly, not a shell function: `function &` would fork a subshell and
     # $! would name it instead of the postmaster that must receive the signals.
+    # PGBOX_READ_ONLY=1 (the old cluster as the source of `pgbox upgrade`): every
+    # transaction is read-only, set on the command line so nothing is stored in PGDATA.
+    local extra=()
+    [ "${PGBOX_READ_ONLY:-0}" != 1 ] || extra=(-c default_transaction_read_only=on)
+    # PGBOX_FAST_LOAD=1 (the new cluster of `pgbox upgrade` while it is filled): no
+    # fsync, no WAL beyond the minimum; pgbox syncs the data to disk before it is used.
+    [ "${PGBOX_FAST_LOAD:-0}" != 1 ] || extra+=(-c fsync=off -c full_page_writes=off
+        -c synchronous_commit=off -c autovacuum=off -c wal_level=minimal -c max_wal_senders=0
+        -c archive_mode=off -c max_wal_size=8GB -c checkpoint_timeout=1h -c maintenance_work_mem=512MB)
     setpriv --reuid=postgres --regid=postgres --init-groups -- \
-        postgres -D "$PGDATA" -c listen_addresses='*' -c port=5432 &
+        postgres -D "$PGDATA" -c listen_addresses='*' -c port=5432 "${extra[@]}" &
     PG_PID=$!
     until pg_isready --host=127.0.0.1 --port=5432 --timeout=1 --quiet; do
         alive "$PG_PID" || { wait "$PG_PID" || true; fail "$EXIT_POSTGRES" "PostgreSQL exited during startup"; }

@@ -1,0 +1,182 @@
+//! The end of an upgrade: `--finalize` deletes the old data once the user is sure,
+//! `--rollback` returns to it at any time before that. Both are idempotent steps,
+//! each recorded before the next, so a kill halfway leaves a state the same command
+//! finishes; `reconcile` squares the record with pgbox.toml after such a kill.
+
+use crate::config::{self, Settings};
+use crate::container::ctl;
+use crate::container::psql::sql;
+use crate::engine::Engine;
+use crate::error::{Fail, EXIT_USAGE};
+use crate::printer::Printer;
+use crate::server::up::up_locked;
+use crate::state::{Upgrade, UpgradePhase};
+
+use super::{discard, location, plan, up_options, UpgradeOptions};
+
+/// The record squared with pgbox.toml: the switch is the rewrite of pgbox.toml, so
+/// the file says which side is live even when pgbox died before recording it.
+pub fn reconcile(mut st: Upgrade, s: &Settings) -> Upgrade {
+    if s.pg_version == st.new.major {
+        st.phase = UpgradePhase::Switched;
+    } else if s.pg_version == st.old.major {
+        st.phase = UpgradePhase::Building;
+    }
+    st
+}
+
+fn none_in_progress(what: &str) -> anyhow::Error {
+    Fail::new(format!(
+        "no upgrade is in progress, so there is nothing to {what}"
+    ))
+    .hint("`pgbox status` shows the project's major; `pgbox upgrade --to N` starts an upgrade")
+    .code(EXIT_USAGE)
+    .into()
+}
+
+/// Rows inserted, updated and deleted in every database since the server started.
+pub async fn writes(engine: &Engine, c: &str, s: &Settings) -> anyhow::Result<i64> {
+    let dbs = sql(
+        engine,
+        c,
+        s,
+        "postgres",
+        "select datname from pg_database where datallowconn and not datistemplate",
+    )
+    .await?;
+    let mut total = 0;
+    for db in dbs.lines() {
+        let n = sql(
+            engine,
+            c,
+            s,
+            db,
+            "select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables",
+        )
+        .await?;
+        total += n.parse::<i64>().unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// `--finalize`: delete the old data after a confirmation; the upgrade is over.
+pub async fn finalize(
+    engine: &Engine,
+    s: &Settings,
+    state: Option<Upgrade>,
+    yes: bool,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let Some(st) = state else {
+        return Err(none_in_progress("finalize"));
+    };
+    if st.phase != UpgradePhase::Switched {
+        return Err(Fail::new(format!(
+            "the upgrade {} → {} did not finish, so there is nothing to finalize",
+            st.old.major, st.new.major
+        ))
+        .hint(format!(
+            "`pgbox upgrade --to {}` resumes it, `pgbox upgrade --rollback` discards it",
+            st.new.major
+        ))
+        .code(EXIT_USAGE)
+        .into());
+    }
+    let old = plan::settings_for(s, &st.old);
+    let what = location(&old, st.mode);
+    if !p.confirm(
+        format!(
+            "Delete the PostgreSQL {} data in {what} for good? `--rollback` is impossible afterwards",
+            st.old.major
+        ),
+        yes,
+        format!("`--finalize` deletes {what}"),
+        "pass `--yes` to confirm without a terminal",
+    )? {
+        p.info("nothing deleted");
+        return Ok(());
+    }
+    crate::server::down::delete_data(engine, &old, st.mode, None, p).await?;
+    Upgrade::remove(s)?;
+    p.done(format!(
+        "the upgrade to PostgreSQL {} is final: deleted the old data in {what}",
+        st.new.major
+    ));
+    if !st.backup.is_empty() {
+        p.info(format!(
+            "the backup taken before the upgrade stays in `{}` until `pgbox backup prune` removes it",
+            s.backup_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `--rollback`: back to the old major and the old data, in one command.
+pub async fn rollback(
+    engine: &Engine,
+    s: &Settings,
+    state: Option<Upgrade>,
+    o: &UpgradeOptions,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    let Some(mut st) = state else {
+        return Err(none_in_progress("roll back"));
+    };
+    let old = plan::settings_for(s, &st.old);
+    let new = plan::settings_for(s, &st.new);
+    if st.phase == UpgradePhase::Switched {
+        let live = ctl::ready(engine, s).await.ok();
+        let lost = match (&live, st.writes_at_switch) {
+            (Some(c), Some(base)) => match writes(engine, c, s).await {
+                Ok(now) if now > base => format!(
+                    "about {} rows were inserted, updated or deleted on it since then",
+                    now - base
+                ),
+                Ok(_) => "no writes were counted on it since then".to_string(),
+                Err(_) => "pgbox could not count the writes since then".to_string(),
+            },
+            _ => "pgbox could not count the writes since then (the server is not running)"
+                .to_string(),
+        };
+        let since = st.switched_at.as_deref().unwrap_or("the switch");
+        p.warn(format!(
+            "rolling back drops everything written on PostgreSQL {} since the upgrade ({since}): {lost}; \
+             to keep it, `pgbox backup --all` first and restore what you need afterwards",
+            st.new.major
+        ));
+        if !p.confirm(
+            format!(
+                "Return `{}` to PostgreSQL {} and delete the PostgreSQL {} data in {}?",
+                s.project,
+                st.old.major,
+                st.new.major,
+                location(&new, st.mode)
+            ),
+            o.yes,
+            "`--rollback` deletes the new cluster",
+            "pass `--yes` to confirm without a terminal",
+        )? {
+            p.info("nothing was changed");
+            return Ok(());
+        }
+        super::stop_live(engine, s, st.mode, p).await?;
+        let name = s.container_name();
+        if engine.inspect(&name).await?.is_some() {
+            engine.remove_container(&name, false).await?;
+        }
+        config::edit::set(&s.config_path, &plan::toml_changes(&st.old))?;
+        st.phase = UpgradePhase::Building;
+        st.save(s)?;
+    }
+    discard(engine, &old, &new, st.mode).await?;
+    Upgrade::remove(s)?;
+    p.done(format!(
+        "`{}` is back on PostgreSQL {} with its old data; the PostgreSQL {} cluster is deleted",
+        s.project, st.old.major, st.new.major
+    ));
+    let s2 = Settings::load(Some(&s.config_path))?;
+    if st.was_running || st.switched_at.is_some() {
+        up_locked(engine, &s2, up_options(o), p).await?;
+    }
+    Ok(())
+}
