@@ -25,7 +25,7 @@
 //! rebuilt and the recorded versions refreshed, and the report says so.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -222,8 +222,7 @@ pub async fn ensure_image(
         .await;
     bar.finish_and_clear();
     r.map_err(|e| {
-        Fail::new(format!("building image `{tag}` for pg_upgrade failed: {e}"))
-            .hint(dump_hint())
+        Fail::new(format!("building image `{tag}` for pg_upgrade failed: {e}")).hint(dump_hint())
     })?;
     p.done(format!(
         "built image `{tag}` with the PostgreSQL {} and {} binaries in {:.1}s",
@@ -237,7 +236,13 @@ pub async fn ensure_image(
 /// The pg_upgrade container: the new cluster's worker name (so `up`, a failed
 /// upgrade and `--rollback` remove it like the dump method's), idle until pgbox
 /// execs into it, with the common folder and the project's configuration mounted.
-fn helper_spec(old: &Settings, new: &Settings, tag: &str, d: &Decision, root: &Path) -> ContainerSpec {
+fn helper_spec(
+    old: &Settings,
+    new: &Settings,
+    tag: &str,
+    d: &Decision,
+    root: &Path,
+) -> ContainerSpec {
     let base = spec::container_spec(new, tag, d);
     let mut s = ContainerSpec::oneshot(workers::target_name(old), tag.to_string());
     s.labels.insert(
@@ -422,6 +427,7 @@ async fn steps(
     )
     .await?;
 
+    let t = Instant::now();
     let bar = p.spinner(format!("creating the PostgreSQL {n} cluster (initdb)"));
     let mut initdb = vec![
         format!("/usr/lib/postgresql/{n}/bin/initdb"),
@@ -433,9 +439,12 @@ async fn steps(
     ];
     initdb.extend(initdb_args(facts, n));
     let initdb: Vec<&str> = initdb.iter().map(String::as_str).collect();
-    let r = h.must("initdb of the new cluster", &initdb, Vec::new()).await;
+    let r = h
+        .must("initdb of the new cluster", &initdb, Vec::new())
+        .await;
     bar.finish_and_clear();
     r?;
+    p.detail(format!("initdb in {:.1}s", t.elapsed().as_secs_f64()));
 
     let jobs = crate::backup::restore::jobs_default().to_string();
     let old_bin = format!("/usr/lib/postgresql/{o}/bin");
@@ -464,6 +473,7 @@ async fn steps(
         &jobs,
     ];
 
+    let t = Instant::now();
     let bar = p.spinner(format!("pg_upgrade --check {mode_flag}"));
     let mut check = base.clone();
     check.extend(["--check", &mode_flag]);
@@ -475,14 +485,18 @@ async fn steps(
         ))
     })?;
     p.done(format!(
-        "pg_upgrade --check passed ({} checks of the old and new cluster)",
-        out.lines().filter(|l| l.trim_end().ends_with("ok")).count()
+        "pg_upgrade --check passed ({} checks of the old and new cluster) in {:.1}s",
+        out.lines().filter(|l| l.trim_end().ends_with("ok")).count(),
+        t.elapsed().as_secs_f64()
     ));
 
+    let t = Instant::now();
     let bar = p.spinner(format!("pg_upgrade {mode_flag} from {o} to {n}"));
     let mut upgrade = base.clone();
     upgrade.push(&mode_flag);
-    let r = h.must(&format!("`pg_upgrade {mode_flag}`"), &upgrade, h.old_libs()).await;
+    let r = h
+        .must(&format!("`pg_upgrade {mode_flag}`"), &upgrade, h.old_libs())
+        .await;
     bar.finish_and_clear();
     let out = match r {
         Ok(out) => out,
@@ -493,7 +507,10 @@ async fn steps(
             return Err(e);
         }
     };
-    p.done(format!("pg_upgrade {mode_flag} done"));
+    p.done(format!(
+        "pg_upgrade {mode_flag} done in {:.1}s",
+        t.elapsed().as_secs_f64()
+    ));
     if method == Method::Link {
         p.warn(format!(
             "the PostgreSQL {o} cluster now shares its files with the {n} one, which starts next: the old cluster is unusable from here on; the automatic backup is the way back"
@@ -608,11 +625,15 @@ async fn after_start(
         "the planner statistics (vacuumdb --analyze-in-stages)"
     };
     let _ = upgrade_output;
+    let t = Instant::now();
     let bar = p.spinner(format!("gathering {what}"));
     let r = h.must("vacuumdb", &vacuum, Vec::new()).await;
     bar.finish_and_clear();
     r?;
-    p.done(format!("gathered {what}"));
+    p.done(format!(
+        "gathered {what} in {:.1}s",
+        t.elapsed().as_secs_f64()
+    ));
 
     collations(h, p).await
 }
@@ -706,10 +727,18 @@ async fn collations(h: &Helper<'_>, p: &Printer) -> anyhow::Result<()> {
         }
         let r = h.sql(db, &format!("begin;\n{sql}commit;")).await;
         bar.finish_and_clear();
-        r.map_err(|e| e.context(format!("rebuilding the collation-dependent indexes of `{db}` failed")))?;
+        r.map_err(|e| {
+            e.context(format!(
+                "rebuilding the collation-dependent indexes of `{db}` failed"
+            ))
+        })?;
         let mut what = Vec::new();
         if !indexes.is_empty() {
-            what.push(format!("rebuilt {} ({})", plural(indexes.len(), "index", "indexes"), indexes.join(", ")));
+            what.push(format!(
+                "rebuilt {} ({})",
+                plural(indexes.len(), "index", "indexes"),
+                indexes.join(", ")
+            ));
         }
         if !colls.is_empty() {
             what.push(format!("refreshed the versions of {}", colls.join(", ")));
