@@ -86,6 +86,7 @@ pub async fn upgrade(
         return finish::finalize(engine, s, state, o.yes, p).await;
     }
     if o.rollback {
+        pgupgrade::rollback_possible(state.as_ref(), s)?;
         return finish::rollback(engine, s, state, &o, p).await;
     }
     let Some(to) = o.to else {
