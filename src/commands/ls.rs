@@ -60,8 +60,7 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
         })
         .collect();
     let versions =
-        futures_util::future::join_all(containers.iter().map(|c| running_version(engine, c)))
-            .await;
+        futures_util::future::join_all(containers.iter().map(|c| running_version(engine, c))).await;
     let mut rows: Vec<Row> = containers
         .into_iter()
         .zip(versions)

@@ -544,6 +544,44 @@ mod tests {
     }
 
     #[test]
+    fn each_known_major_has_its_base_and_base_image_wins() {
+        let resolve = |text: &str| {
+            let f = parse_file(Path::new("p"), text).unwrap();
+            Settings::resolve(Path::new("/x/p/pgbox.toml"), &[f])
+        };
+        let s = resolve("");
+        assert_eq!(
+            (s.pg_version, s.base_image.as_str()),
+            (15, "debian:bookworm-slim")
+        );
+        assert!(!s.base_image_set);
+        let s = resolve("[postgres]\nversion = 17\n");
+        assert_eq!(s.base_image, "debian:trixie-slim");
+        let s = resolve("[postgres]\nversion = 18\n");
+        assert_eq!(s.base_image, "debian:forky-slim");
+        let s = resolve("[postgres]\nversion = 18\nbase_image = \"postgres:18\"\n");
+        assert_eq!(s.base_image, "postgres:18");
+        assert!(s.base_image_set);
+        let s = resolve("[postgres]\nversion = 16\nbase_image = \"postgres:16\"\n");
+        assert_eq!(s.base_image, "postgres:16");
+        // No known base and none given: resolve leaves it empty, load refuses it.
+        assert_eq!(resolve("[postgres]\nversion = 16\n").base_image, "");
+        assert_eq!(default_base_image(14), None);
+        let e = unknown_major(16, Some(Path::new("/x/p/pgbox.toml")));
+        assert_eq!(e.code, EXIT_USAGE);
+        assert!(e.message.contains("PostgreSQL 16"), "{}", e.message);
+        let hint = e.hint.unwrap();
+        for want in [
+            "15 (`debian:bookworm-slim`), 17 (`debian:trixie-slim`) and 18 (`debian:forky-slim`)",
+            "`base_image`",
+            "postgres:16",
+            "/x/p/pgbox.toml",
+        ] {
+            assert!(hint.contains(want), "{want}: {hint}");
+        }
+    }
+
+    #[test]
     fn intervals() {
         assert_eq!(parse_interval("90").unwrap(), 90);
         assert_eq!(parse_interval("15m").unwrap(), 900);
