@@ -132,9 +132,9 @@ fn warm_image(eng: Eng, major: Option<u32>) -> Result<(), String> {
 /// built, once per engine and major however many tests ask at once.
 pub fn require_major(eng: Eng, major: u32) {
     require(eng);
-    static WARM: OnceLock<
-        Mutex<std::collections::HashMap<(Eng, u32), Arc<OnceLock<Result<(), String>>>>>,
-    > = OnceLock::new();
+    /// One build (and its outcome) per engine and major.
+    type Warm = Arc<OnceLock<Result<(), String>>>;
+    static WARM: OnceLock<Mutex<std::collections::HashMap<(Eng, u32), Warm>>> = OnceLock::new();
     let cell = WARM
         .get_or_init(Default::default)
         .lock()
