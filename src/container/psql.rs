@@ -74,15 +74,6 @@ pub async fn databases(
         .collect())
 }
 
-/// The running server's exact version, e.g. `17.6` (`SHOW server_version` without
-/// the packager's suffix such as ` (Debian 17.6-1)`).
-pub async fn server_version(engine: &Engine, c: &str, s: &Settings) -> anyhow::Result<String> {
-    let out = sql(engine, c, s, "postgres", "show server_version").await?;
-    version_number(&out)
-        .map(String::from)
-        .ok_or_else(|| anyhow::anyhow!("unexpected `server_version`: `{out}`"))
-}
-
 /// `17.6` from `17.6 (Debian 17.6-1)` or `PostgreSQL 17.6`: the first word that
 /// starts with a digit.
 pub fn version_number(text: &str) -> Option<&str> {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::{Settings, StorageMode};
 use crate::connection;
-use crate::container::psql;
+use crate::container::{ctl, psql};
 use crate::engine::Engine;
 use crate::probe::{self, Ping};
 use crate::storage::{self, fallback};
@@ -61,14 +61,18 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
     let name = s.container_name();
     let info = engine.inspect(&name).await?;
     let running = info.as_ref().is_some_and(|c| c.running);
-    // One exec each for the entrypoint's state and the server's version, at once.
+    // The entrypoint's state and the server's version in one exec, beside the ping.
     let (ready, entrypoint_state, server_version) = if running {
         let host = s.url_host();
         let ping = probe::ping(&host, s.port, Duration::from_secs(2));
-        let state = crate::container::ctl::state(engine, &name);
-        let version = psql::server_version(engine, &name, s);
-        let (ping, state, version) = tokio::join!(ping, state, version);
-        (ping == Ping::Ready, state, version.ok())
+        let version = psql::argv(s, "postgres", &["-qAt", "-c", "show server_version"]);
+        let state = ctl::state_then(engine, &name, &version);
+        let (ping, (state, version)) = tokio::join!(ping, state);
+        let version = version
+            .as_deref()
+            .and_then(psql::version_number)
+            .map(String::from);
+        (ping == Ping::Ready, state, version)
     } else {
         (false, None, None)
     };
