@@ -61,8 +61,8 @@ direct\t''
 fallback\t''
 volume\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l data-dir -d 'Data folder for direct mode, relative to the project folder' -r -F
-complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l base-image -d 'Base image the PostgreSQL image is built from' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l pg-version -d 'PostgreSQL major version' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l base-image -d 'Base image the PostgreSQL image is built from [default: a Debian release that ships the major; official `postgres:<major>` images work too]' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l pg-version -d 'PostgreSQL major version: 15, 17 or 18 (another needs --base-image) [default: 15]' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand init" -l tls -d 'TLS for connections from outside the container' -r -f -a "off\t''
 self-signed\t''
 files\t''"

@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
-# Makes sure a container engine answers and the offline base image exists.
+# Makes sure a container engine answers and the offline base images exist.
 #
 # pgbox's e2e tests drive a real engine. On a machine with none running this
 # script starts one: it installs Debian's docker.io when dockerd is missing and
 # we are root, starts dockerd in the background, and waits for the socket. No
-# registry can be reached here, so the base image named in pgbox's defaults
-# (debian:bookworm-slim) is seeded from a debootstrap of Debian bookworm when
-# the engine does not have it yet. Safe to run again: every step checks first.
+# registry can be reached here, so the base image of each PostgreSQL major that
+# pgbox knows (config::KNOWN_MAJORS) is seeded from a debootstrap of the Debian
+# suite that ships it, when the engine does not have it yet:
+#   debian:bookworm-slim  bookworm  PostgreSQL 15
+#   debian:trixie-slim    trixie    PostgreSQL 17
+#   debian:forky-slim     forky     PostgreSQL 18
+# The missing ones are debootstrapped in parallel. Each is also loaded into
+# rootful Podman. Safe to run again: every step checks first.
 set -euo pipefail
 
 log() { printf 'ensure-engine: %s\n' "$*" >&2; }
 die() { printf 'ensure-engine: error: %s\n' "$*" >&2; exit 1; }
 
-BASE_IMAGE="${PGBOX_SEED_IMAGE:-debian:bookworm-slim}"
-SUITE="${PGBOX_SEED_SUITE:-bookworm}"
+# image|suite|debootstrap script (empty: the suite's own)|stale (1: the archive's
+# Release file may be past its Valid-Until, so apt in the image must not check it).
+# bookworm's debootstrap has no forky script; sid's works for forky. The forky
+# Release file served here is past its Valid-Until; only this seeded image gets the
+# apt setting that ignores it (official images pulled by users have a fresh archive).
+forky_script=""
+[ -e /usr/share/debootstrap/scripts/forky ] || forky_script=/usr/share/debootstrap/scripts/sid
+SEEDS=(
+    "${PGBOX_SEED_IMAGE:-debian:bookworm-slim}|${PGBOX_SEED_SUITE:-bookworm}||0"
+    "debian:trixie-slim|trixie||0"
+    "debian:forky-slim|forky|$forky_script|1"
+)
 MIRROR="${PGBOX_SEED_MIRROR:-http://deb.debian.org/debian}"
 DOCKERD_LOG="${PGBOX_DOCKERD_LOG:-/var/log/pgbox-dockerd.log}"
 
@@ -67,27 +82,82 @@ else
     log "engine answers ($(docker version --format '{{.Server.Version}}'))"
 fi
 
-if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    log "base image $BASE_IMAGE present"
-else
-    is_root || die "base image $BASE_IMAGE is missing and debootstrap needs root; rerun as root"
-    root=$(mktemp -d /var/tmp/pgbox-rootfs.XXXXXX)
-    trap 'rm -rf "$root"' EXIT
-    log "building $BASE_IMAGE from debootstrap $SUITE (about a minute)"
-    debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >/dev/null
+# Debootstrap one suite into $work/NAME and import it as IMAGE; the output goes to
+# $work/NAME.log, shown when it fails. Runs in the background, one per image.
+seed_image() {
+    local image=$1 suite=$2 script=$3 stale=$4 root
+    root="$work/${image//[:\/]/_}"
+    mkdir -p "$root"
+    # shellcheck disable=SC2086 # $script is empty or one path
+    debootstrap --variant=minbase "$suite" "$root" "$MIRROR" $script
     # Trim what a -slim image does not carry, and leave apt ready to use.
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    if [ "$stale" = 1 ]; then
+        printf '%s\n' \
+            '// Seeded by pgbox scripts/ensure-engine.sh: the archive served here is past' \
+            '// its Valid-Until; official images do not need this.' \
+            'Acquire::Check-Valid-Until "false";' \
+            >"$root/etc/apt/apt.conf.d/99pgbox-snapshot"
+    fi
     tar -C "$root" -c . | docker import \
         --change 'CMD ["bash"]' \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change "LABEL org.pgbox.seeded=debootstrap-$SUITE" \
-        - "$BASE_IMAGE" >/dev/null
-    log "base image $BASE_IMAGE built"
+        --change "LABEL org.pgbox.seeded=debootstrap-$suite" \
+        - "$image"
+    rm -rf --one-file-system "$root"
+}
+
+missing=()
+for seed in "${SEEDS[@]}"; do
+    IFS='|' read -r image _ <<<"$seed"
+    if docker image inspect "$image" >/dev/null 2>&1; then
+        log "base image $image present"
+    else
+        missing+=("$seed")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    is_root || die "base images are missing and debootstrap needs root; rerun as root"
+    work=$(mktemp -d /var/tmp/pgbox-seed.XXXXXX)
+    pids=() names=()
+    # On any exit: stop the debootstraps still running (only those: dockerd was started
+    # from this shell too), then remove their work. --one-file-system: never descend
+    # into a /proc or /sys that a killed debootstrap left mounted.
+    cleanup_seeds() {
+        if [ "${#pids[@]}" -gt 0 ]; then
+            kill "${pids[@]}" 2>/dev/null || true
+            wait "${pids[@]}" 2>/dev/null || true
+        fi
+        rm -rf --one-file-system "$work"
+    }
+    trap cleanup_seeds EXIT
+    for seed in "${missing[@]}"; do
+        IFS='|' read -r image suite script stale <<<"$seed"
+        msg="building $image from debootstrap $suite${script:+ (script ${script##*/})}"
+        [ "$stale" = 1 ] && msg="$msg, with apt's Valid-Until check off (99pgbox-snapshot)"
+        log "$msg (about a minute)"
+        seed_image "$image" "$suite" "$script" "$stale" >"$work/${image//[:\/]/_}.log" 2>&1 &
+        pids+=("$!")
+        names+=("$image")
+    done
+    failed=0
+    for i in "${!pids[@]}"; do
+        if wait "${pids[$i]}"; then
+            log "base image ${names[$i]} built"
+        else
+            failed=1
+            log "building ${names[$i]} failed; its log ends:"
+            tail -n 20 "$work/${names[$i]//[:\/]/_}.log" >&2 || true
+        fi
+    done
+    [ "$failed" = 0 ] || die "a base image could not be built (see above)"
+    cleanup_seeds
+    trap - EXIT
 fi
 
 # Podman (rootful, through its CLI) for the generated podman and kube files. This
 # host's hard limits are below Podman's default ulimits, so lower them, and give
-# Podman the same offline base image as the engine.
+# Podman the same offline base images as the engine.
 if command -v podman >/dev/null 2>&1; then
     conf=/etc/containers/containers.conf
     if is_root && ! grep -q '^default_ulimits' "$conf" 2>/dev/null; then
@@ -95,10 +165,13 @@ if command -v podman >/dev/null 2>&1; then
         printf '[containers]\ndefault_ulimits = [\n  "nofile=10000:10000",\n  "nproc=1000:1000",\n]\n' >>"$conf"
         log "podman: default ulimits lowered in $conf"
     fi
-    if ! podman image exists "$BASE_IMAGE" 2>/dev/null; then
-        log "podman: loading $BASE_IMAGE from the engine"
-        docker save "$BASE_IMAGE" | podman load -q >/dev/null
-    fi
+    for seed in "${SEEDS[@]}"; do
+        IFS='|' read -r image _ <<<"$seed"
+        if ! podman image exists "$image" 2>/dev/null; then
+            log "podman: loading $image from the engine"
+            docker save "$image" | podman load -q >/dev/null
+        fi
+    done
 fi
 
 # Rootful Podman's Docker-compatible API, for the tests that run pgbox against Podman.

@@ -46,7 +46,11 @@ struct TomlVars {
     pgbox_version: &'static str,
     project: String,
     pg_version: u32,
-    base_image: String,
+    /// Written only when given (`--base-image`, or an explicit one in the file being
+    /// rewritten); otherwise the major's known base applies and stays unpinned.
+    base_image: Option<String>,
+    /// The major's known base, named in the commented example.
+    default_base: &'static str,
     database: String,
     user: String,
     bind: String,
@@ -212,6 +216,19 @@ fn write_config(
     } else {
         None
     };
+    let pg_version = args
+        .pg_version
+        .or(existing.as_ref().map(|s| s.pg_version))
+        .unwrap_or(config::DEFAULT_PG_VERSION);
+    let base_image = args.base_image.clone().or(existing
+        .as_ref()
+        .filter(|s| s.base_image_set)
+        .map(|s| s.base_image.clone()));
+    let default_base = config::default_base_image(pg_version);
+    // A major with no known base needs a base image; say so before anything is written.
+    if base_image.is_none() && default_base.is_none() {
+        return Err(config::unknown_major(pg_version, None).into());
+    }
     let bind = args
         .bind
         .clone()
@@ -239,17 +256,9 @@ fn write_config(
     let vars = TomlVars {
         pgbox_version: env!("CARGO_PKG_VERSION"),
         project: quoted(&name),
-        pg_version: args
-            .pg_version
-            .or(existing.as_ref().map(|s| s.pg_version))
-            .unwrap_or(config::DEFAULT_PG_VERSION),
-        base_image: quoted(
-            &args
-                .base_image
-                .clone()
-                .or(existing.as_ref().map(|s| s.base_image.clone()))
-                .unwrap_or_else(|| config::DEFAULT_BASE_IMAGE.into()),
-        ),
+        pg_version,
+        base_image: base_image.map(|b| quoted(&b)),
+        default_base: default_base.unwrap_or_default(),
         user: quoted(
             &existing
                 .as_ref()

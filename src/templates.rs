@@ -98,6 +98,8 @@ struct ImageVars<'a> {
     pgbox_version: &'a str,
     base_image: &'a str,
     pg_major: u32,
+    /// PGDATA in the image: the data mount of the container spec.
+    pgdata: &'a str,
     postgres_uid: u32,
     postgres_gid: u32,
 }
@@ -109,6 +111,7 @@ impl ImageContext {
             pgbox_version: env!("CARGO_PKG_VERSION"),
             base_image: &s.base_image,
             pg_major: s.pg_version,
+            pgdata: crate::container::spec::DATA_MOUNT,
             postgres_uid: uid,
             postgres_gid: s.gid.unwrap_or(uid),
         };
@@ -179,6 +182,42 @@ mod tests {
         assert_eq!(a.tag, ImageContext::for_settings(&s).unwrap().tag);
         let containerfile = String::from_utf8(b.files[0].body.clone()).unwrap();
         assert!(containerfile.contains("FROM postgres:16"));
+    }
+
+    /// The official postgres:18 image moved PGDATA to /var/lib/postgresql/18/docker
+    /// and its VOLUME to /var/lib/postgresql; pgbox's image must still put PGDATA
+    /// where the container spec mounts the data, for every major and base.
+    #[test]
+    fn pgdata_is_the_data_mount_on_every_major_and_base() {
+        use crate::container::spec::DATA_MOUNT;
+        let tmp = tempfile::tempdir().unwrap();
+        for (major, base) in [
+            (15, "debian:bookworm-slim"),
+            (17, "postgres:17"),
+            (18, "debian:forky-slim"),
+            (18, "postgres:18"),
+        ] {
+            let mut s = settings(tmp.path());
+            s.pg_version = major;
+            s.base_image = base.into();
+            let ctx = ImageContext::for_settings(&s).unwrap();
+            assert!(ctx.tag.starts_with(&format!("pgbox-postgres:{major}-")));
+            let cf = String::from_utf8(ctx.files[0].body.clone()).unwrap();
+            assert!(cf.contains(&format!("\nFROM {base}\n")), "{cf}");
+            assert!(cf.contains(&format!("ENV PG_MAJOR={major} ")), "{cf}");
+            let pgdata: Vec<&str> = cf
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("PGDATA="))
+                .collect();
+            assert_eq!(pgdata, [DATA_MOUNT], "{cf}");
+            let code: String = cf.lines().filter(|l| !l.starts_with('#')).collect();
+            assert!(!code.contains("18/docker"), "{cf}");
+            assert!(
+                cf.contains(r#"install -d -o postgres -g postgres -m 0700 "$PGDATA""#),
+                "{cf}"
+            );
+        }
+        assert!(DATA_MOUNT.starts_with("/var/lib/postgresql/"));
     }
 
     #[test]

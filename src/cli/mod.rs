@@ -121,11 +121,12 @@ pub struct InitArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Base image the PostgreSQL image is built from
+    /// Base image the PostgreSQL image is built from [default: a Debian release that
+    /// ships the major; official `postgres:<major>` images work too]
     #[arg(long, value_name = "IMAGE")]
     pub base_image: Option<String>,
 
-    /// PostgreSQL major version
+    /// PostgreSQL major version: 15, 17 or 18 (another needs --base-image) [default: 15]
     #[arg(long, value_name = "MAJOR")]
     pub pg_version: Option<u32>,
 

@@ -1,9 +1,16 @@
 //! `pgbox ls`: every pgbox-managed container on this host, any project.
+//!
+//! The PostgreSQL major comes from the image's label; the exact version of each
+//! running server from one `pgbox-ctl versions` exec per container, all at once.
 
 use serde::Serialize;
 
 use super::Ctx;
-use crate::engine::{LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
+use crate::container::{ctl, psql};
+use crate::engine::{ContainerInfo, Engine, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
+
+/// The label the image carries with its PostgreSQL major (templates/image/Containerfile.j2).
+const LABEL_PG_MAJOR: &str = "org.pgbox.pg-major";
 
 #[derive(Serialize)]
 struct Row {
@@ -13,12 +20,36 @@ struct Row {
     health: Option<String>,
     port: String,
     config: String,
+    /// The running server's major, else the image's.
+    pg_major: Option<u32>,
+    /// The running server's exact version (e.g. `17.6`); None when it does not answer.
+    server_version: Option<String>,
+}
+
+/// The image's major: its label, else the `pgbox-postgres:<major>-<hash>` tag.
+fn image_major(c: &ContainerInfo) -> Option<u32> {
+    c.labels
+        .get(LABEL_PG_MAJOR)
+        .and_then(|m| m.parse().ok())
+        .or_else(|| {
+            let tag = c.image.rsplit_once(':')?.1;
+            psql::major_of(tag)
+        })
+}
+
+/// The exact version of the server in a running container, or None.
+async fn running_version(engine: &Engine, c: &ContainerInfo) -> Option<String> {
+    if !c.running {
+        return None;
+    }
+    let (server, _) = ctl::versions(engine, &c.name).await.ok()?;
+    psql::version_number(&server).map(String::from)
 }
 
 pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let engine = ctx.engine().await?;
-    let mut rows: Vec<Row> = engine
+    let containers: Vec<ContainerInfo> = engine
         .list_labelled(LABEL_PROJECT)
         .await?
         .into_iter()
@@ -27,8 +58,19 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
                 .get(LABEL_PROJECT)
                 .is_some_and(|p| !p.starts_with('-'))
         })
-        .map(|c| Row {
+        .collect();
+    let versions =
+        futures_util::future::join_all(containers.iter().map(|c| running_version(engine, c))).await;
+    let mut rows: Vec<Row> = containers
+        .into_iter()
+        .zip(versions)
+        .map(|(c, server_version)| Row {
             project: c.labels.get(LABEL_PROJECT).cloned().unwrap_or_default(),
+            pg_major: server_version
+                .as_deref()
+                .and_then(psql::major_of)
+                .or_else(|| image_major(&c)),
+            server_version,
             container: c.name,
             state: c.state,
             health: c.health,
@@ -53,15 +95,21 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
         .max(7)
         + 2;
     p.data(format!(
-        "{:<w$}{:<10}{:<11}{:<22}CONFIG",
-        "PROJECT", "STATE", "HEALTH", "PORT"
+        "{:<w$}{:<10}{:<11}{:<12}{:<22}CONFIG",
+        "PROJECT", "STATE", "HEALTH", "POSTGRES", "PORT"
     ));
     for r in rows {
+        // The exact version of a running server, else the image's major.
+        let version = r
+            .server_version
+            .or_else(|| r.pg_major.map(|m| m.to_string()))
+            .unwrap_or_else(|| "-".into());
         p.data(format!(
-            "{:<w$}{:<10}{:<11}{:<22}{}",
+            "{:<w$}{:<10}{:<11}{:<12}{:<22}{}",
             r.project,
             r.state,
             r.health.unwrap_or_else(|| "-".into()),
+            version,
             r.port,
             r.config
         ));

@@ -55,6 +55,16 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
                     _ => dash(),
                 },
             ),
+            (
+                "postgres",
+                match &report.server_version {
+                    Some(v) => format!("PostgreSQL {v}"),
+                    None if report.running => {
+                        format!("PostgreSQL {} (not answering)", report.pg_major)
+                    }
+                    None => format!("PostgreSQL {} (not running)", report.pg_major),
+                },
+            ),
             ("image", report.image.clone().unwrap_or_else(dash)),
             ("started", report.started_at.clone().unwrap_or_else(dash)),
             ("engine", report.engine.clone()),

@@ -16,22 +16,16 @@ use crate::error::{Fail, EXIT_USAGE};
 
 pub const CONFIG_FILE: &str = "pgbox.toml";
 pub const STATE_DIR: &str = ".pgbox";
-pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
-/// The majors pgbox knows a base image for, and that base.
+pub const DEFAULT_PG_VERSION: u32 = 15;
+/// The PostgreSQL majors pgbox knows a base image for, and that base: a Debian
+/// release whose archive ships the major (bookworm 15, trixie 17, forky 18), so
+/// nothing is pulled from a registry pgbox cannot vouch for. Any other major needs
+/// `[postgres] base_image`, e.g. the official `postgres:<major>` image.
 pub const KNOWN_MAJORS: &[(u32, &str)] = &[
     (15, "debian:bookworm-slim"),
     (17, "debian:trixie-slim"),
     (18, "debian:forky-slim"),
 ];
-
-/// The base image that ships PostgreSQL `major`, when pgbox knows one.
-pub fn default_base_image(major: u32) -> Option<&'static str> {
-    KNOWN_MAJORS
-        .iter()
-        .find(|(m, _)| *m == major)
-        .map(|(_, b)| *b)
-}
-pub const DEFAULT_PG_VERSION: u32 = 15;
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_UID: u32 = 999;
 
@@ -39,6 +33,53 @@ mod dump;
 pub mod edit;
 mod schema;
 pub use schema::*;
+
+/// The base image pgbox uses for `major` when `base_image` is not set.
+pub fn default_base_image(major: u32) -> Option<&'static str> {
+    KNOWN_MAJORS
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, image)| *image)
+}
+
+/// The error for a major with no known base and no `base_image`: which majors
+/// work, and how to name a base for this one. `config`: the pgbox.toml to change
+/// (None at `pgbox init`, where the flags say it).
+pub fn unknown_major(major: u32, config: Option<&Path>) -> Fail {
+    let known: Vec<String> = KNOWN_MAJORS
+        .iter()
+        .map(|(m, image)| format!("{m} (`{image}`)"))
+        .collect();
+    let (version, base) = match config {
+        Some(c) => (
+            format!("`version` under `[postgres]` in `{}`", c.display()),
+            "`base_image` under `[postgres]`".to_string(),
+        ),
+        None => (
+            "`--pg-version`".to_string(),
+            "`--base-image` (`base_image` in pgbox.toml)".to_string(),
+        ),
+    };
+    Fail::new(format!(
+        "pgbox knows no base image that ships PostgreSQL {major}"
+    ))
+    .hint(format!(
+        "the majors that work as they are: {}; choose one with {version}, or name an image that ships \
+         PostgreSQL {major} with {base}, e.g. `base_image = \"postgres:{major}\"` where a registry is \
+         reachable (the official `postgres:<major>` images work as the base)",
+        join_and(&known)
+    ))
+    .code(EXIT_USAGE)
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
 
 // ---- parsing with positions ----
 
@@ -217,7 +258,13 @@ pub struct Settings {
     pub project_dir: PathBuf,
     pub project: String,
     pub pg_version: u32,
+    /// `[postgres] base_image`, else the known base of `pg_version` (see
+    /// [`KNOWN_MAJORS`]). Empty only from [`Settings::resolve`] for a major with
+    /// no known base; [`Settings::load`] refuses that.
     pub base_image: String,
+    /// Whether `base_image` was given (pgbox.toml, user config or `PGBOX_BASE_IMAGE`)
+    /// rather than derived from the major.
+    pub base_image_set: bool,
     pub database: String,
     pub user: String,
     pub bind: String,
@@ -266,7 +313,11 @@ impl Settings {
         let file = parse_file(&path, &text)?;
         let user = read_user_config()?;
         let env = env_layer(&|k| std::env::var(k).ok())?;
-        Ok(Settings::resolve(&path, &[user, file, env]))
+        let s = Settings::resolve(&path, &[user, file, env]);
+        if s.base_image.is_empty() {
+            return Err(unknown_major(s.pg_version, Some(&path)));
+        }
+        Ok(s)
     }
 
     /// Resolve layers (lowest priority first) into settings with defaults.
@@ -310,15 +361,16 @@ impl Settings {
             .unwrap_or(128 * 1024);
         let cache_kb = limit_kb.map(|l| l * 3 / 4).unwrap_or(4 * 1024 * 1024);
         let database = pg.database.unwrap_or_else(|| project.replace('-', "_"));
+        let pg_version = pg.version.unwrap_or(DEFAULT_PG_VERSION);
         Settings {
             config_path: config_path.to_path_buf(),
             project_dir: project_dir.clone(),
-            pg_version: pg.version.unwrap_or(DEFAULT_PG_VERSION),
-            base_image: pg.base_image.unwrap_or_else(|| {
-                default_base_image(pg.version.unwrap_or(DEFAULT_PG_VERSION))
-                    .unwrap_or(DEFAULT_BASE_IMAGE)
-                    .into()
-            }),
+            pg_version,
+            base_image_set: pg.base_image.is_some(),
+            base_image: pg
+                .base_image
+                .or_else(|| default_base_image(pg_version).map(String::from))
+                .unwrap_or_default(),
             user: pg.user.unwrap_or_else(|| database.clone()),
             database,
             bind: net.bind.unwrap_or_else(|| "127.0.0.1".into()),
@@ -490,6 +542,44 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn each_known_major_has_its_base_and_base_image_wins() {
+        let resolve = |text: &str| {
+            let f = parse_file(Path::new("p"), text).unwrap();
+            Settings::resolve(Path::new("/x/p/pgbox.toml"), &[f])
+        };
+        let s = resolve("");
+        assert_eq!(
+            (s.pg_version, s.base_image.as_str()),
+            (15, "debian:bookworm-slim")
+        );
+        assert!(!s.base_image_set);
+        let s = resolve("[postgres]\nversion = 17\n");
+        assert_eq!(s.base_image, "debian:trixie-slim");
+        let s = resolve("[postgres]\nversion = 18\n");
+        assert_eq!(s.base_image, "debian:forky-slim");
+        let s = resolve("[postgres]\nversion = 18\nbase_image = \"postgres:18\"\n");
+        assert_eq!(s.base_image, "postgres:18");
+        assert!(s.base_image_set);
+        let s = resolve("[postgres]\nversion = 16\nbase_image = \"postgres:16\"\n");
+        assert_eq!(s.base_image, "postgres:16");
+        // No known base and none given: resolve leaves it empty, load refuses it.
+        assert_eq!(resolve("[postgres]\nversion = 16\n").base_image, "");
+        assert_eq!(default_base_image(14), None);
+        let e = unknown_major(16, Some(Path::new("/x/p/pgbox.toml")));
+        assert_eq!(e.code, EXIT_USAGE);
+        assert!(e.message.contains("PostgreSQL 16"), "{}", e.message);
+        let hint = e.hint.unwrap();
+        for want in [
+            "15 (`debian:bookworm-slim`), 17 (`debian:trixie-slim`) and 18 (`debian:forky-slim`)",
+            "`base_image`",
+            "postgres:16",
+            "/x/p/pgbox.toml",
+        ] {
+            assert!(hint.contains(want), "{want}: {hint}");
+        }
     }
 
     #[test]

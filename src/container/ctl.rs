@@ -112,6 +112,51 @@ pub async fn state(engine: &Engine, container: &str) -> Option<String> {
     (out.code == 0).then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The entrypoint's state, then the trimmed stdout of `argv` run as root when the state
+/// could be read (None when it fails), in ONE exec: `pgbox status` runs on every
+/// call, and an exec costs far more than the work it does (about 60 ms more for a
+/// second one on a loaded machine, against 15 ms for psql itself).
+pub async fn state_then(
+    engine: &Engine,
+    container: &str,
+    argv: &[&str],
+) -> (Option<String>, Option<String>) {
+    // `"$@"` runs argv as given: nothing of it is parsed by the shell.
+    let mut cmd: Vec<String> = [
+        "sh",
+        "-c",
+        r#"pgbox-ctl state || exit; echo; exec "$@""#,
+        "sh",
+    ]
+    .map(String::from)
+    .to_vec();
+    cmd.extend(argv.iter().map(|a| a.to_string()));
+    let spec = ExecSpec {
+        cmd,
+        user: Some("0".into()),
+        env: Vec::new(),
+    };
+    let Ok(out) = engine.exec_capture(container, &spec).await else {
+        return (None, None);
+    };
+    split_state_then(out.code, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// The state and the command's output from [`state_then`]'s stdout: the blank line
+/// between them is only printed once the state was read; the command's output
+/// counts only when it, the last thing run, exited 0.
+fn split_state_then(code: i64, stdout: &str) -> (Option<String>, Option<String>) {
+    match stdout.split_once("\n\n") {
+        Some((state, rest)) => (
+            Some(state.trim().to_string()),
+            Some(rest.trim())
+                .filter(|r| code == 0 && !r.is_empty())
+                .map(String::from),
+        ),
+        None => (None, None),
+    }
+}
+
 /// The server's and the container's pg_dump versions (for backup manifests); both
 /// must be known, or the manifest would record empty strings.
 pub async fn versions(engine: &Engine, container: &str) -> anyhow::Result<(String, String)> {
@@ -168,6 +213,27 @@ pub async fn refuse_maintenance(engine: &Engine, s: &Settings, c: &str) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_then_reads_each_part_only_when_it_was_produced() {
+        let both = split_state_then(0, "RUNNING\n\n17.6 (Debian 17.6-1)\n");
+        assert_eq!(
+            both,
+            (Some("RUNNING".into()), Some("17.6 (Debian 17.6-1)".into()))
+        );
+        // psql failed (no server in maintenance mode): the state still counts.
+        assert_eq!(
+            split_state_then(2, "MAINTENANCE\n\n"),
+            (Some("MAINTENANCE".into()), None)
+        );
+        assert_eq!(
+            split_state_then(1, "RUNNING\n\npartial"),
+            (Some("RUNNING".into()), None)
+        );
+        // pgbox-ctl state failed: nothing.
+        assert_eq!(split_state_then(1, ""), (None, None));
+        assert_eq!(split_state_then(0, "RUNNING\n"), (None, None));
+    }
 
     #[test]
     fn verbs_spell_what_the_script_reads() {

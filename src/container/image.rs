@@ -42,10 +42,7 @@ pub async fn ensure_image(
         .await;
     bar.finish_and_clear();
     result.map_err(|e| {
-        Fail::new(format!("building image `{}` failed: {e}", ctx.tag)).hint(format!(
-            "check that base image `{}` exists locally or can be pulled, and that it can install PostgreSQL {}; `-v` shows the build output",
-            s.base_image, s.pg_version
-        ))
+        Fail::new(format!("building image `{}` failed: {e}", ctx.tag)).hint(build_hint(s))
     })?;
     p.done(format!(
         "built image `{}` in {:.1}s",
@@ -53,4 +50,44 @@ pub async fn ensure_image(
         started.elapsed().as_secs_f64()
     ));
     Ok(ctx.tag)
+}
+
+/// What to check when the build failed. A `base_image` that is not the major's known
+/// base is the likely cause (pgbox.toml files written before 17 and 18 were known
+/// pin `debian:bookworm-slim`, which ships only 15), so that comes first.
+fn build_hint(s: &Settings) -> String {
+    let generic = format!(
+        "check that base image `{}` exists locally or can be pulled, and that it can install PostgreSQL {}; `-v` shows the build output",
+        s.base_image, s.pg_version
+    );
+    match crate::config::default_base_image(s.pg_version) {
+        Some(known) if s.base_image_set && s.base_image != known => format!(
+            "`base_image` is `{}`, but PostgreSQL {}'s known base is `{known}`: remove `base_image` from pgbox.toml to use it; otherwise {generic}",
+            s.base_image, s.pg_version
+        ),
+        _ => generic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_pinned_base_of_another_major_is_named_first() {
+        let f = crate::config::parse_file(
+            Path::new("p"),
+            "[postgres]\nversion = 17\nbase_image = \"debian:bookworm-slim\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(Path::new("/x/p/pgbox.toml"), &[f]);
+        let h = build_hint(&s);
+        assert!(
+            h.starts_with("`base_image` is `debian:bookworm-slim`, but PostgreSQL 17's known base is `debian:trixie-slim`"),
+            "{h}"
+        );
+        let s = Settings::resolve(Path::new("/x/p/pgbox.toml"), &[]);
+        assert!(build_hint(&s).starts_with("check that base image"));
+    }
 }

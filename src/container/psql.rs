@@ -74,6 +74,19 @@ pub async fn databases(
         .collect())
 }
 
+/// `17.6` from `17.6 (Debian 17.6-1)` or `PostgreSQL 17.6`: the first word that
+/// starts with a digit.
+pub fn version_number(text: &str) -> Option<&str> {
+    text.split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The major of a version number: `17` from `17.6`, `18` from `18beta1`.
+pub fn major_of(version: &str) -> Option<u32> {
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// Whether this psql has `\restrict` (15.14, 16.10, 17.6 and later; from its
 /// `psql --version` line).
 pub fn psql_has_restrict(version: &str) -> bool {
@@ -111,6 +124,16 @@ pub async fn psql_version(engine: &Engine, c: &str) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_read_without_the_packagers_suffix() {
+        assert_eq!(version_number("17.6 (Debian 17.6-1)"), Some("17.6"));
+        assert_eq!(version_number("PostgreSQL 18.1"), Some("18.1"));
+        assert_eq!(version_number(""), None);
+        assert_eq!(major_of("17.6"), Some(17));
+        assert_eq!(major_of("18beta1"), Some(18));
+        assert_eq!(major_of("x"), None);
+    }
 
     #[test]
     fn restrict_arrived_in_these_minor_releases() {

@@ -135,7 +135,9 @@ pub fn files(
         project: &s.project,
         env: env_s,
         name: name.clone(),
-        image: format!("localhost/pgbox-{}:{env_s}", s.project),
+        // The major is in the tag: after a change of major, compose and the Podman
+        // script build the new image instead of reusing the old major's.
+        image: format!("localhost/pgbox-{}:pg{}-{env_s}", s.project, s.pg_version),
         pg_major: s.pg_version,
         user: &s.user,
         database: &s.database,

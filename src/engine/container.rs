@@ -317,11 +317,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Remove a container and its anonymous volumes (never a named one): a base image
+    /// that declares a VOLUME, such as the official `postgres:18` (`/var/lib/postgresql`),
+    /// gives every container one, which would otherwise be left behind.
     pub async fn remove_container(&self, name: &str, force: bool) -> Result<()> {
         self.docker
             .remove_container(
                 name,
-                Some(RemoveContainerOptionsBuilder::new().force(force).build()),
+                Some(
+                    RemoveContainerOptionsBuilder::new()
+                        .force(force)
+                        .v(true)
+                        .build(),
+                ),
             )
             .await?;
         Ok(())

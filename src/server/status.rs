@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::{Settings, StorageMode};
 use crate::connection;
+use crate::container::{ctl, psql};
 use crate::engine::Engine;
 use crate::probe::{self, Ping};
 use crate::storage::{self, fallback};
@@ -39,6 +40,10 @@ pub struct Report {
     pub port: u16,
     pub bind: String,
     pub image: Option<String>,
+    /// The PostgreSQL major: the running server's, else the configured one.
+    pub pg_major: u32,
+    /// The running server's exact version (e.g. `17.6`); None when it does not answer.
+    pub server_version: Option<String>,
     pub started_at: Option<String>,
     pub storage: Storage,
     pub engine: String,
@@ -56,14 +61,20 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
     let name = s.container_name();
     let info = engine.inspect(&name).await?;
     let running = info.as_ref().is_some_and(|c| c.running);
-    let (ready, entrypoint_state) = if running {
+    // The entrypoint's state and the server's version in one exec, beside the ping.
+    let (ready, entrypoint_state, server_version) = if running {
         let host = s.url_host();
         let ping = probe::ping(&host, s.port, Duration::from_secs(2));
-        let state = crate::container::ctl::state(engine, &name);
-        let (ping, state) = tokio::join!(ping, state);
-        (ping == Ping::Ready, state)
+        let version = psql::argv(s, "postgres", &["-qAt", "-c", "show server_version"]);
+        let state = ctl::state_then(engine, &name, &version);
+        let (ping, (state, version)) = tokio::join!(ping, state);
+        let version = version
+            .as_deref()
+            .and_then(psql::version_number)
+            .map(String::from);
+        (ping == Ping::Ready, state, version)
     } else {
-        (false, None)
+        (false, None, None)
     };
     let storage::InEffect { mode, decision } = storage::in_effect(s)?;
     let fallback = mode == StorageMode::Fallback;
@@ -108,6 +119,11 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         port: s.port,
         bind: s.bind.clone(),
         image: info.as_ref().map(|c| c.image.clone()),
+        pg_major: server_version
+            .as_deref()
+            .and_then(psql::major_of)
+            .unwrap_or(s.pg_version),
+        server_version,
         started_at: info
             .as_ref()
             .and_then(|c| c.started_at.clone())

@@ -99,6 +99,7 @@ pub fn unknown_major(to: u32) -> Fail {
 pub fn settings_for(s: &Settings, side: &Side) -> Settings {
     let mut out = s.clone();
     out.pg_version = side.major;
+    out.base_image_set = side.base_image.is_some();
     out.base_image = side
         .base_image
         .clone()

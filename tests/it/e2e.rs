@@ -8,16 +8,22 @@ use crate::support::*;
 
 #[test]
 fn data_survives_restart_and_container_recreation() {
-    lifecycle(Eng::Docker);
+    lifecycle(Eng::Docker, None);
 }
 
 #[test]
 fn data_survives_restart_and_container_recreation_on_podman() {
-    lifecycle(Eng::Podman);
+    lifecycle(Eng::Podman, None);
 }
 
-fn lifecycle(eng: Eng) {
-    let p = Project::on(&format!("life-{}", eng.cli()), eng);
+/// Data survives `down` and `up`, and `down --rm` and `up`; `up` on a running project
+/// says so. `major`: the PostgreSQL major to run (None: pgbox's default).
+pub fn lifecycle(eng: Eng, major: Option<u32>) {
+    let tag = match major {
+        Some(m) => format!("life-{}-{m}", eng.cli()),
+        None => format!("life-{}", eng.cli()),
+    };
+    let p = Project::with_major(&tag, eng, major);
     p.init(&[]);
     let out = p.up();
     // stdout carries the URL and nothing else.
@@ -29,6 +35,7 @@ fn lifecycle(eng: Eng) {
             p.port
         )
     );
+    p.assert_major();
     p.sql("create table t(x text)");
     assert_eq!(
         p.sql("insert into t values ('kept') returning x"),

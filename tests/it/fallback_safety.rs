@@ -203,9 +203,17 @@ fn up_after_a_port_change_never_drops_unsaved_data() {
 
 #[test]
 fn a_crash_or_kill_keeps_every_committed_row() {
-    let p = Project::new("fbcrash");
+    crash_or_kill(None);
+}
+
+/// Fallback mode keeps every committed row through a killed postmaster, a killed
+/// container and a removed one. `major`: the PostgreSQL major (None: pgbox's default).
+pub fn crash_or_kill(major: Option<u32>) {
+    let tag = major.map_or("fbcrash".to_string(), |m| format!("fbcrash-{m}"));
+    let p = Project::with_major(&tag, Eng::Docker, major);
     p.init(&["--storage", "fallback"]);
     p.up();
+    p.assert_major();
     p.sql("create table crash_t(x int)");
     p.sql("insert into crash_t values (1)");
     ok(&mut p.cmd(&["save"]));

@@ -235,7 +235,7 @@ fn compose_file_runs_and_keeps_data_across_down_and_up() {
     let name = format!("cmp{}", std::process::id());
     project(d.path(), &name, free_port());
     let out = generate(d.path(), &["compose"]);
-    let _down = ComposeDown(out.clone(), format!("localhost/pgbox-{name}:dev"));
+    let _down = ComposeDown(out.clone(), format!("localhost/pgbox-{name}:pg15-dev"));
     let compose = |args: &[&str]| {
         let o = Command::new("docker-compose")
             .args(args)
@@ -277,7 +277,7 @@ struct PodmanCleanup(String);
 
 impl Drop for PodmanCleanup {
     fn drop(&mut self) {
-        let image = format!("localhost/{}:dev", self.0.trim_end_matches("-dev"));
+        let image = format!("localhost/{}:pg15-dev", self.0.trim_end_matches("-dev"));
         for args in [
             vec!["pod", "rm", "-f", &self.0],
             vec!["rm", "-f", &self.0],

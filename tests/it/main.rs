@@ -15,6 +15,7 @@ mod generate;
 mod interrupts;
 mod lifecycle;
 mod loud_schedule;
+mod majors;
 mod restore_safety;
 mod schedule;
 mod small_defects;

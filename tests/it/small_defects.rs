@@ -54,6 +54,7 @@ fn awkward_project(tag: &str) -> Project {
         name: format!("t{}-{tag}", std::process::id()),
         port: free_port(),
         eng: Eng::Docker,
+        major: None,
     }
 }
 

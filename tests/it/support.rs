@@ -6,7 +6,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pgbox"))
@@ -58,7 +58,7 @@ pub fn free_port() -> u16 {
 }
 
 /// The engine a test drives: Docker, or rootful Podman through its Docker-compatible API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Eng {
     Docker,
     Podman,
@@ -97,7 +97,7 @@ pub fn require(eng: Eng) {
             Ok(o) => Err(text(&o.stderr)),
             Err(e) => Err(e.to_string()),
         };
-        answered.and_then(|_| warm_image(eng))
+        answered.and_then(|_| warm_image(eng, None))
     });
     if let Err(why) = r {
         panic!(
@@ -110,12 +110,14 @@ pub fn require(eng: Eng) {
 }
 
 /// Build the image once per engine and run (pgbox tags by content, so this is a cache hit
-/// after the first), so parallel tests do not all build it.
-fn warm_image(eng: Eng) -> Result<(), String> {
+/// after the first), so parallel tests do not all build it. `major`: that PostgreSQL
+/// major on its default base; None: pgbox's default major.
+fn warm_image(eng: Eng, major: Option<u32>) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
+    let version = major.map_or(String::new(), |m| format!("[postgres]\nversion = {m}\n"));
     std::fs::write(
         dir.path().join("pgbox.toml"),
-        "[project]\nname = \"warmup\"\n",
+        format!("[project]\nname = \"warmup\"\n{version}"),
     )
     .unwrap();
     let out = run(pgbox(dir.path()).args(["--engine", eng.cli(), "build"]));
@@ -126,12 +128,37 @@ fn warm_image(eng: Eng) -> Result<(), String> {
     }
 }
 
+/// The engine answers and the image of PostgreSQL `major` (on its default base) is
+/// built, once per engine and major however many tests ask at once.
+pub fn require_major(eng: Eng, major: u32) {
+    require(eng);
+    /// One build (and its outcome) per engine and major.
+    type Warm = Arc<OnceLock<Result<(), String>>>;
+    static WARM: OnceLock<Mutex<std::collections::HashMap<(Eng, u32), Warm>>> = OnceLock::new();
+    let cell = WARM
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry((eng, major))
+        .or_default()
+        .clone();
+    if let Err(why) = cell.get_or_init(|| warm_image(eng, Some(major))) {
+        panic!(
+            "the PostgreSQL {major} image did not build on {} ({why}).\n\
+             Its base image is seeded by `sudo scripts/ensure-engine.sh`; run it, then rerun.",
+            eng.cli()
+        );
+    }
+}
+
 /// A pgbox project in its own temporary folder, cleaned up on drop.
 pub struct Project {
     pub dir: tempfile::TempDir,
     pub name: String,
     pub port: u16,
     pub eng: Eng,
+    /// The PostgreSQL major `init` asks for (`--pg-version`); None: pgbox's default.
+    pub major: Option<u32>,
 }
 
 impl Project {
@@ -141,7 +168,16 @@ impl Project {
 
     /// A project driven through `eng`.
     pub fn on(tag: &str, eng: Eng) -> Project {
-        require(eng);
+        Project::with_major(tag, eng, None)
+    }
+
+    /// A project driven through `eng` whose `init` asks for PostgreSQL `major`
+    /// (None: pgbox's default); that major's image is built once, before.
+    pub fn with_major(tag: &str, eng: Eng, major: Option<u32>) -> Project {
+        match major {
+            Some(m) => require_major(eng, m),
+            None => require(eng),
+        }
         let dir = tempfile::Builder::new()
             .prefix("pgbox-e2e-")
             .tempdir()
@@ -152,6 +188,7 @@ impl Project {
             name,
             port: free_port(),
             eng,
+            major,
         }
     }
 
@@ -183,10 +220,14 @@ impl Project {
         text(&out.stdout)
     }
 
-    /// `pgbox init --yes` with this project's name and port, plus `extra` flags.
+    /// `pgbox init --yes` with this project's name, port and major, plus `extra` flags.
     pub fn init(&self, extra: &[&str]) -> Output {
         let port = self.port.to_string();
+        let major = self.major.map(|m| m.to_string());
         let mut args = vec!["init", "--yes", "--name", &self.name, "--port", &port];
+        if let Some(m) = &major {
+            args.extend(["--pg-version", m]);
+        }
         args.extend_from_slice(extra);
         ok(&mut self.cmd(&args))
     }
@@ -199,6 +240,14 @@ impl Project {
     pub fn sql(&self, sql: &str) -> String {
         let out = ok(&mut self.cmd(&["psql", "-X", "-A", "-t", "-c", sql]));
         text(&out.stdout).trim().to_string()
+    }
+
+    /// The running server is of the major this project asked for (when it asked).
+    pub fn assert_major(&self) {
+        if let Some(m) = self.major {
+            let v = self.sql("show server_version");
+            assert!(v.starts_with(&format!("{m}.")), "PostgreSQL {m} runs: {v}");
+        }
     }
 
     pub fn container(&self) -> String {
