@@ -69,6 +69,12 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
             ("started", report.started_at.clone().unwrap_or_else(dash)),
             ("engine", report.engine.clone()),
             ("config", report.config.clone()),
+            (
+                "upgrade",
+                report.upgrade.as_ref().map_or_else(dash, |u| {
+                    format!("{} → {} ({:?})", u.old.major, u.new.major, u.phase).to_lowercase()
+                }),
+            ),
         ];
         for (k, v) in rows {
             p.data(format!("{k:<11}{v}"));

@@ -12,6 +12,7 @@ use crate::connection;
 use crate::container::{ctl, psql};
 use crate::engine::Engine;
 use crate::probe::{self, Ping};
+use crate::state::Upgrade;
 use crate::storage::{self, fallback};
 
 #[derive(Serialize)]
@@ -48,6 +49,8 @@ pub struct Report {
     pub storage: Storage,
     pub engine: String,
     pub config: String,
+    /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
+    pub upgrade: Option<Upgrade>,
     /// The storage mode in effect (what `storage.mode` spells).
     #[serde(skip)]
     pub mode: StorageMode,
@@ -96,6 +99,8 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
     } else {
         Vec::new()
     };
+    let upgrade = Upgrade::load(s)?;
+    warnings.extend(upgrade.as_ref().map(Upgrade::describe));
     warnings.extend(at_risk.clone());
     warnings.extend(kept.iter().map(|k| fallback::describe_kept(k)));
     Ok(Report {
@@ -141,6 +146,7 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         },
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
+        upgrade,
         mode,
         warnings,
     })
