@@ -19,3 +19,4 @@ mod restore_safety;
 mod schedule;
 mod small_defects;
 mod support;
+mod upgrade;
