@@ -551,12 +551,16 @@ fn a_second_upgrade_is_refused_while_one_runs_and_the_first_finishes() {
     assert!(!out.status.success(), "a second upgrade ran");
     let err = text(&out.stderr);
     assert!(
-        err.contains("upgrade"),
+        err.contains("`pgbox upgrade` (pid") && err.contains("is already running"),
         "the refusal does not name the running upgrade: {err}"
     );
+    // `pgbox up` is refused too while the upgrade runs (two servers on one data).
+    let out = run(&mut p.cmd(&["up"]));
+    assert!(!out.status.success(), "`up` ran during the upgrade");
     assert!(
-        err.contains("is running") || err.contains("in progress") || err.contains("busy"),
-        "{err}"
+        text(&out.stderr).contains("`pgbox upgrade` (pid"),
+        "{}",
+        text(&out.stderr)
     );
     let (status, err) = first.finish();
     assert!(status.success(), "the first upgrade failed: {err}");
