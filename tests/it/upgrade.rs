@@ -200,30 +200,72 @@ fn toml(p: &Project) -> String {
     std::fs::read_to_string(p.path().join("pgbox.toml")).unwrap()
 }
 
+/// Removes the upgrade's helper containers and socket volume when a test ends, even
+/// a failed one (the project's own `down --purge` knows nothing of them).
+struct Helpers {
+    cli: &'static str,
+    container: String,
+}
+
+fn helpers_removed(p: &Project) -> Helpers {
+    Helpers {
+        cli: p.eng.cli(),
+        container: p.container(),
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for suffix in [
+            "upgrade-src",
+            "upgrade-new",
+            "upgrade-sync",
+            "upgrade-check",
+        ] {
+            let _ = Command::new(self.cli)
+                .args(["rm", "-f", &format!("{}-{suffix}", self.container)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = Command::new(self.cli)
+            .args([
+                "volume",
+                "rm",
+                "-f",
+                &format!("{}-upgrade-sock", self.container),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Project on `from` with the rich fixture, running, and its snapshot.
-fn rich_project(tag: &str, from: &str) -> (Project, (Vec<String>, Vec<String>)) {
+fn rich_project(tag: &str, from: &str) -> (Project, (Vec<String>, Vec<String>), Helpers) {
     let p = Project::new(tag);
     init_on(&p, from);
     p.up();
     rich_fixture(&p);
     let snap = snapshot(&p);
     assert_rich_counts(&snap);
-    (p, snap)
+    let h = helpers_removed(&p);
+    (p, snap, h)
 }
 
-fn upgrade_and_check(tag: &str, from: &str, to: u32) -> Project {
-    let (p, before) = rich_project(tag, from);
+fn upgrade_and_check(tag: &str, from: &str, to: u32) -> (Project, Helpers) {
+    let (p, before, h) = rich_project(tag, from);
     let checksums = p.sql("show data_checksums");
     let out = ok(&mut p.cmd(&["upgrade", "--to", &to.to_string(), "--yes"]));
     let err = text(&out.stderr);
     assert!(err.contains("every count matching"), "{err}");
     assert_moved(&p, &before, to, &checksums);
-    p
+    (p, h)
 }
 
 #[test]
 fn dump_15_to_17_moves_everything_and_generated_files_follow() {
-    let p = upgrade_and_check("up1517", "15", 17);
+    let (p, _h) = upgrade_and_check("up1517", "15", 17);
     assert!(toml(&p).contains("version = 17"), "{}", toml(&p));
     let gen = p.path().join("gen");
     ok(&mut p.cmd(&["generate", "compose", "-o", gen.to_str().unwrap()]));
@@ -240,13 +282,13 @@ fn dump_15_to_17_moves_everything_and_generated_files_follow() {
 
 #[test]
 fn dump_15_to_18_moves_everything_and_keeps_checksums_off() {
-    let p = upgrade_and_check("up1518", "15", 18);
+    let (p, _h) = upgrade_and_check("up1518", "15", 18);
     assert_eq!(p.sql("show data_checksums"), "off");
 }
 
 #[test]
 fn dump_17_to_18_moves_everything_then_finalize_deletes_the_old_data() {
-    let p = upgrade_and_check("up1718", "17", 18);
+    let (p, _h) = upgrade_and_check("up1718", "17", 18);
     let old = p.path().join(".pgbox/data");
     assert!(old.exists(), "the old data must be kept until --finalize");
     // Without a terminal, finalize asks for --yes and deletes nothing.
@@ -267,7 +309,7 @@ fn dump_17_to_18_moves_everything_then_finalize_deletes_the_old_data() {
 
 #[test]
 fn rollback_after_writes_names_them_asks_and_returns_to_the_old_data() {
-    let (p, before) = rich_project("uprb", "15");
+    let (p, before, _h) = rich_project("uprb", "15");
     let toml_before = toml(&p);
     ok(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
     assert_eq!(major(&p), 17);
@@ -484,7 +526,7 @@ fn workers_left(p: &Project) -> Vec<String> {
 
 #[test]
 fn sigkill_mid_load_then_up_serves_the_old_cluster_and_upgrade_resumes() {
-    let (p, before) = rich_project("upkill", "15");
+    let (p, before, _h) = rich_project("upkill", "15");
     let w = Watched::spawn(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
     w.wait_for(LOAD_STEP);
     w.signal(libc::SIGKILL);
@@ -522,7 +564,7 @@ fn sigkill_mid_load_then_up_serves_the_old_cluster_and_upgrade_resumes() {
 
 #[test]
 fn sigint_mid_load_exits_130_and_leaves_nothing_behind() {
-    let (p, before) = rich_project("upint", "15");
+    let (p, before, _h) = rich_project("upint", "15");
     let w = Watched::spawn(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
     w.wait_for(LOAD_STEP);
     w.signal(libc::SIGINT);
@@ -544,7 +586,7 @@ fn sigint_mid_load_exits_130_and_leaves_nothing_behind() {
 
 #[test]
 fn a_second_upgrade_is_refused_while_one_runs_and_the_first_finishes() {
-    let (p, before) = rich_project("uptwo", "15");
+    let (p, before, _h) = rich_project("uptwo", "15");
     let first = Watched::spawn(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
     first.wait_for("backing up every database");
     let out = run(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
@@ -645,6 +687,7 @@ fn set_storage_path(p: &Project, path: &Path) {
 fn a_full_disk_during_the_load_fails_clearly_and_keeps_the_old_data() {
     let fs = Tmpfs::new("full", "300m");
     let p = Project::new("upfull");
+    let _h = helpers_removed(&p);
     p.init(&["--pg-version", "15"]);
     set_storage_path(&p, &fs.0.join("data"));
     p.up();
@@ -757,6 +800,7 @@ impl Drop for PrivateEngine {
 fn the_engine_stopping_halfway_leaves_an_upgrade_that_resumes_and_old_data_up_serves() {
     let mut eng = PrivateEngine::start("upeng");
     let p = Project::on("upeng", Eng::Podman);
+    let _h = helpers_removed(&p);
     let addr = eng.address();
     let on = |args: &[&str]| {
         let mut c = pgbox(p.path());
