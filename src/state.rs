@@ -118,6 +118,9 @@ pub struct Upgrade {
     /// (`pg_stat_user_tables`), so a rollback can say how many writes it drops.
     #[serde(default)]
     pub writes_at_switch: Option<i64>,
+    /// The same per table (`database`.`schema.table`), so a rollback names them.
+    #[serde(default)]
+    pub table_writes_at_switch: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 impl Upgrade {

@@ -64,6 +64,122 @@ pub fn without_bootstrap_role(globals: &str, user: &str) -> String {
         .collect()
 }
 
+/// Column options the old server keeps for itself, which a newer pg_dump copies
+/// out and the new server refuses (`unrecognized parameter`): Debian's 17.12 gives
+/// every column `pg_attver`, which its own pg_dump leaves out and 18's does not.
+const SERVER_PRIVATE_OPTIONS: &[&str] = &["pg_attver"];
+
+/// The schema script with the old server's private column options left out (a
+/// statement left with none is dropped). Bytes, so any server encoding passes.
+pub fn without_private_options(script: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(script.len());
+    for line in script.split_inclusive(|b| *b == b'\n') {
+        match std::str::from_utf8(line)
+            .ok()
+            .and_then(strip_private_options)
+        {
+            Some(None) => {}
+            Some(Some(kept)) => out.extend_from_slice(kept.as_bytes()),
+            None => out.extend_from_slice(line),
+        }
+    }
+    out
+}
+
+/// `None`: not such a line; `Some(None)`: drop it; `Some(Some(l))`: `l` instead.
+fn strip_private_options(line: &str) -> Option<Option<String>> {
+    if !line.starts_with("ALTER ") || !line.contains(" ALTER COLUMN ") {
+        return None;
+    }
+    let open = line.rfind(" SET (")? + " SET (".len();
+    let close = open + line[open..].rfind(");")?;
+    let private = |o: &&str| {
+        SERVER_PRIVATE_OPTIONS
+            .iter()
+            .any(|p| o.trim().starts_with(&format!("{p}=")))
+    };
+    let opts: Vec<&str> = line[open..close].split(',').collect();
+    if !opts.iter().any(private) {
+        return None;
+    }
+    let kept: Vec<&str> = opts
+        .into_iter()
+        .filter(|o| !private(o))
+        .map(str::trim)
+        .collect();
+    if kept.is_empty() {
+        return Some(None);
+    }
+    Some(Some(format!(
+        "{}{}{}",
+        &line[..open],
+        kept.join(", "),
+        &line[close..]
+    )))
+}
+
+/// Restore the directory dump `dir` of `db`: the schema as a script through psql
+/// (so the old server's private column options can be left out, and the first
+/// error stops it), then the data and the indexes with `pg_restore -j`.
+async fn restore(
+    engine: &Engine,
+    dst: &str,
+    user: &str,
+    db: &str,
+    dir: &str,
+    jobs: &str,
+) -> anyhow::Result<()> {
+    let mut pre = vec!["pg_restore", "--section=pre-data", "-f", "-"];
+    if db != "postgres" {
+        pre.push("--create");
+    }
+    pre.push(dir);
+    let schema = run(engine, dst, &pre, None).await?;
+    let script = without_private_options(&schema.stdout);
+    run(
+        engine,
+        dst,
+        &[
+            "psql",
+            "--no-psqlrc",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            user,
+            "-d",
+            "postgres",
+        ],
+        Some(script),
+    )
+    .await?;
+    let target = format!("dbname={}", conninfo_quote(db));
+    run(
+        engine,
+        dst,
+        &[
+            "pg_restore",
+            "-U",
+            user,
+            "-j",
+            jobs,
+            "--section=data",
+            "--section=post-data",
+            "-d",
+            &target,
+            dir,
+        ],
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A value quoted for a libpq connection string.
+fn conninfo_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// Move everything from the old server to the new one (see the module docs).
 pub async fn transfer(
     engine: &Engine,
@@ -151,12 +267,7 @@ pub async fn transfer(
             run(engine, &dst, &["rm", "-rf", &dir], None).await?;
             run(engine, &dst, &dump, None).await?;
             bar.set_message(format!("restoring `{db}` (pg_restore -j {jobs})"));
-            let mut restore = vec!["pg_restore", "-U", user, "-j", &jobs, "-d", "postgres"];
-            if db != "postgres" {
-                restore.push("--create");
-            }
-            restore.push(&dir);
-            let r = run(engine, &dst, &restore, None).await;
+            let r = restore(engine, &dst, user, db, &dir, &jobs).await;
             let _ = run(engine, &dst, &["rm", "-rf", &dir], None).await;
             r.map(|_| ())
         }
@@ -228,6 +339,26 @@ pub async fn transfer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_old_servers_private_column_options_are_left_out() {
+        let script = "CREATE TABLE t (a int);\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN a SET (pg_attver=30324416);\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN b SET (n_distinct=5, pg_attver=1);\n\
+            ALTER TABLE ONLY public.t ALTER COLUMN c SET (n_distinct=-1);\n\
+            INSERT INTO x VALUES ('pg_attver=1');\n";
+        let out = without_private_options(script.as_bytes());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CREATE TABLE t (a int);\n\
+             ALTER TABLE ONLY public.t ALTER COLUMN b SET (n_distinct=5);\n\
+             ALTER TABLE ONLY public.t ALTER COLUMN c SET (n_distinct=-1);\n\
+             INSERT INTO x VALUES ('pg_attver=1');\n"
+        );
+        let latin1 = b"COMMENT ON TABLE t IS 'caf\xe9';\n";
+        assert_eq!(without_private_options(latin1), latin1.to_vec());
+        assert_eq!(conninfo_quote("it's"), "'it\\'s'");
+    }
 
     #[test]
     fn only_the_bootstrap_role_is_left_out() {

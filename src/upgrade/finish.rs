@@ -3,6 +3,8 @@
 //! each recorded before the next, so a kill halfway leaves a state the same command
 //! finishes; `reconcile` squares the record with pgbox.toml after such a kill.
 
+use std::collections::BTreeMap;
+
 use crate::config::{self, Settings};
 use crate::container::ctl;
 use crate::container::psql::sql;
@@ -34,29 +36,73 @@ fn none_in_progress(what: &str) -> anyhow::Error {
     .into()
 }
 
-/// Rows inserted, updated and deleted in every database since the server started.
-pub async fn writes(engine: &Engine, c: &str, s: &Settings) -> anyhow::Result<i64> {
+/// Rows inserted, updated and deleted since the server started, per table
+/// (`` `database`.`schema.table` ``), for the tables written at all.
+pub async fn writes(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+) -> anyhow::Result<BTreeMap<String, i64>> {
     let dbs = sql(
         engine,
         c,
         s,
         "postgres",
-        "select datname from pg_database where datallowconn and not datistemplate",
+        "select datname from pg_database where datallowconn and not datistemplate order by 1",
     )
     .await?;
-    let mut total = 0;
+    let mut out = BTreeMap::new();
     for db in dbs.lines() {
-        let n = sql(
+        let rows = sql(
             engine,
             c,
             s,
             db,
-            "select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables",
+            "select format('%I.%I', schemaname, relname) || chr(9) || (n_tup_ins + n_tup_upd + n_tup_del)
+               from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del > 0",
         )
         .await?;
-        total += n.parse::<i64>().unwrap_or(0);
+        for row in rows.lines() {
+            if let Some((table, n)) = row.split_once('\t') {
+                out.insert(format!("`{db}`.`{table}`"), n.parse::<i64>().unwrap_or(0));
+            }
+        }
     }
-    Ok(total)
+    Ok(out)
+}
+
+/// What a rollback drops, said from the write counters at the switch and now.
+pub fn lost_writes(
+    at_switch: Option<&BTreeMap<String, i64>>,
+    now: Option<&BTreeMap<String, i64>>,
+) -> String {
+    let (Some(base), Some(now)) = (at_switch, now) else {
+        return "pgbox could not count the writes since then (the server is not running)".into();
+    };
+    // A counter below its value at the switch: the statistics were reset (a crash
+    // resets them), so a count would understate what is lost.
+    if base
+        .iter()
+        .any(|(t, b)| now.get(t).copied().unwrap_or(0) < *b)
+    {
+        return "pgbox could not count the writes since then (the server's statistics were reset, \
+                as a crash does); assume every write since the upgrade is lost"
+            .into();
+    }
+    let changed: Vec<(&String, i64)> = now
+        .iter()
+        .map(|(t, n)| (t, n - base.get(t).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    if changed.is_empty() {
+        return "no writes were counted on it since then".into();
+    }
+    let total: i64 = changed.iter().map(|(_, d)| d).sum();
+    let tables: Vec<String> = changed.iter().map(|(t, d)| format!("{t} ({d})")).collect();
+    format!(
+        "about {total} rows were inserted, updated or deleted on it since then, in {}",
+        tables.join(", ")
+    )
 }
 
 /// `--finalize`: delete the old data after a confirmation; the upgrade is over.
@@ -126,18 +172,11 @@ pub async fn rollback(
     let new = plan::settings_for(s, &st.new);
     if st.phase == UpgradePhase::Switched {
         let live = ctl::ready(engine, s).await.ok();
-        let lost = match (&live, st.writes_at_switch) {
-            (Some(c), Some(base)) => match writes(engine, c, s).await {
-                Ok(now) if now > base => format!(
-                    "about {} rows were inserted, updated or deleted on it since then",
-                    now - base
-                ),
-                Ok(_) => "no writes were counted on it since then".to_string(),
-                Err(_) => "pgbox could not count the writes since then".to_string(),
-            },
-            _ => "pgbox could not count the writes since then (the server is not running)"
-                .to_string(),
+        let now = match &live {
+            Some(c) => writes(engine, c, s).await.ok(),
+            None => None,
         };
+        let lost = lost_writes(st.table_writes_at_switch.as_ref(), now.as_ref());
         let since = st.switched_at.as_deref().unwrap_or("the switch");
         p.warn(format!(
             "rolling back drops everything written on PostgreSQL {} since the upgrade ({since}): {lost}; \
@@ -179,4 +218,29 @@ pub async fn rollback(
         up_locked(engine, &s2, up_options(o), p).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(v: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        v.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn the_lost_writes_are_named_per_table() {
+        let base = m(&[("`db`.`public.t`", 1000)]);
+        let now = m(&[("`db`.`public.t`", 1002), ("`db`.`app.new`", 1)]);
+        let said = lost_writes(Some(&base), Some(&now));
+        assert_eq!(
+            said,
+            "about 3 rows were inserted, updated or deleted on it since then, in `db`.`app.new` (1), `db`.`public.t` (2)"
+        );
+        assert!(lost_writes(Some(&base), Some(&base)).starts_with("no writes"));
+        // Counters reset by a crash: no false "no writes".
+        let reset = m(&[("`db`.`public.t`", 3)]);
+        assert!(lost_writes(Some(&base), Some(&reset)).contains("could not count"));
+        assert!(lost_writes(None, Some(&now)).contains("could not count"));
+    }
 }

@@ -296,14 +296,19 @@ async fn run(
         backup,
         was_running: resumed.as_ref().map_or(was_running, |r| r.was_running),
         writes_at_switch: None,
+        table_writes_at_switch: None,
     };
     st.save(s)?;
 
-    // c/d. Build the new cluster; on any failure or Ctrl-C it is discarded.
+    // c/d. Build the new cluster; on any failure or Ctrl-C it is discarded, and the
+    // record with it once nothing is left (else it stays, for `--rollback` to finish).
     let guard = {
-        let (engine, old_s, new_s) = (engine.clone(), old_s.clone(), new_s.clone());
+        let (engine, s, old_s, new_s) = (engine.clone(), s.clone(), old_s.clone(), new_s.clone());
+        let (restart, opts) = (st.was_running, up_options(o));
         crate::cancel::Guard::future("the unfinished new cluster", async move {
-            let _ = discard(&engine, &old_s, &new_s, mode).await;
+            if undo_build(&engine, &s, &old_s, &new_s, mode).await.is_ok() && restart {
+                let _ = up_locked(&engine, &s, opts, &quiet_printer()).await;
+            }
         })
     };
     let down_at = Instant::now();
@@ -362,9 +367,15 @@ async fn run(
     }
     .await;
     if let Err(e) = built {
-        guard.undo().await;
-        st.phase = UpgradePhase::Building;
-        Upgrade::remove(s)?;
+        guard.disarm();
+        if let Err(left) = undo_build(engine, s, &old_s, &new_s, mode).await {
+            // The engine may be gone: the record stays, so nothing is forgotten.
+            return Err(e.context(format!(
+                "the upgrade to {to} failed, and what it built could not be removed ({left:#}); \
+                 the old data was not modified: `pgbox upgrade --rollback` removes the rest \
+                 (`pgbox upgrade --to {to}` tries again), and `pgbox up` serves the old data meanwhile"
+            )));
+        }
         let back = if st.was_running {
             match up_locked(engine, s, up_options(o), p).await {
                 Ok(()) => format!("PostgreSQL {} is running again on the old data", old.major),
@@ -396,7 +407,10 @@ async fn run(
     }
     let downtime = down_at.elapsed();
     if let Ok(c) = ctl::ready(engine, &s2).await {
-        st.writes_at_switch = finish::writes(engine, &c, &s2).await.ok();
+        if let Ok(w) = finish::writes(engine, &c, &s2).await {
+            st.writes_at_switch = Some(w.values().sum());
+            st.table_writes_at_switch = Some(w);
+        }
         st.save(&s2)?;
     }
     p.done(format!(
@@ -446,10 +460,26 @@ async fn discard(
 ) -> anyhow::Result<()> {
     workers::remove_all(engine, old).await?;
     if location_exists(engine, new, mode).await? {
-        let quiet = Printer::new(true, 0, false, console_never());
+        let quiet = quiet_printer();
         crate::server::down::delete_data(engine, new, mode, None, &quiet).await?;
     }
     Ok(())
+}
+
+/// A failed or interrupted build undone: [`discard`], then the record removed.
+async fn undo_build(
+    engine: &Engine,
+    s: &Settings,
+    old: &Settings,
+    new: &Settings,
+    mode: StorageMode,
+) -> anyhow::Result<()> {
+    discard(engine, old, new, mode).await?;
+    Upgrade::remove(s)
+}
+
+fn quiet_printer() -> Printer {
+    Printer::new(true, 0, false, console_never())
 }
 
 fn console_never() -> crate::printer::ColorChoice {

@@ -33,7 +33,8 @@ pub fn name_for(name: &str, to: u32) -> String {
 }
 
 /// The new side for major `to`. The base image: `--base-image`, else the major's
-/// default when pgbox.toml names none or the old major's default, else the official
+/// default when pgbox.toml names none (still none) or the old major's default (now
+/// the new one's, named), else the official
 /// image of the new major when it names `postgres:<old>`; any other image needs the flag.
 pub fn target_side(
     s: &Settings,
@@ -45,7 +46,13 @@ pub fn target_side(
     let base_image = match (base_flag, old.base_image.as_deref()) {
         (Some(b), _) => Some(b.to_string()),
         (None, None) => None,
-        (None, Some(b)) if Some(b) == config::default_base_image(old.major) => None,
+        // Named in the file: the new major's default is named in its place, so the
+        // key keeps its line (and a rollback gives back the file as it was).
+        (None, Some(b)) if Some(b) == config::default_base_image(old.major) => Some(
+            config::default_base_image(to)
+                .ok_or_else(|| unknown_major(to))?
+                .to_string(),
+        ),
         (None, Some(b)) if b.starts_with("postgres:") => Some(format!("postgres:{to}")),
         (None, Some(b)) => {
             return Err(Fail::new(format!(
@@ -158,8 +165,11 @@ mod tests {
         };
         assert_eq!(t(None, None).unwrap().base_image, None);
         assert_eq!(
-            t(Some("debian:bookworm-slim"), None).unwrap().base_image,
-            None
+            t(Some("debian:bookworm-slim"), None)
+                .unwrap()
+                .base_image
+                .as_deref(),
+            Some("debian:trixie-slim")
         );
         assert_eq!(
             t(Some("postgres:15"), None).unwrap().base_image.as_deref(),

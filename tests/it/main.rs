@@ -20,4 +20,5 @@ mod restore_safety;
 mod schedule;
 mod small_defects;
 mod support;
+mod upgrade;
 mod upgrade_pgupgrade;
