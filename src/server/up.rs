@@ -25,6 +25,7 @@ use crate::probe::{self, Ping};
 use crate::storage::{self, fallback};
 
 /// What `pgbox up` was asked for.
+#[derive(Clone)]
 pub struct UpOptions {
     /// How long to wait for PostgreSQL to accept connections.
     pub timeout: Duration,

@@ -14,7 +14,8 @@ use crate::printer::Printer;
 use crate::server::up::up_locked;
 use crate::state::{Upgrade, UpgradePhase};
 
-use super::{discard, location, plan, up_options, UpgradeOptions};
+use super::build::{discard, location, stop_live};
+use super::{plan, up_options, UpgradeOptions};
 
 /// The record squared with pgbox.toml: the switch is the rewrite of pgbox.toml, so
 /// the file says which side is live even when pgbox died before recording it.
@@ -198,7 +199,7 @@ pub async fn rollback(
             p.info("nothing was changed");
             return Ok(());
         }
-        super::stop_live(engine, s, st.mode, p).await?;
+        stop_live(engine, s, st.mode, p).await?;
         let name = s.container_name();
         if engine.inspect(&name).await?.is_some() {
             engine.remove_container(&name, false).await?;
