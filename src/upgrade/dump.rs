@@ -67,7 +67,7 @@ pub fn without_bootstrap_role(globals: &str, user: &str) -> String {
 /// Column options the old server keeps for itself, which a newer pg_dump copies
 /// out and the new server refuses (`unrecognized parameter`): Debian's 17.12 gives
 /// every column `pg_attver`, which its own pg_dump leaves out and 18's does not.
-const SERVER_PRIVATE_OPTIONS: &[&str] = &["pg_attver"];
+pub const SERVER_PRIVATE_OPTIONS: &[&str] = &["pg_attver"];
 
 /// The schema script with the old server's private column options left out (a
 /// statement left with none is dropped). Bytes, so any server encoding passes.

@@ -108,3 +108,24 @@ fn pg_upgrade_methods_refuse_fallback_and_volume_storage() {
         assert!(p.sql("show server_version").starts_with("15."));
     }
 }
+
+/// Debian's PostgreSQL 17 gives every column a private option (`pg_attver`) that 18's
+/// pg_upgrade copies into a schema 18 refuses: the check says so before anything
+/// changes (no backup, no record, no new folder) and points to `--method dump`.
+#[test]
+fn pg_upgrade_from_17_with_private_column_options_is_refused_before_anything_changes() {
+    let p = Project::new("pgu17");
+    p.init(&["--pg-version", "17"]);
+    p.up();
+    p.sql("create table t (id int primary key); insert into t select generate_series(1, 10)");
+    let out = run(&mut p.cmd(&["upgrade", "--to", "18", "--method", "copy", "--yes"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pg_attver"), "{err}");
+    assert!(err.contains("--method dump"), "{err}");
+    assert!(!p.path().join(".pgbox/upgrade.json").exists());
+    assert!(!p.path().join(".pgbox/data-pg18").exists());
+    assert!(file_names(&p.path().join("backups")).is_empty());
+    assert_eq!(p.sql("select count(*) from t"), "10");
+    assert!(p.sql("show server_version").starts_with("17."));
+}

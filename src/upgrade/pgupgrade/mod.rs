@@ -121,6 +121,7 @@ pub async fn check(job: &Job<'_>) -> anyhow::Result<()> {
         .into());
     }
     let (root, _, _) = layout(old, new)?;
+    private_column_options(job).await?;
     if method != Method::Copy && device(&old.data_dir) != device(&new.data_dir) {
         return Err(Fail::new(format!(
             "`--method {}` needs the new cluster on the file system of the old one, and `{}` is on another",
@@ -160,6 +161,42 @@ fn initdb_args(f: &Facts, new_major: u32) -> Vec<String> {
         v.push("--no-data-checksums".into());
     }
     v
+}
+
+/// pg_upgrade restores the schema with the new major's pg_dump, which copies
+/// column options the old server keeps for itself (Debian's 17 gives every column
+/// `pg_attver`) and the new server refuses. pg_upgrade's dump cannot be filtered,
+/// and clearing them would write to the old cluster, so such a cluster is refused.
+async fn private_column_options(job: &Job<'_>) -> anyhow::Result<()> {
+    let c = job.s.container_name();
+    let like: Vec<String> = super::dump::SERVER_PRIVATE_OPTIONS
+        .iter()
+        .map(|o| format!("attoptions::text like '%{o}=%'"))
+        .collect();
+    let q = format!(
+        "select count(*) from pg_attribute where {}",
+        like.join(" or ")
+    );
+    let mut found = Vec::new();
+    for db in &job.facts.databases {
+        let n = crate::container::psql::sql(job.engine, &c, job.s, db, &q).await?;
+        if n != "0" {
+            found.push(format!("`{db}` ({n} columns)"));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Fail::new(format!(
+        "pg_upgrade cannot move this cluster: its columns carry options only PostgreSQL {} itself knows ({}), in {}, and PostgreSQL {}'s pg_upgrade copies them into a schema the new server refuses",
+        job.old.pg_version,
+        super::dump::SERVER_PRIVATE_OPTIONS.join(", "),
+        found.join(", "),
+        job.new.pg_version
+    ))
+    .hint(dump_hint())
+    .code(EXIT_USAGE)
+    .into())
 }
 
 /// Before the project's server stops: the image, the helper container and the new
@@ -259,9 +296,26 @@ async fn steps(job: &Job<'_>, h: &Helper<'_>) -> anyhow::Result<()> {
     let out = match r {
         Ok(out) => out,
         Err(e) => {
+            // Its logs live in the new cluster's folder, which the undo removes.
+            let script = format!(
+                "for f in $(ls -t {}/pg_upgrade_output.d/*/log/*.log 2>/dev/null | head -n 2); do echo \"== $f\"; tail -n 15 \"$f\"; done",
+                h.new_dir
+            );
+            let logs = match h.exec(&["sh", "-c", &script], Vec::new()).await {
+                Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                Err(_) => String::new(),
+            };
             if method == Method::Link {
                 restore_pg_control(h, &h.old_dir).await;
             }
+            let e = if logs.is_empty() {
+                e
+            } else {
+                e.context(format!(
+                    "pg_upgrade's logs end with:\n  {}",
+                    logs.replace('\n', "\n  ")
+                ))
+            };
             return Err(e.context(format!(
                 "PostgreSQL {n}'s pg_upgrade refused or failed; the old cluster is as it was"
             )));
