@@ -109,8 +109,16 @@ pub async fn build(
                     "moved {} databases, {} tables, {} rows",
                     moved.databases, moved.tables, moved.rows
                 ));
-                workers::stop_cleanly(job.engine, &workers::target_name(&job.new), job.mode)
-                    .await?;
+                // The old server is no longer needed: it stops while the new one does.
+                let (src, dst) = (
+                    workers::source_name(&job.old),
+                    workers::target_name(&job.new),
+                );
+                let (stopped, _) = tokio::join!(
+                    workers::stop_cleanly(job.engine, &dst, job.mode),
+                    job.engine.stop_container(&src, Duration::from_secs(10))
+                );
+                stopped?;
                 workers::remove_all(job.engine, &job.old).await?;
                 None
             }

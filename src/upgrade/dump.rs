@@ -118,9 +118,10 @@ fn strip_private_options(line: &str) -> Option<Option<String>> {
     )))
 }
 
-/// Restore the directory dump `dir` of `db`: the schema as a script through psql
-/// (so the old server's private column options can be left out, and the first
-/// error stops it), then the data and the indexes with `pg_restore -j`.
+/// Restore the directory dump `dir` of `db` with `pg_restore -j`, stopping at the
+/// first error. When the schema carries the old server's private column options,
+/// the schema goes as a script through psql with them left out, then the data and
+/// the indexes with `pg_restore -j`.
 async fn restore(
     engine: &Engine,
     dst: &str,
@@ -136,6 +137,27 @@ async fn restore(
     pre.push(dir);
     let schema = run(engine, dst, &pre, None).await?;
     let script = without_private_options(&schema.stdout);
+    if script == schema.stdout {
+        // Nothing to leave out: pg_restore does it all, so each table is created in
+        // this run and its COPY follows a TRUNCATE in one transaction, which the new
+        // server (wal_level=minimal while it loads) writes without WAL.
+        let mut all = vec![
+            "pg_restore",
+            "-U",
+            user,
+            "-j",
+            jobs,
+            "--exit-on-error",
+            "-d",
+            "postgres",
+        ];
+        if db != "postgres" {
+            all.push("--create");
+        }
+        all.push(dir);
+        run(engine, dst, &all, None).await?;
+        return Ok(());
+    }
     run(
         engine,
         dst,
@@ -276,8 +298,10 @@ pub async fn transfer(
         step.map_err(|e| e.context(format!("moving database `{db}` failed")))?;
 
         let bar = p.spinner(format!("comparing the rows of every table in `{db}`"));
-        let before = crate::backup::load::row_counts(engine, &src, old, db).await;
-        let after = crate::backup::load::row_counts(engine, &dst, new, db).await;
+        let (before, after) = tokio::join!(
+            crate::backup::load::row_counts(engine, &src, old, db),
+            crate::backup::load::row_counts(engine, &dst, new, db)
+        );
         bar.finish_and_clear();
         let (before, after) = (before?, after?);
         if before != after {
