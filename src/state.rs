@@ -159,12 +159,22 @@ impl Upgrade {
         }
     }
 
+    /// What to do with an upgrade that did not finish.
+    pub fn resume_hint(&self) -> String {
+        format!(
+            "`pgbox upgrade --to {}` resumes it, `pgbox upgrade --rollback` discards it",
+            self.new.major
+        )
+    }
+
     /// One line for `status`.
     pub fn describe(&self) -> String {
         match self.phase {
             UpgradePhase::Building => format!(
-                "upgrade {} → {} did not finish: `pgbox upgrade --to {}` resumes it, `pgbox upgrade --rollback` discards it",
-                self.old.major, self.new.major, self.new.major
+                "upgrade {} → {} did not finish: {}",
+                self.old.major,
+                self.new.major,
+                self.resume_hint()
             ),
             UpgradePhase::Switched => format!(
                 "upgraded {} → {}; the old data is kept: `pgbox upgrade --finalize` deletes it, `pgbox upgrade --rollback` goes back",

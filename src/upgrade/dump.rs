@@ -25,6 +25,21 @@ pub struct Moved {
     pub rows: u64,
 }
 
+/// psql as `user` into `postgres`, stopping at the first error, script on stdin.
+fn psql(user: &str) -> [&str; 9] {
+    [
+        "psql",
+        "--no-psqlrc",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        user,
+        "-d",
+        "postgres",
+    ]
+}
+
 const STAGE: &str = "/tmp/pgbox-upgrade";
 
 async fn run(
@@ -158,23 +173,7 @@ async fn restore(
         run(engine, dst, &all, None).await?;
         return Ok(());
     }
-    run(
-        engine,
-        dst,
-        &[
-            "psql",
-            "--no-psqlrc",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            user,
-            "-d",
-            "postgres",
-        ],
-        Some(script),
-    )
-    .await?;
+    run(engine, dst, &psql(user), Some(script)).await?;
     let target = format!("dbname={}", conninfo_quote(db));
     run(
         engine,
@@ -238,23 +237,7 @@ pub async fn transfer(
         }
     };
     let script = without_bootstrap_role(&String::from_utf8_lossy(&globals.stdout), user);
-    let applied = run(
-        engine,
-        &dst,
-        &[
-            "psql",
-            "--no-psqlrc",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-U",
-            user,
-            "-d",
-            "postgres",
-        ],
-        Some(script.into_bytes()),
-    )
-    .await;
+    let applied = run(engine, &dst, &psql(user), Some(script.into_bytes())).await;
     bar.finish_and_clear();
     applied?;
     p.done("moved roles, their passwords and memberships");

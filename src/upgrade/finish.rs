@@ -122,10 +122,7 @@ pub async fn finalize(
             "the upgrade {} → {} did not finish, so there is nothing to finalize",
             st.old.major, st.new.major
         ))
-        .hint(format!(
-            "`pgbox upgrade --to {}` resumes it, `pgbox upgrade --rollback` discards it",
-            st.new.major
-        ))
+        .hint(st.resume_hint())
         .code(EXIT_USAGE)
         .into());
     }

@@ -119,10 +119,7 @@ pub async fn upgrade(
                 "an upgrade {} → {} did not finish",
                 st.old.major, st.new.major
             ))
-            .hint(format!(
-                "`pgbox upgrade --to {}` resumes it, `pgbox upgrade --rollback` discards it",
-                st.new.major
-            ))
+            .hint(st.resume_hint())
             .code(EXIT_USAGE)
             .into())
         }
