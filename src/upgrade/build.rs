@@ -16,30 +16,12 @@ use crate::engine::{ContainerSpec, Engine, MountSource, MountSpec};
 use crate::error::Fail;
 use crate::printer::Printer;
 use crate::server::up::{up_locked, UpOptions};
-use crate::state::{Decision, Upgrade};
+use crate::state::Upgrade;
 use crate::storage;
 
-use super::check::Facts;
-use super::{dump, pgupgrade, workers, Method};
-
-/// Everything the build needs, worked out by the checks.
-pub struct Job<'a> {
-    pub engine: &'a Engine,
-    /// The project's settings as loaded (the old side, with its own values).
-    pub s: &'a Settings,
-    pub old: Settings,
-    pub new: Settings,
-    pub old_tag: String,
-    pub new_tag: String,
-    pub d_old: Decision,
-    pub d_new: Decision,
-    pub facts: Facts,
-    pub method: Method,
-    pub mode: StorageMode,
-    pub jobs: u32,
-    pub timeout: Duration,
-    pub p: &'a Printer,
-}
+pub use super::job::{Job, PastNoReturn};
+use super::options::Method;
+use super::{dump, pgupgrade, workers};
 
 /// How a build ended, when it did not fail.
 pub struct Built {
@@ -49,11 +31,6 @@ pub struct Built {
     /// left, so it goes live anyway and this error is reported after the switch.
     pub late: Option<anyhow::Error>,
 }
-
-/// An error past the point of no return (see [`Built::late`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
-pub struct PastNoReturn(pub anyhow::Error);
 
 /// Build the new cluster (see the module docs). `resumed`: an earlier attempt may
 /// have left helpers and a half-built location, removed first.
@@ -74,7 +51,7 @@ pub async fn build(
         let opts = up.clone();
         crate::cancel::Guard::future("the unfinished new cluster", async move {
             if undo(&engine, &s, &old, &new, mode).await.is_ok() && restart {
-                let _ = up_locked(&engine, &s, opts, &super::quiet_printer()).await;
+                let _ = up_locked(&engine, &s, opts, &super::options::quiet_printer()).await;
             }
         })
     };
@@ -216,7 +193,7 @@ pub async fn discard(
 ) -> anyhow::Result<()> {
     workers::remove_all(engine, old).await?;
     if location_exists(engine, new, mode).await? {
-        let quiet = super::quiet_printer();
+        let quiet = super::options::quiet_printer();
         crate::server::down::delete_data(engine, new, mode, None, &quiet).await?;
     }
     Ok(())

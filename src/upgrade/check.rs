@@ -272,3 +272,44 @@ pub fn fact_lines(f: &Facts) -> Vec<String> {
         ),
     ]
 }
+
+/// pg_upgrade restores the schema with the new major's pg_dump, which copies
+/// column options the old server keeps for itself (Debian's 17 gives every column
+/// `pg_attver`) and the new server refuses. pg_upgrade's dump cannot be filtered,
+/// and clearing them would write to the old cluster, so such a cluster is refused.
+pub async fn private_column_options(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    f: &Facts,
+    to: u32,
+) -> Result<(), Fail> {
+    let like: Vec<String> = super::dump::SERVER_PRIVATE_OPTIONS
+        .iter()
+        .map(|o| format!("attoptions::text like '%{o}=%'"))
+        .collect();
+    let q = format!(
+        "select count(*) from pg_attribute where {}",
+        like.join(" or ")
+    );
+    let mut found = Vec::new();
+    for db in &f.databases {
+        let n = sql(engine, c, s, db, &q)
+            .await
+            .map_err(|e| Fail::new(format!("cannot read the column options in `{db}`: {e:#}")))?;
+        if n != "0" {
+            found.push(format!("`{db}` ({n} columns)"));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Fail::new(format!(
+        "pg_upgrade cannot move this cluster: its columns carry options only PostgreSQL {} itself knows ({}), in {}, and PostgreSQL {}'s pg_upgrade copies them into a schema the new server refuses",
+        s.pg_version,
+        super::dump::SERVER_PRIVATE_OPTIONS.join(", "),
+        found.join(", "),
+        to
+    ))
+    .code(crate::error::EXIT_USAGE))
+}

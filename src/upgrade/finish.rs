@@ -15,7 +15,8 @@ use crate::server::up::up_locked;
 use crate::state::{Upgrade, UpgradePhase};
 
 use super::build::{discard, location, stop_live};
-use super::{plan, up_options, UpgradeOptions};
+use super::options::{up_options, Method, UpgradeOptions};
+use super::plan;
 
 /// The record squared with pgbox.toml: the switch is the rewrite of pgbox.toml, so
 /// the file says which side is live even when pgbox died before recording it.
@@ -166,6 +167,7 @@ pub async fn rollback(
     let Some(mut st) = state else {
         return Err(none_in_progress("roll back"));
     };
+    rollback_possible(&st, s)?;
     let old = plan::settings_for(s, &st.old);
     let new = plan::settings_for(s, &st.new);
     if st.phase == UpgradePhase::Switched {
@@ -216,6 +218,48 @@ pub async fn rollback(
         up_locked(engine, &s2, up_options(o), p).await?;
     }
     Ok(())
+}
+
+/// `--rollback` after `--method link` once the new cluster may have started: the
+/// old cluster shares its files with the new one and cannot be started again, so
+/// the rollback is refused with the way back through the automatic backup.
+fn rollback_possible(st: &Upgrade, s: &Settings) -> Result<(), Fail> {
+    if st.method != Method::Link.as_str() {
+        return Ok(());
+    }
+    let old = super::plan::settings_for(s, &st.old);
+    let global = old.data_dir.join("global");
+    let unlinked = global.join("pg_control").exists();
+    if st.phase != UpgradePhase::Switched && unlinked {
+        return Ok(());
+    }
+    let backups = if st.backup.is_empty() {
+        "none was recorded".to_string()
+    } else {
+        st.backup
+            .iter()
+            .map(|b| format!("`{b}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (o, n) = (st.old.major, st.new.major);
+    let mut hint = format!(
+        "to return to PostgreSQL {o}: `pgbox backup --all` keeps what was written on {n} if you want it; \
+         `pgbox upgrade --finalize` ends the upgrade (it deletes only the old folder's names, the {n} cluster keeps its files); \
+         then start a PostgreSQL {o} project (`pgbox init --pg-version {o}` in a new folder) and `pgbox restore` the automatic backup taken before the upgrade: {backups}"
+    );
+    if st.phase != UpgradePhase::Switched {
+        hint.push_str(&format!(
+            "; if the upgrade was interrupted before PostgreSQL {n} ever started, renaming `{}` back to `pg_control` makes the old cluster usable again",
+            global.join("pg_control.old").display()
+        ));
+    }
+    Err(Fail::new(format!(
+        "the upgrade {o} → {n} used `--method link`: the PostgreSQL {o} data in `{}` shares its files with the {n} cluster, which has started and written to them, so it cannot run again and `--rollback` would return to a broken cluster",
+        old.data_dir.display()
+    ))
+    .hint(hint)
+    .code(EXIT_USAGE))
 }
 
 #[cfg(test)]

@@ -16,13 +16,16 @@ mod build;
 pub mod check;
 mod dump;
 mod finish;
+mod job;
+mod options;
 mod pgupgrade;
 pub mod plan;
 mod workers;
 
-use std::time::{Duration, Instant};
+use options::up_options;
+pub use options::{Method, UpgradeOptions};
 
-use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 use crate::backup::create::{create_locked, CreateOptions};
 use crate::config::{self, Settings, StorageMode};
@@ -30,49 +33,9 @@ use crate::container::{ctl, image::ensure_image};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::server::up::{up_locked, UpOptions};
+use crate::server::up::up_locked;
 use crate::state::{Decision, Side, Upgrade, UpgradePhase};
 use crate::storage;
-
-/// How the new cluster is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// The new major's pg_dump and pg_restore -j: safe across C libraries (default)
-    Dump,
-    /// pg_upgrade --link: fastest; the old cluster is unusable once the new one starts
-    Link,
-    /// pg_upgrade --clone: copy-on-write file clones, where the file system has them
-    Clone,
-    /// pg_upgrade --copy: copies every file
-    Copy,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Dump => "dump",
-            Method::Link => "link",
-            Method::Clone => "clone",
-            Method::Copy => "copy",
-        }
-    }
-}
-
-/// What `pgbox upgrade` was asked for.
-pub struct UpgradeOptions {
-    pub to: Option<u32>,
-    pub method: Method,
-    pub check: bool,
-    pub finalize: bool,
-    pub rollback: bool,
-    pub base_image: Option<String>,
-    pub jobs: Option<u32>,
-    pub yes: bool,
-    /// The engine address (`--engine`), for the automatic backup.
-    pub engine: Option<String>,
-    pub timeout: Duration,
-}
 
 /// `pgbox upgrade` (see the module docs).
 pub async fn upgrade(
@@ -87,7 +50,6 @@ pub async fn upgrade(
         return finish::finalize(engine, s, state, o.yes, p).await;
     }
     if o.rollback {
-        pgupgrade::rollback_possible(state.as_ref(), s)?;
         return finish::rollback(engine, s, state, &o, p).await;
     }
     let Some(to) = o.to else {
@@ -144,13 +106,6 @@ async fn old_running(
         up_locked(engine, s, up_options(o), p).await?;
     }
     Ok((ctl::ready(engine, s).await?, running))
-}
-
-fn up_options(o: &UpgradeOptions) -> UpOptions {
-    UpOptions {
-        timeout: o.timeout,
-        dry_run: false,
-    }
 }
 
 async fn run(
@@ -400,12 +355,4 @@ async fn prepare<'a>(
         was_running,
         sides,
     })
-}
-
-fn quiet_printer() -> Printer {
-    Printer::new(true, 0, false, console_never())
-}
-
-fn console_never() -> crate::printer::ColorChoice {
-    crate::printer::ColorChoice::Never
 }

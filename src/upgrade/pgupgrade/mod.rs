@@ -35,7 +35,6 @@ use crate::config::{Settings, StorageMode};
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
-use crate::state::{Upgrade, UpgradePhase};
 
 mod collations;
 mod helper;
@@ -43,9 +42,10 @@ mod image;
 
 use helper::{helper_spec, Helper};
 
-use super::build::{Job, PastNoReturn};
-use super::check::Facts;
-use super::{workers, Method};
+use super::check::{self, Facts};
+use super::job::{Job, PastNoReturn};
+use super::options::Method;
+use super::workers;
 
 /// Where the folder holding both data folders is mounted.
 const ROOT: &str = "/pgbox-upgrade";
@@ -121,7 +121,15 @@ pub async fn check(job: &Job<'_>) -> anyhow::Result<()> {
         .into());
     }
     let (root, _, _) = layout(old, new)?;
-    private_column_options(job).await?;
+    check::private_column_options(
+        job.engine,
+        &job.s.container_name(),
+        job.s,
+        &job.facts,
+        job.new.pg_version,
+    )
+    .await
+    .map_err(|e| e.hint(dump_hint()))?;
     if method != Method::Copy && device(&old.data_dir) != device(&new.data_dir) {
         return Err(Fail::new(format!(
             "`--method {}` needs the new cluster on the file system of the old one, and `{}` is on another",
@@ -161,42 +169,6 @@ fn initdb_args(f: &Facts, new_major: u32) -> Vec<String> {
         v.push("--no-data-checksums".into());
     }
     v
-}
-
-/// pg_upgrade restores the schema with the new major's pg_dump, which copies
-/// column options the old server keeps for itself (Debian's 17 gives every column
-/// `pg_attver`) and the new server refuses. pg_upgrade's dump cannot be filtered,
-/// and clearing them would write to the old cluster, so such a cluster is refused.
-async fn private_column_options(job: &Job<'_>) -> anyhow::Result<()> {
-    let c = job.s.container_name();
-    let like: Vec<String> = super::dump::SERVER_PRIVATE_OPTIONS
-        .iter()
-        .map(|o| format!("attoptions::text like '%{o}=%'"))
-        .collect();
-    let q = format!(
-        "select count(*) from pg_attribute where {}",
-        like.join(" or ")
-    );
-    let mut found = Vec::new();
-    for db in &job.facts.databases {
-        let n = crate::container::psql::sql(job.engine, &c, job.s, db, &q).await?;
-        if n != "0" {
-            found.push(format!("`{db}` ({n} columns)"));
-        }
-    }
-    if found.is_empty() {
-        return Ok(());
-    }
-    Err(Fail::new(format!(
-        "pg_upgrade cannot move this cluster: its columns carry options only PostgreSQL {} itself knows ({}), in {}, and PostgreSQL {}'s pg_upgrade copies them into a schema the new server refuses",
-        job.old.pg_version,
-        super::dump::SERVER_PRIVATE_OPTIONS.join(", "),
-        found.join(", "),
-        job.new.pg_version
-    ))
-    .hint(dump_hint())
-    .code(EXIT_USAGE)
-    .into())
 }
 
 /// Before the project's server stops: the image, the helper container and the new
@@ -454,48 +426,6 @@ async fn update_extensions(h: &Helper<'_>, new: &Settings, p: &Printer) -> anyho
     r?;
     p.done("updated extensions to the versions PostgreSQL ships with the new major (update_extensions.sql)");
     Ok(())
-}
-
-/// `--rollback` after `--method link` once the new cluster may have started: the
-/// old cluster shares its files with the new one and cannot be started again, so
-/// the rollback is refused with the way back through the automatic backup.
-pub fn rollback_possible(state: Option<&Upgrade>, s: &Settings) -> Result<(), Fail> {
-    let Some(st) = state.filter(|st| st.method == Method::Link.as_str()) else {
-        return Ok(());
-    };
-    let old = super::plan::settings_for(s, &st.old);
-    let global = old.data_dir.join("global");
-    let unlinked = global.join("pg_control").exists();
-    if st.phase != UpgradePhase::Switched && unlinked {
-        return Ok(());
-    }
-    let backups = if st.backup.is_empty() {
-        "none was recorded".to_string()
-    } else {
-        st.backup
-            .iter()
-            .map(|b| format!("`{b}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (o, n) = (st.old.major, st.new.major);
-    let mut hint = format!(
-        "to return to PostgreSQL {o}: `pgbox backup --all` keeps what was written on {n} if you want it; \
-         `pgbox upgrade --finalize` ends the upgrade (it deletes only the old folder's names, the {n} cluster keeps its files); \
-         then start a PostgreSQL {o} project (`pgbox init --pg-version {o}` in a new folder) and `pgbox restore` the automatic backup taken before the upgrade: {backups}"
-    );
-    if st.phase != UpgradePhase::Switched {
-        hint.push_str(&format!(
-            "; if the upgrade was interrupted before PostgreSQL {n} ever started, renaming `{}` back to `pg_control` makes the old cluster usable again",
-            global.join("pg_control.old").display()
-        ));
-    }
-    Err(Fail::new(format!(
-        "the upgrade {o} → {n} used `--method link`: the PostgreSQL {o} data in `{}` shares its files with the {n} cluster, which has started and written to them, so it cannot run again and `--rollback` would return to a broken cluster",
-        old.data_dir.display()
-    ))
-    .hint(hint)
-    .code(EXIT_USAGE))
 }
 
 #[cfg(test)]
