@@ -855,3 +855,60 @@ fn the_engine_stopping_halfway_leaves_an_upgrade_that_resumes_and_old_data_up_se
     assert_eq!(major(&p), 17);
     assert_eq!(snapshot_simple(&p), before);
 }
+
+/// The new cluster goes where the storage mode keeps data: a new tarball folder in
+/// fallback mode (the old tarball, saved when the server stopped, is read through a
+/// read-only mount), a new volume in volume mode. Fallback rolls back to the old tarball (the
+/// write made on 17 is gone); volume finalizes (the old volume is deleted).
+#[test]
+fn dump_moves_fallback_and_volume_storage_to_new_locations() {
+    for mode in ["fallback", "volume"] {
+        let p = Project::new(&format!("upgm{mode}"));
+        p.init(&["--pg-version", "15", "--storage", mode]);
+        p.up();
+        let _h = helpers_removed(&p);
+        p.sql("create table t (id int primary key, v text); insert into t select g, 'ü' || g from generate_series(1, 2000) g");
+        let sum = "select md5(string_agg(id || v, ',' order by id)) from t";
+        let before = p.sql(sum);
+        let tarball = p.path().join(".pgbox/data/pgsql.tar.zst");
+        let saved = std::fs::metadata(&tarball)
+            .ok()
+            .map(|m| m.modified().unwrap());
+
+        let out = ok(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
+        assert!(text(&out.stderr).contains("every count matching"), "{mode}");
+        assert_eq!(major(&p), 17, "{mode}");
+        assert_eq!(p.sql(sum), before, "{mode}: the rows changed");
+        let status = text(&ok(&mut p.cmd(&["status", "--json"])).stdout);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["upgrade"]["phase"], "switched", "{mode}: {status}");
+        if mode == "fallback" {
+            assert!(p.path().join(".pgbox/data-pg17/pgsql.tar.zst").exists());
+            p.sql("insert into t values (9999, 'on 17')");
+            ok(&mut p.cmd(&["upgrade", "--rollback", "--yes"]));
+            assert_eq!(major(&p), 15);
+            assert_eq!(
+                p.sql(sum),
+                before,
+                "the old tarball's rows are not all back"
+            );
+            assert!(!p.path().join(".pgbox/data-pg17").exists());
+        } else {
+            let volume = format!("pgbox-{}-data", p.name);
+            let new_volume = format!("{volume}-pg17");
+            assert!(p
+                .cli(&["volume", "ls", "-q"])
+                .lines()
+                .any(|v| v == new_volume));
+            ok(&mut p.cmd(&["upgrade", "--finalize", "--yes"]));
+            let volumes = p.cli(&["volume", "ls", "-q"]);
+            assert!(
+                !volumes.lines().any(|v| v == volume),
+                "the old volume is still there"
+            );
+            assert!(volumes.lines().any(|v| v == new_volume));
+            assert_eq!(p.sql(sum), before);
+        }
+        assert!(!upgrade_state(&p).exists(), "{mode}");
+    }
+}

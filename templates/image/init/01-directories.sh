@@ -33,7 +33,8 @@ module_validate() {
         log_error "$PGBOX_MOUNT is owned by root and not empty; it is not a PostgreSQL data folder pgbox prepared"
         return 1
     fi
-    if [ "$PGBOX_STORAGE_MODE" = fallback ] && [ ! -w "$PGBOX_MOUNT" ]; then
+    # PGBOX_NO_SAVE=1 (`pgbox upgrade`'s read-only source) never writes the tarball.
+    if [ "$PGBOX_STORAGE_MODE" = fallback ] && [ "${PGBOX_NO_SAVE:-0}" != 1 ] && [ ! -w "$PGBOX_MOUNT" ]; then
         VALIDATE_EXIT=$EXIT_STORAGE
         log_error "$PGBOX_MOUNT is not writable; the fallback tarball cannot be saved there"
         return 1
