@@ -13,6 +13,8 @@ use crate::engine::{ContainerSpec, Engine};
 use crate::error::Fail;
 use crate::printer::size;
 
+use super::options::Method;
+
 /// What the old cluster is, read from the running server.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -172,19 +174,20 @@ pub struct Space {
     pub backup_free: Option<u64>,
 }
 
-/// Estimate: the new cluster takes about what the old one does; the compressed
-/// backup about a third of it (one half when the data barely compresses is not
-/// knowable up front, so a half is asked for).
-pub fn space(s: &Settings, new: &Settings, mode: StorageMode, f: &Facts, copy: bool) -> Space {
+/// Estimate: the new cluster takes about what the old one does (a tenth of it with
+/// `--method link`, which shares the files), and `dump` also stages an uncompressed
+/// dump of the largest database beside it (at most the old cluster's size); the
+/// compressed backup about half of it (what compression gains is not knowable up front).
+pub fn space(s: &Settings, new: &Settings, mode: StorageMode, f: &Facts, method: Method) -> Space {
     let cluster_at = match mode {
         StorageMode::Volume => None,
         _ => Some(new.data_dir.clone()),
     };
     Space {
-        cluster_need: if copy {
-            f.bytes + f.bytes / 10
-        } else {
-            f.bytes / 10
+        cluster_need: match method {
+            Method::Dump => 2 * f.bytes + f.bytes / 10,
+            Method::Copy | Method::Clone => f.bytes + f.bytes / 10,
+            Method::Link => f.bytes / 10,
         },
         cluster_free: cluster_at.as_deref().and_then(crate::fsutil::free_bytes),
         cluster_at,

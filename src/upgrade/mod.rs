@@ -326,7 +326,7 @@ async fn prepare<'a>(
         gid,
         ..d_old.clone()
     };
-    let space = check::space(s, &new_s, mode, &facts, o.method != Method::Link);
+    let space = check::space(s, &new_s, mode, &facts, o.method);
     for l in check::fact_lines(&facts).into_iter().chain(space.lines(s)) {
         p.info(l);
     }
