@@ -870,10 +870,6 @@ fn dump_moves_fallback_and_volume_storage_to_new_locations() {
         p.sql("create table t (id int primary key, v text); insert into t select g, 'ü' || g from generate_series(1, 2000) g");
         let sum = "select md5(string_agg(id || v, ',' order by id)) from t";
         let before = p.sql(sum);
-        let tarball = p.path().join(".pgbox/data/pgsql.tar.zst");
-        let saved = std::fs::metadata(&tarball)
-            .ok()
-            .map(|m| m.modified().unwrap());
 
         let out = ok(&mut p.cmd(&["upgrade", "--to", "17", "--yes"]));
         assert!(text(&out.stderr).contains("every count matching"), "{mode}");
