@@ -7,6 +7,11 @@
 
 use std::path::Path;
 
+/// Where the image expects the data folder or volume: PGDATA, except in fallback
+/// mode, on every major and base (the official `postgres:18` image moved its own
+/// PGDATA; pgbox sets it here).
+pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
+
 use anyhow::Context;
 use minijinja::Environment;
 use serde::Serialize;
@@ -111,7 +116,7 @@ impl ImageContext {
             pgbox_version: env!("CARGO_PKG_VERSION"),
             base_image: &s.base_image,
             pg_major: s.pg_version,
-            pgdata: crate::container::spec::DATA_MOUNT,
+            pgdata: DATA_MOUNT,
             postgres_uid: uid,
             postgres_gid: s.gid.unwrap_or(uid),
         };
@@ -189,7 +194,6 @@ mod tests {
     /// where the container spec mounts the data, for every major and base.
     #[test]
     fn pgdata_is_the_data_mount_on_every_major_and_base() {
-        use crate::container::spec::DATA_MOUNT;
         let tmp = tempfile::tempdir().unwrap();
         for (major, base) in [
             (15, "debian:bookworm-slim"),

@@ -25,8 +25,9 @@ use crate::tls::TlsPaths;
 pub const SECRETS_TARGET: &str = "/run/secrets/pgbox";
 /// Rendered postgresql.conf and pg_hba.conf, mounted read-only.
 pub const CONF_TARGET: &str = "/etc/pgbox/conf";
-/// Where the data folder or volume is mounted (PGDATA, except in fallback mode).
-pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
+/// Where the data folder or volume is mounted (PGDATA, except in fallback mode); the
+/// image's own layout, so it is defined where the image is rendered.
+pub use crate::templates::DATA_MOUNT;
 /// Bound of the entrypoint's fast shutdown; the engine's stop timeout exceeds it.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 

@@ -276,6 +276,11 @@ pub fn fact_lines(f: &Facts) -> Vec<String> {
     ]
 }
 
+/// Column options the old server keeps for itself, which a newer pg_dump copies
+/// out and the new server refuses (`unrecognized parameter`): Debian's 17.12 gives
+/// every column `pg_attver`, which its own pg_dump leaves out and 18's does not.
+pub const SERVER_PRIVATE_OPTIONS: &[&str] = &["pg_attver"];
+
 /// pg_upgrade restores the schema with the new major's pg_dump, which copies
 /// column options the old server keeps for itself (Debian's 17 gives every column
 /// `pg_attver`) and the new server refuses. pg_upgrade's dump cannot be filtered,
@@ -287,7 +292,7 @@ pub async fn private_column_options(
     f: &Facts,
     to: u32,
 ) -> Result<(), Fail> {
-    let like: Vec<String> = super::dump::SERVER_PRIVATE_OPTIONS
+    let like: Vec<String> = SERVER_PRIVATE_OPTIONS
         .iter()
         .map(|o| format!("attoptions::text like '%{o}=%'"))
         .collect();
@@ -310,7 +315,7 @@ pub async fn private_column_options(
     Err(Fail::new(format!(
         "pg_upgrade cannot move this cluster: its columns carry options only PostgreSQL {} itself knows ({}), in {}, and PostgreSQL {}'s pg_upgrade copies them into a schema the new server refuses",
         s.pg_version,
-        super::dump::SERVER_PRIVATE_OPTIONS.join(", "),
+        SERVER_PRIVATE_OPTIONS.join(", "),
         found.join(", "),
         to
     ))

@@ -15,7 +15,7 @@ use crate::engine::{Engine, ExecOutput};
 use crate::error::Fail;
 use crate::printer::Printer;
 
-use super::check::Facts;
+use super::check::{Facts, SERVER_PRIVATE_OPTIONS};
 use super::workers::{source_name, target_name, OLD_SOCKET_DIR};
 
 /// What was moved.
@@ -78,11 +78,6 @@ pub fn without_bootstrap_role(globals: &str, user: &str) -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
-
-/// Column options the old server keeps for itself, which a newer pg_dump copies
-/// out and the new server refuses (`unrecognized parameter`): Debian's 17.12 gives
-/// every column `pg_attver`, which its own pg_dump leaves out and 18's does not.
-pub const SERVER_PRIVATE_OPTIONS: &[&str] = &["pg_attver"];
 
 /// The schema script with the old server's private column options left out (a
 /// statement left with none is dropped). Bytes, so any server encoding passes.
