@@ -7,17 +7,17 @@
 
 use std::path::Path;
 
-/// Where the image expects the data folder or volume: PGDATA, except in fallback
-/// mode, on every major and base (the official `postgres:18` image moved its own
-/// PGDATA; pgbox sets it here).
-pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
-
 use anyhow::Context;
 use minijinja::Environment;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
+
+/// Where the image expects the data folder or volume: PGDATA, except in fallback
+/// mode, on every major and base (the official `postgres:18` image moved its own
+/// PGDATA; pgbox sets it here).
+pub const DATA_MOUNT: &str = "/var/lib/postgresql/data";
 
 macro_rules! embedded {
     ($($name:literal),* $(,)?) => {
