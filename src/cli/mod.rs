@@ -32,6 +32,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Print nothing but data and errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
