@@ -908,3 +908,32 @@ fn dump_moves_fallback_and_volume_storage_to_new_locations() {
         assert!(!upgrade_state(&p).exists(), "{mode}");
     }
 }
+
+/// `--check` runs the checks, prints the report (the old cluster's facts and the space
+/// needed against the space free) and changes nothing: no backup, no record, no new
+/// location, the same major.
+#[test]
+fn check_only_reports_and_changes_nothing() {
+    let p = Project::new("upgcheck");
+    p.init(&["--pg-version", "15"]);
+    p.up();
+    p.sql("create table t (id int primary key); insert into t select generate_series(1, 100)");
+    let out = ok(&mut p.cmd(&["upgrade", "--to", "17", "--check"]));
+    let err = text(&out.stderr);
+    for want in [
+        "old cluster: PostgreSQL 15.",
+        "encoding UTF8",
+        "data checksums off",
+        "new cluster: about",
+        "backup: about",
+        "every check passed for 15 → 17",
+        "nothing was changed",
+    ] {
+        assert!(err.contains(want), "missing `{want}`: {err}");
+    }
+    assert!(!upgrade_state(&p).exists());
+    assert!(!p.path().join(".pgbox/data-pg17").exists());
+    assert!(file_names(&p.path().join("backups")).is_empty());
+    assert_eq!(major(&p), 15);
+    assert!(toml(&p).contains("version = 15"));
+}
