@@ -52,6 +52,15 @@ pub async fn down(
     };
 
     if args.purge {
+        if let Some(up) = crate::state::Upgrade::load(s)? {
+            return Err(Fail::new(format!(
+                "`--purge` would delete one side of the upgrade {} → {} and leave the other",
+                up.old.major, up.new.major
+            ))
+            .hint("end the upgrade first: `pgbox upgrade --finalize` or `pgbox upgrade --rollback`; then purge")
+            .code(crate::error::EXIT_USAGE)
+            .into());
+        }
         let ok = p.confirm(
             format!("Delete {what} of `{}` for good?", s.project),
             args.yes,

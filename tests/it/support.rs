@@ -264,7 +264,9 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        // Remove the container and the data even when the test failed.
+        // Remove the container and the data even when the test failed (an upgrade's
+        // record would make `--purge` refuse; the tempdir holds both sides' folders).
+        let _ = std::fs::remove_file(self.path().join(".pgbox/upgrade.json"));
         let _ = self.cmd(&["down", "--purge", "--yes", "-q"]).output();
         let _ = Command::new(self.eng.cli())
             .args(["rm", "-f", &self.container()])

@@ -896,6 +896,11 @@ fn dump_moves_fallback_and_volume_storage_to_new_locations() {
                 .cli(&["volume", "ls", "-q"])
                 .lines()
                 .any(|v| v == new_volume));
+            // `down --purge` would delete one side only: refused until the upgrade ends.
+            let purge = run(&mut p.cmd(&["down", "--purge", "--yes"]));
+            assert_eq!(purge.status.code(), Some(2), "{}", text(&purge.stderr));
+            assert!(text(&purge.stderr).contains("--finalize"));
+            assert_eq!(p.sql(sum), before, "the refused purge changed something");
             ok(&mut p.cmd(&["upgrade", "--finalize", "--yes"]));
             let volumes = p.cli(&["volume", "ls", "-q"]);
             assert!(
