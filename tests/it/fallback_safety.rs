@@ -131,7 +131,10 @@ fn down_on_a_full_data_location_fails_and_keeps_the_data() {
     assert!(err.contains("free space"), "{err}");
     assert!(err.contains("pgbox save -o"), "{err}");
     assert!(exists(&p), "the container holding the only copy is kept");
-    assert!(logs(&p).contains("ERROR shutdown: saving the cluster failed"));
+    // The engine copies a stopped container's last lines into its log a moment later.
+    wait_for(&p, "the failed save in the container's log", 10, || {
+        logs(&p).contains("ERROR shutdown: saving the cluster failed")
+    });
     let st = text(&run(&mut p.cmd(&["status"])).stderr);
     assert!(
         st.contains("holds writes that are not in `pgsql.tar.zst`"),
