@@ -42,6 +42,7 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "image/runtime/shutdown.sh",
     "image/runtime/healthcheck.sh",
     "image/runtime/ctl.sh",
+    "image/runtime/archive.sh",
     "postgres/postgresql.conf.j2",
     "deploy/compose.yaml.j2",
     "deploy/podman-run.sh.j2",

@@ -286,6 +286,10 @@ pub struct Settings {
     pub backup_format: Format,
     pub backup_compress: Compression,
     pub backup_level: Option<u32>,
+    /// `[backup] pitr`: a continuous WAL archive in `<backup dir>/wal/`.
+    pub pitr: bool,
+    /// `[backup] archive_timeout` in seconds (60 by default).
+    pub archive_timeout: u64,
     pub max_connections: u32,
     /// postgresql.conf values, already in PostgreSQL's units.
     pub shared_buffers: String,
@@ -400,6 +404,11 @@ impl Settings {
             backup_format: bk.format.unwrap_or(Format::Custom),
             backup_compress: bk.compress.unwrap_or(Compression::Zstd),
             backup_level: bk.level,
+            pitr: bk.pitr.unwrap_or(false),
+            archive_timeout: bk
+                .archive_timeout
+                .as_deref()
+                .map_or(60, |s| parse_interval(s).unwrap_or(60)),
             max_connections: pg.max_connections.unwrap_or(100),
             shared_buffers: format!("{shared_kb}kB"),
             effective_cache_size: format!("{cache_kb}kB"),
@@ -427,6 +436,11 @@ impl Settings {
 
     pub fn secret_path(&self) -> PathBuf {
         self.state_dir().join("secrets").join("postgres_password")
+    }
+
+    /// The WAL archive: `<backup dir>/wal`.
+    pub fn wal_archive_dir(&self) -> PathBuf {
+        self.backup_dir.join("wal")
     }
 
     pub fn container_name(&self) -> String {

@@ -208,6 +208,16 @@ pub struct BackupSection {
         skip_serializing_if = "Option::is_none"
     )]
     pub level: Option<u32>,
+    /// Point-in-time recovery: archive every completed WAL segment into `<dir>/wal/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<bool>,
+    /// With `pitr`: the longest a written transaction waits to be archived, e.g. "60s".
+    #[serde(
+        default,
+        deserialize_with = "de_interval",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub archive_timeout: Option<String>,
 }
 
 /// Where PGDATA lives (`[storage] mode`, `init --storage`).

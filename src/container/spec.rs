@@ -28,6 +28,8 @@ pub const CONF_TARGET: &str = "/etc/pgbox/conf";
 /// Where the data folder or volume is mounted (PGDATA, except in fallback mode); the
 /// image's own layout, so it is defined where the image is rendered.
 pub use crate::templates::DATA_MOUNT;
+/// Where the WAL archive (`<backup dir>/wal`) is mounted with `[backup] pitr`.
+pub const WAL_ARCHIVE: &str = "/var/lib/pgbox/wal";
 /// Bound of the entrypoint's fast shutdown; the engine's stop timeout exceeds it.
 pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 
@@ -84,6 +86,13 @@ fn mounts(s: &Settings, data: MountSource) -> Vec<MountSpec> {
     }
     if let Some(d) = &s.init_dir {
         m.push(ro(d.clone(), "/etc/pgbox/initdb.d"));
+    }
+    if s.pitr {
+        m.push(MountSpec {
+            source: MountSource::Bind(s.wal_archive_dir()),
+            target: WAL_ARCHIVE.into(),
+            read_only: false,
+        });
     }
     m
 }

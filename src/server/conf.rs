@@ -30,6 +30,8 @@ struct ConfVars<'a> {
     work_mem: &'a str,
     memory_limit: Option<String>,
     tls: bool,
+    /// `[backup] pitr`: archive_timeout in seconds, or None when off.
+    pitr: Option<u64>,
     settings: &'a [(String, String)],
 }
 
@@ -74,6 +76,7 @@ pub fn config_texts(s: &Settings) -> anyhow::Result<Vec<(&'static str, String)>>
         work_mem: &s.work_mem,
         memory_limit: s.memory_limit.map(|b| format!("{} MB", b >> 20)),
         tls: s.tls != TlsMode::Off,
+        pitr: s.pitr.then_some(s.archive_timeout),
         settings: &s.pg_settings,
     };
     ["postgresql.conf", "pg_hba.conf"]

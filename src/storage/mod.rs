@@ -143,6 +143,31 @@ pub async fn prepare(engine: &Engine, s: &Settings, d: &Decision) -> anyhow::Res
             direct::prepare_direct(&s.data_dir, d.uid, d.gid)?;
         }
     }
+    prepare_wal_archive(s, d)
+}
+
+/// With `[backup] pitr`: the WAL archive folder, written by the container's postgres
+/// user, so prepared like a direct-mode data folder. Fallback storage is chosen
+/// exactly when pgbox cannot give a folder to that user, so PITR is refused there.
+fn prepare_wal_archive(s: &Settings, d: &Decision) -> anyhow::Result<()> {
+    if !s.pitr {
+        return Ok(());
+    }
+    let dir = s.wal_archive_dir();
+    let me = euid();
+    if d.via_unshare {
+        direct::prepare_direct_unshare(&dir, d.uid, d.gid)?;
+    } else if me == 0 || me == d.uid {
+        direct::prepare_direct(&dir, d.uid, d.gid)?;
+    } else {
+        return Err(Fail::new(format!(
+            "`pitr = true` needs the WAL archive `{}` to belong to the container's postgres uid {}, and uid {me} cannot give it a folder",
+            dir.display(),
+            d.uid
+        ))
+        .hint("run pgbox as root (or as that uid), or use rootless Podman, which maps it; or set `pitr = false` under `[backup]` and rely on scheduled dumps")
+        .into());
+    }
     Ok(())
 }
 
