@@ -70,6 +70,10 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
             ("engine", report.engine.clone()),
             ("config", report.config.clone()),
             (
+                "archive",
+                report.archive.as_ref().map_or_else(dash, |a| a.summary()),
+            ),
+            (
                 "upgrade",
                 report.upgrade.as_ref().map_or_else(dash, |u| {
                     format!("{} → {} ({:?})", u.old.major, u.new.major, u.phase).to_lowercase()
@@ -79,6 +83,10 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
         for (k, v) in rows {
             p.data(format!("{k:<11}{v}"));
         }
+    }
+    // A failing WAL archive is an error: point-in-time recovery silently stops otherwise.
+    if report.archive.as_ref().is_some_and(|a| a.failing) {
+        return Ok(1);
     }
     Ok(if report.ready { 0 } else { EXIT_UNHEALTHY })
 }

@@ -49,6 +49,8 @@ pub struct Report {
     pub storage: Storage,
     pub engine: String,
     pub config: String,
+    /// `[backup] pitr`: the WAL archiver's health, from `pg_stat_archiver`.
+    pub archive: Option<Archive>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
     /// The storage mode in effect (what `storage.mode` spells).
@@ -64,24 +66,35 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
     let name = s.container_name();
     let info = engine.inspect(&name).await?;
     let running = info.as_ref().is_some_and(|c| c.running);
+    let mut warnings = Vec::new();
+    let mut archive = None;
     // The entrypoint's state and the server's version in one exec, beside the ping.
     let (ready, entrypoint_state, server_version) = if running {
         let host = s.url_host();
         let ping = probe::ping(&host, s.port, Duration::from_secs(2));
-        let version = psql::argv(s, "postgres", &["-qAt", "-c", "show server_version"]);
+        let query = if s.pitr {
+            ARCHIVER_SQL
+        } else {
+            "show server_version"
+        };
+        let version = psql::argv(s, "postgres", &["-qAt", "-c", query]);
         let state = ctl::state_then(engine, &name, &version);
-        let (ping, (state, version)) = tokio::join!(ping, state);
-        let version = version
-            .as_deref()
+        let (ping, (state, out)) = tokio::join!(ping, state);
+        let mut lines = out.as_deref().unwrap_or("").lines();
+        let version = lines
+            .next()
             .and_then(psql::version_number)
             .map(String::from);
+        archive = lines.next().and_then(Archive::parse);
         (ping == Ping::Ready, state, version)
     } else {
         (false, None, None)
     };
+    if let Some(a) = &archive {
+        warnings.extend(a.warnings());
+    }
     let storage::InEffect { mode, decision } = storage::in_effect(s)?;
     let fallback = mode == StorageMode::Fallback;
-    let mut warnings = Vec::new();
     if fallback && info.as_ref().is_some_and(|c| !c.running) {
         match fallback::unsaved(engine, &name).await {
             Ok(Some(why)) => warnings.push(format!(
@@ -146,10 +159,89 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         },
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
+        archive,
         upgrade,
         mode,
         warnings,
     })
+}
+
+/// The server's version and, on the next line, the archiver's health (`|`-separated).
+const ARCHIVER_SQL: &str = "select current_setting('server_version') || chr(10) || concat_ws('|',
+    archived_count, coalesce(last_archived_wal, ''), coalesce(to_char(last_archived_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''),
+    failed_count, coalesce(last_failed_wal, ''), coalesce(to_char(last_failed_time at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''),
+    (select count(*) from pg_ls_archive_statusdir() where name like '%.ready'),
+    coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false))
+  from pg_stat_archiver";
+
+/// The WAL archiver's health (`[backup] pitr`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Archive {
+    pub archived_count: u64,
+    pub last_archived_wal: Option<String>,
+    pub last_archived_time: Option<String>,
+    pub failed_count: u64,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    /// Segments waiting in pg_wal to be archived.
+    pub waiting: u64,
+    /// The last attempt failed (no success since).
+    pub failing: bool,
+}
+
+/// Segments waiting to be archived before status warns that pg_wal is filling up.
+const WAITING_WARN: u64 = 8;
+
+impl Archive {
+    fn parse(line: &str) -> Option<Archive> {
+        let f: Vec<&str> = line.split('|').collect();
+        if f.len() != 8 {
+            return None;
+        }
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Some(Archive {
+            archived_count: f[0].parse().ok()?,
+            last_archived_wal: opt(f[1]),
+            last_archived_time: opt(f[2]),
+            failed_count: f[3].parse().ok()?,
+            last_failed_wal: opt(f[4]),
+            last_failed_time: opt(f[5]),
+            waiting: f[6].parse().ok()?,
+            failing: f[7] == "t" || f[7] == "true",
+        })
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.failing {
+            w.push(format!(
+                "WAL archiving is failing: `{}` could not be archived (last failure {}); PostgreSQL keeps the segments in pg_wal until it can; `pgbox logs` says why",
+                self.last_failed_wal.as_deref().unwrap_or("?"),
+                self.last_failed_time.as_deref().unwrap_or("?")
+            ));
+        }
+        if self.waiting >= WAITING_WARN {
+            w.push(format!(
+                "{} WAL segments ({} MB) wait in pg_wal to be archived; they stay until the archive takes them, so the data disk fills while archiving fails",
+                self.waiting,
+                self.waiting * 16
+            ));
+        }
+        w
+    }
+
+    /// One line for the status rows.
+    pub fn summary(&self) -> String {
+        let last = match (&self.last_archived_wal, &self.last_archived_time) {
+            (Some(w), Some(t)) => format!("last {w} at {t}"),
+            _ => "nothing archived yet".to_string(),
+        };
+        let state = if self.failing { "FAILING" } else { "ok" };
+        format!(
+            "{state}: {} archived, {last}; {} failed; {} waiting",
+            self.archived_count, self.failed_count, self.waiting
+        )
+    }
 }
 
 /// When `pgsql.tar.zst` was last written (RFC 3339), or None when it never was.

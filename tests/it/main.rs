@@ -16,6 +16,7 @@ mod interrupts;
 mod lifecycle;
 mod loud_schedule;
 mod majors;
+mod pitr_archive;
 mod restore_safety;
 mod schedule;
 mod small_defects;
