@@ -16,6 +16,7 @@ mod interrupts;
 mod lifecycle;
 mod loud_schedule;
 mod majors;
+mod pitr_base;
 mod restore_safety;
 mod schedule;
 mod small_defects;
