@@ -247,7 +247,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup)
-            opts="-o -q -v -h -V --db --all --format --compress --level --output --verify --quiet --verbose --color --json --config --engine --help --version list verify prune help"
+            opts="-o -q -v -h -V --db --all --format --compress --level --output --verify --base --quiet --verbose --color --json --config --engine --help --version list verify prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -435,7 +435,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup__subcmd__verify)
-            opts="-q -v -h -V --deep --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --deep --pitr --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -186,6 +186,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l all -d 'The globals (roles) and every database, one file each'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l verify -d 'Verify the new backup with pg_restore --list right away'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l base -d 'A base backup for point-in-time recovery (pg_basebackup, checked with pg_verifybackup) into `<backup dir>/base/`; needs `[backup] pitr = true`'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
@@ -211,6 +212,7 @@ never\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l deep -d 'Also restore into a scratch database and compare row counts per table'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l pitr -d 'Check the WAL archive instead: no gap from any base backup to the newest segment, every recorded sha256; prints the recoverable window'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l json -d 'Machine-readable JSON on stdout, for commands that report'

@@ -7,16 +7,19 @@
 //! written as `.partial`, fsynced and checked before the rename, so a listing
 //! never sees half a backup.
 
+pub mod base;
 pub mod create;
 pub mod dump;
 pub mod listing;
 pub mod load;
+pub mod pitr;
 pub mod plain;
 pub mod record;
 pub mod restore;
 pub mod retention;
 pub mod transfer;
 pub mod verify;
+pub mod wal;
 
 use std::io::Read;
 

@@ -51,6 +51,11 @@ pub struct BackupCreateArgs {
     /// Verify the new backup with pg_restore --list right away
     #[arg(long)]
     pub verify: bool,
+
+    /// A base backup for point-in-time recovery (pg_basebackup, checked with
+    /// pg_verifybackup) into `<backup dir>/base/`; needs `[backup] pitr = true`
+    #[arg(long, conflicts_with_all = ["db", "all", "format", "compress", "level", "output"])]
+    pub base: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -72,6 +77,11 @@ pub struct VerifyArgs {
     /// Also restore into a scratch database and compare row counts per table
     #[arg(long)]
     pub deep: bool,
+
+    /// Check the WAL archive instead: no gap from any base backup to the newest
+    /// segment, every recorded sha256; prints the recoverable window
+    #[arg(long, conflicts_with = "deep")]
+    pub pitr: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,9 +1,10 @@
 //! `pgbox backup` (create), `backup list`, `backup verify` and `backup prune`:
-//! flags into options, one call into `backup::{create, listing, verify, retention}`.
+//! flags into options, one call into `backup::{create, base, listing, verify, pitr,
+//! retention}`.
 
 use super::Ctx;
 use crate::backup::create::{self, CreateOptions};
-use crate::backup::{listing, retention, verify};
+use crate::backup::{base, listing, pitr, retention, verify};
 use crate::cli::{BackupAction, BackupArgs, BackupCreateArgs, GlobalArgs, PruneArgs};
 use crate::config::Settings;
 use crate::printer::{size, Printer};
@@ -12,6 +13,11 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let s = ctx.settings()?;
     match args.action {
+        None if args.create.base => {
+            let dir = base::take(ctx.global.engine.as_deref(), s, p).await?;
+            p.data(dir.display().to_string());
+            Ok(0)
+        }
         None => {
             for path in create::create(&options(args.create, ctx.global), s, p).await? {
                 p.data(path);
@@ -19,6 +25,10 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             Ok(0)
         }
         Some(BackupAction::List) => list(s, p),
+        Some(BackupAction::Verify(a)) if a.pitr => {
+            pitr::verify(s, p).await?;
+            Ok(0)
+        }
         Some(BackupAction::Verify(a)) => {
             verify::verify_backup(&a.file, a.deep, ctx.global.engine.as_deref(), s, p).await?;
             Ok(0)

@@ -17,6 +17,7 @@ mod lifecycle;
 mod loud_schedule;
 mod majors;
 mod pitr_archive;
+mod pitr_base;
 mod restore_safety;
 mod schedule;
 mod small_defects;
