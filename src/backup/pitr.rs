@@ -131,3 +131,19 @@ pub async fn verify(s: &Settings, p: &Printer) -> anyhow::Result<()> {
 fn stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
+
+/// The recoverable window at a glance, for `status`: from the oldest base backup's
+/// end to the newest archived segment; None without a base backup. It does not
+/// check the chain (that is `backup verify --pitr`).
+pub fn window(s: &Settings) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let bases = base::list(s).ok()?;
+    let oldest = bases.iter().map(|(_, m)| m.finished_at).min()?;
+    let seg = bases
+        .first()
+        .map_or(wal::DEFAULT_SEGMENT_SIZE, |(_, m)| m.wal_segment_size);
+    let newest = wal::scan(&s.wal_archive_dir(), seg)
+        .ok()?
+        .newest_mtime
+        .map(DateTime::<Utc>::from)?;
+    Some((oldest, newest.max(oldest)))
+}

@@ -74,6 +74,16 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
                 report.archive.as_ref().map_or_else(dash, |a| a.summary()),
             ),
             (
+                "window",
+                match (&report.archive, &report.recoverable) {
+                    (_, Some((a, b))) => {
+                        format!("{a} .. {b} (`pgbox backup verify --pitr` checks it)")
+                    }
+                    (Some(_), None) => "no base backup yet: `pgbox backup --base`".into(),
+                    _ => dash(),
+                },
+            ),
+            (
                 "upgrade",
                 report.upgrade.as_ref().map_or_else(dash, |u| {
                     format!("{} → {} ({:?})", u.old.major, u.new.major, u.phase).to_lowercase()

@@ -51,6 +51,9 @@ pub struct Report {
     pub config: String,
     /// `[backup] pitr`: the WAL archiver's health, from `pg_stat_archiver`.
     pub archive: Option<Archive>,
+    /// `[backup] pitr`: the times one can restore to, from the oldest base backup's
+    /// end to the newest archived segment (RFC 3339); None without a base backup.
+    pub recoverable: Option<(String, String)>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
     /// The storage mode in effect (what `storage.mode` spells).
@@ -160,6 +163,16 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
         archive,
+        recoverable: s
+            .pitr
+            .then(|| crate::backup::pitr::window(s))
+            .flatten()
+            .map(|(a, b)| {
+                let f = |t: chrono::DateTime<chrono::Utc>| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                };
+                (f(a), f(b))
+            }),
         upgrade,
         mode,
         warnings,

@@ -84,6 +84,17 @@ fn each_completed_segment_is_archived_whole_with_its_checksum() {
         "{json}"
     );
     assert_eq!(json["archive"]["failing"], false);
+    assert!(json["recoverable"].is_null(), "{json}");
+    assert!(rows.contains("no base backup yet"), "{rows}");
+    // With a base backup, status shows the window one can restore to.
+    ok(&mut p.cmd(&["backup", "--base"]));
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(&mut p.cmd(&["status", "--json"])).stdout).unwrap();
+    let (from, to) = (
+        json["recoverable"][0].as_str().unwrap().to_string(),
+        json["recoverable"][1].as_str().unwrap().to_string(),
+    );
+    assert!(from <= to, "{json}");
 }
 
 #[test]
