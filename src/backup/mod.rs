@@ -20,6 +20,7 @@ pub mod retention;
 pub mod transfer;
 pub mod verify;
 pub mod wal;
+pub mod wal_retention;
 
 use std::io::Read;
 

@@ -118,7 +118,8 @@ pub fn prune(
         .into());
     }
     let doomed = prune_plan(&super::list(&s.backup_dir, &s.project)?, policy);
-    if doomed.is_empty() {
+    let pitr = super::wal_retention::plan_pitr(s, policy)?;
+    if doomed.is_empty() && pitr.is_empty() {
         p.info("nothing to prune: every backup is kept by the policy");
         return Ok(true);
     }
@@ -129,13 +130,23 @@ pub fn prune(
             e.manifest.created_at.format("%Y-%m-%d %H:%M UTC")
         ));
     }
+    for b in &pitr.bases {
+        p.info(format!("would delete base backup `{}`", b.display()));
+    }
+    if !pitr.segments.is_empty() {
+        p.info(format!(
+            "would delete {} archived WAL segments no kept base backup needs",
+            pitr.segments.len()
+        ));
+    }
     if dry_run {
         return Ok(true);
     }
+    let count = doomed.len() + pitr.bases.len();
     if !p.confirm(
-        format!("Delete these {} backups?", doomed.len()),
+        format!("Delete these {count} backups?"),
         yes,
-        format!("pruning deletes {} backups", doomed.len()),
+        format!("pruning deletes {count} backups"),
         "pass `--yes` to confirm without a terminal, or `--dry-run` to only look",
     )? {
         p.info("nothing deleted");
@@ -155,7 +166,15 @@ pub fn prune(
             _ => {}
         }
     }
-    p.done(format!("deleted {} backups", doomed.len()));
+    super::wal_retention::delete(&pitr)?;
+    p.done(format!(
+        "deleted {count} backups{}",
+        if pitr.segments.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} WAL segments", pitr.segments.len())
+        }
+    ));
     Ok(true)
 }
 

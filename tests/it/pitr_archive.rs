@@ -32,7 +32,7 @@ fn wal(p: &Project) -> PathBuf {
 fn archived(p: &Project) -> Vec<String> {
     file_names(&wal(p))
         .into_iter()
-        .filter(|n| n.ends_with(".zst") && !n.starts_with('.'))
+        .filter(|n| n.len() == 28 && n.ends_with(".zst"))
         .collect()
 }
 
@@ -175,4 +175,78 @@ fn a_failing_archive_is_an_error_in_status_and_catches_up() {
     });
     assert!(archived(&p).len() >= 2, "{:?}", archived(&p));
     assert_eq!(run(&mut p.cmd(&["status"])).status.code(), Some(0));
+}
+
+/// Retention with PITR: an older base backup goes by the policy, and with it only
+/// the WAL segments no kept base backup needs; what is kept still verifies.
+#[test]
+fn prune_drops_old_base_backups_and_only_the_wal_no_kept_one_needs() {
+    let p = pitr_project("pitrprune");
+    ok(&mut p.cmd(&["backup", "--base"]));
+    for _ in 0..3 {
+        p.sql("create table if not exists t (x int); insert into t values (1); select pg_switch_wal()");
+    }
+    ok(&mut p.cmd(&["backup", "--base"]));
+    p.sql("insert into t values (2); select pg_switch_wal()");
+    wait_until("the last segment in the archive", 30, || {
+        let json: serde_json::Value =
+            serde_json::from_slice(&ok(&mut p.cmd(&["status", "--json"])).stdout).unwrap();
+        json["archive"]["waiting"] == 0 && json["archive"]["failing"] == false
+    });
+    let bases = file_names(&p.path().join("backups/base"));
+    assert_eq!(bases.len(), 2, "{bases:?}");
+    let newest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            p.path()
+                .join("backups/base")
+                .join(&bases[1])
+                .join("pgbox-base.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let start = newest["start_wal"].as_str().unwrap().to_string();
+    let before = archived(&p);
+    assert!(
+        before.iter().any(|s| s.as_str() < start.as_str()),
+        "{before:?} {start}"
+    );
+
+    let out = ok(&mut p.cmd(&[
+        "backup",
+        "prune",
+        "--keep-last",
+        "1",
+        "--keep-daily",
+        "0",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+        "--yes",
+    ]));
+    let err = text(&out.stderr);
+    assert!(err.contains("WAL segments"), "{err}");
+    assert_eq!(
+        file_names(&p.path().join("backups/base")),
+        vec![bases[1].clone()]
+    );
+    let after = archived(&p);
+    assert!(
+        after.iter().all(|s| s.as_str() >= start.as_str()),
+        "{after:?} kept before {start}"
+    );
+    assert!(
+        after.iter().any(|s| s.starts_with(&start)),
+        "{after:?} lost {start}"
+    );
+    let labels: Vec<String> = file_names(&wal(&p))
+        .into_iter()
+        .filter(|n| n.ends_with(".backup.zst"))
+        .collect();
+    assert!(
+        labels.iter().all(|l| l.as_str() >= start.as_str()),
+        "{labels:?}"
+    );
+    ok(&mut p.cmd(&["backup", "verify", "--pitr"]));
 }
