@@ -119,6 +119,16 @@ async fn clean_container(engine: &Engine, c: &str, staging_in: &str) {
 pub async fn take(engine: Option<&str>, s: &Settings, p: &Printer) -> anyhow::Result<PathBuf> {
     refuse_without_pitr(s)?;
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "backup")?;
+    take_locked(engine, s, p).await
+}
+
+/// [`take`] for a caller that holds the project lock (`schedule run`).
+pub async fn take_locked(
+    engine: Option<&str>,
+    s: &Settings,
+    p: &Printer,
+) -> anyhow::Result<PathBuf> {
+    refuse_without_pitr(s)?;
     let engine = Engine::connect(engine).await?;
     let c = crate::container::ctl::ready(&engine, s).await?;
     let mode = psql::sql(&engine, &c, s, "postgres", "show archive_mode").await?;

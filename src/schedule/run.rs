@@ -1,6 +1,6 @@
 //! `pgbox schedule run`, what the timer calls: take the schedule lock (two runs
 //! never overlap) and the project lock, back up and verify with the `[backup]`
-//! settings of pgbox.toml, prune by policy, and record the result beside the
+//! settings of pgbox.toml, take a base backup with `[backup] pitr`, prune by policy, and record the result beside the
 //! backups, one log line per step, with no TTY and no prompts. The record is the
 //! same type as a backup's ([`crate::backup::record`]), which `schedule status`
 //! reads.
@@ -68,6 +68,16 @@ pub async fn run(
             stamp(),
             files.join(", ")
         ));
+        if s.pitr {
+            // Point-in-time recovery rolls forward from a base backup: one each run
+            // keeps the WAL to replay short, and retention the archive bounded.
+            let base = crate::backup::base::take_locked(engine, s, p).await?;
+            p.info(format!(
+                "{} schedule run: base backup {}",
+                stamp(),
+                base.display()
+            ));
+        }
         let pol = retention::policy(s, keep.last, keep.daily, keep.weekly, keep.monthly);
         retention::prune(s, pol, true, false, p)?;
         p.info(format!(

@@ -250,3 +250,23 @@ fn prune_drops_old_base_backups_and_only_the_wal_no_kept_one_needs() {
     );
     ok(&mut p.cmd(&["backup", "verify", "--pitr"]));
 }
+
+/// The scheduled run takes a base backup beside the dump when PITR is on.
+#[test]
+fn schedule_run_takes_a_base_backup_when_pitr_is_on() {
+    let p = pitr_project("pitrsched");
+    let out = ok(&mut p.cmd(&["schedule", "run"]));
+    assert!(
+        text(&out.stderr).contains("schedule run: base backup"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bases = file_names(&p.path().join("backups/base"));
+    assert_eq!(bases.len(), 1, "{bases:?}");
+    assert!(p
+        .path()
+        .join("backups/base")
+        .join(&bases[0])
+        .join("pgbox-base.json")
+        .exists());
+}
