@@ -1,0 +1,162 @@
+//! Point-in-time restore (issue 13, `pgbox restore --to-time | --to-latest`)
+//! against a real engine: rows committed at t1, t2 and t3 with a WAL switch after
+//! each; a restore to a moment between t2 and t3 has exactly the rows up to t2,
+//! `--to-latest` has them all, and a target before the base backup is refused with
+//! the recoverable range before anything changes.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A project with `[backup] pitr = true` and `archive_timeout = "10s"`, up, with
+/// the helper container of a failed restore removed on drop.
+struct Pitr {
+    p: Project,
+}
+
+impl Drop for Pitr {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &format!("{}-pitr", self.p.container())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn pitr_project(tag: &str) -> Pitr {
+    let p = Project::new(tag);
+    p.init(&[]);
+    let path = p.path().join("pgbox.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replacen(
+        "[backup]\n",
+        "[backup]\npitr = true\narchive_timeout = \"10s\"\n",
+        1,
+    );
+    std::fs::write(&path, toml).unwrap();
+    p.up();
+    Pitr { p }
+}
+
+fn wal_dir(p: &Project) -> PathBuf {
+    p.path().join("backups").join("wal")
+}
+
+/// Switch to a new WAL segment and wait until the finished one is archived.
+fn switch_and_archive(p: &Project) {
+    let seg = p.sql("select pg_walfile_name(pg_switch_wal())");
+    let file = wal_dir(p).join(format!("{seg}.zst"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "{seg} was never archived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The server's clock now, in UTC, as `--to-time` takes it.
+fn server_now(p: &Project) -> String {
+    p.sql("select to_char(clock_timestamp() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS.US')")
+}
+
+fn sleep1() {
+    std::thread::sleep(Duration::from_secs(1));
+}
+
+/// A base backup, then batches 1, 2, 3 in separate commits, each followed by a WAL
+/// switch; returns a server time between the commits of batches 2 and 3.
+fn three_batches(p: &Project) -> String {
+    p.sql("create table t (batch int not null)");
+    ok(&mut p.cmd(&["backup", "--base"]));
+    sleep1();
+    p.sql("insert into t values (1)");
+    switch_and_archive(p);
+    sleep1();
+    p.sql("insert into t values (2)");
+    switch_and_archive(p);
+    sleep1();
+    let mid = server_now(p);
+    sleep1();
+    p.sql("insert into t values (3)");
+    switch_and_archive(p);
+    mid
+}
+
+fn batches(p: &Project) -> String {
+    p.sql("select string_agg(batch::text, ',' order by batch) from t")
+}
+
+fn pgbox_dir_entries(p: &Project, prefix: &str) -> Vec<String> {
+    file_names(&p.path().join(".pgbox"))
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn restore_to_a_time_between_two_commits_has_exactly_the_rows_before_it() {
+    let g = pitr_project("pitrtime");
+    let p = &g.p;
+    let mid = three_batches(p);
+    assert_eq!(batches(p), "1,2,3");
+
+    // Before the base backup: refused with the range, nothing changed.
+    let out = run(&mut p.cmd(&["restore", "--to-time", "2000-01-01 00:00:00", "--yes"]));
+    assert!(!out.status.success(), "a target before the base backup");
+    let err = text(&out.stderr);
+    assert!(err.contains("can be recovered from"), "{err}");
+    assert!(err.contains("2000-01-01 00:00:00 UTC"), "{err}");
+    assert_eq!(batches(p), "1,2,3");
+    assert!(pgbox_dir_entries(p, "data-pitr-").is_empty());
+    assert!(pgbox_dir_entries(p, "data-before-pitr-").is_empty());
+
+    let out = ok(&mut p.cmd(&["restore", "--to-time", &mid, "--yes"]));
+    let err = text(&out.stderr);
+    assert_eq!(batches(p), "1,2", "restored to {mid}: {err}");
+    let aside = pgbox_dir_entries(p, "data-before-pitr-");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(err.contains(&aside[0]), "the kept folder is named: {err}");
+    assert!(pgbox_dir_entries(p, "data-pitr-").is_empty());
+    // A normal server again: out of recovery, archiving, no recovery settings left.
+    assert_eq!(p.sql("select pg_is_in_recovery()"), "f");
+    assert_eq!(p.sql("show archive_mode"), "on");
+    assert_eq!(
+        p.sql("select count(*) from pg_file_settings where name like 'recovery_target%' or name = 'restore_command'"),
+        "0"
+    );
+    // It takes writes, and the new timeline's history reaches the archive.
+    p.sql("insert into t values (4)");
+    let tli = p.sql("select timeline_id from pg_control_checkpoint()");
+    assert_ne!(tli, "1", "a new timeline after the recovery");
+    let history = wal_dir(p).join(format!("{:08X}.history.zst", tli.parse::<u32>().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !history.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} was never archived",
+            history.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn restore_to_latest_has_every_row() {
+    let g = pitr_project("pitrlatest");
+    let p = &g.p;
+    three_batches(p);
+    assert_eq!(
+        p.sql("select timeline_id from pg_control_checkpoint()"),
+        "1"
+    );
+    ok(&mut p.cmd(&["restore", "--to-latest", "--yes"]));
+    assert_eq!(batches(p), "1,2,3");
+    assert_eq!(p.sql("select pg_is_in_recovery()"), "f");
+    // The recovered cluster, not the old one: a new timeline, the old data aside.
+    assert_ne!(
+        p.sql("select timeline_id from pg_control_checkpoint()"),
+        "1"
+    );
+    assert_eq!(pgbox_dir_entries(p, "data-before-pitr-").len(), 1);
+}
