@@ -315,7 +315,11 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
     }
 
     // The swap: from here the recovered cluster is the project's.
-    crate::upgrade::build::stop_live(&engine, s, d.mode, p).await?;
+    if let Err(e) = crate::upgrade::build::stop_live(&engine, s, d.mode, p).await {
+        guard.undo().await;
+        let _ = up_locked(&engine, s, up_options(o), p).await;
+        return Err(e.context("stopping the server for the swap failed; the data was not changed"));
+    }
     if let Err(e) = std::fs::rename(&s.data_dir, &aside) {
         guard.undo().await;
         let _ = up_locked(&engine, s, up_options(o), p).await;

@@ -65,8 +65,9 @@ fn sleep1() {
 }
 
 /// A base backup, then batches 1, 2, 3 in separate commits, each followed by a WAL
-/// switch; returns a server time between the commits of batches 2 and 3.
-fn three_batches(p: &Project) -> String {
+/// switch; returns a server time, and the WAL position, between the commits of
+/// batches 2 and 3.
+fn three_batches(p: &Project) -> (String, String) {
     p.sql("create table t (batch int not null)");
     ok(&mut p.cmd(&["backup", "--base"]));
     sleep1();
@@ -77,10 +78,11 @@ fn three_batches(p: &Project) -> String {
     switch_and_archive(p);
     sleep1();
     let mid = server_now(p);
+    let lsn = p.sql("select pg_current_wal_lsn()");
     sleep1();
     p.sql("insert into t values (3)");
     switch_and_archive(p);
-    mid
+    (mid, lsn)
 }
 
 fn batches(p: &Project) -> String {
@@ -98,7 +100,7 @@ fn pgbox_dir_entries(p: &Project, prefix: &str) -> Vec<String> {
 fn restore_to_a_time_between_two_commits_has_exactly_the_rows_before_it() {
     let g = pitr_project("pitrtime");
     let p = &g.p;
-    let mid = three_batches(p);
+    let (mid, _) = three_batches(p);
     assert_eq!(batches(p), "1,2,3");
 
     // Before the base backup: refused with the range, nothing changed.
@@ -159,4 +161,63 @@ fn restore_to_latest_has_every_row() {
         "1"
     );
     assert_eq!(pgbox_dir_entries(p, "data-before-pitr-").len(), 1);
+}
+
+#[test]
+fn restore_to_an_lsn_between_two_commits_has_exactly_the_rows_before_it() {
+    let g = pitr_project("pitrlsn");
+    let p = &g.p;
+    let (_, lsn) = three_batches(p);
+    ok(&mut p.cmd(&["restore", "--to-lsn", &lsn, "--yes"]));
+    assert_eq!(batches(p), "1,2", "restored to {lsn}");
+}
+
+#[test]
+fn an_interrupted_restore_leaves_the_current_cluster_untouched() {
+    let g = pitr_project("pitrint");
+    let p = &g.p;
+    three_batches(p);
+    let helper = format!("{}-pitr", p.container());
+    let mut child = p
+        .cmd(&["restore", "--to-latest", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let helper_runs = || {
+        Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &helper])
+            .output()
+            .map(|o| text(&o.stdout).trim() == "true")
+            .unwrap_or(false)
+    };
+    while !helper_runs() {
+        assert!(Instant::now() < deadline, "the recovery never started");
+        assert!(child.try_wait().unwrap().is_none(), "restore ended first");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(pgbox_dir_entries(p, "data-pitr-").is_empty());
+    assert!(pgbox_dir_entries(p, "data-before-pitr-").is_empty());
+    assert!(!helper_runs(), "the helper container is gone");
+    let gone = Command::new("docker")
+        .args(["inspect", &helper])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!gone.success(), "`{helper}` was removed");
+    // The project's own server ran throughout, on its own data.
+    assert_eq!(batches(p), "1,2,3");
+    assert_eq!(
+        p.sql("select timeline_id from pg_control_checkpoint()"),
+        "1"
+    );
+    // The lock is free and the next one works.
+    ok(&mut p.cmd(&["restore", "--to-latest", "--yes"]));
+    assert_eq!(batches(p), "1,2,3");
 }
