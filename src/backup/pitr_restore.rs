@@ -432,19 +432,21 @@ async fn build(
             m.read_only = true;
         }
     }
-    crate::upgrade::workers::start(
-        engine,
-        &spec,
-        "the recovering cluster (replaying archived WAL)",
-        timeout,
-        p,
-    )
-    .await?;
-
-    let bar = p.spinner("replaying archived WAL until the target");
-    let waited = wait_promoted(engine, s, &helper, timeout).await;
-    bar.finish_and_clear();
-    waited?;
+    let mut attempt = recover(engine, s, &spec, timeout, p).await;
+    if attempt.is_err()
+        && matches!(target, Target::Time(_))
+        && target_not_reached(engine, &helper).await
+    {
+        // No commit after the target is in the archive, so nothing tells recovery it
+        // passed the target: the state at the target is the newest archived one.
+        p.info(format!(
+            "the archive holds no commit after {}: recovering to the newest archived WAL, which is the state at that time",
+            describe(target)
+        ));
+        drop_time_target(engine, ss, tag, d).await?;
+        attempt = recover(engine, s, &spec, timeout, p).await;
+    }
+    attempt?;
     let tli = psql::sql(
         engine,
         &helper,
@@ -490,6 +492,66 @@ async fn build(
         "recovered and promoted the scratch cluster (timeline {})",
         tli.trim()
     ));
+    Ok(())
+}
+
+/// Start the helper on the scratch cluster and wait until it is promoted.
+async fn recover(
+    engine: &Engine,
+    s: &Settings,
+    spec: &ContainerSpec,
+    timeout: Duration,
+    p: &Printer,
+) -> anyhow::Result<()> {
+    crate::upgrade::workers::start(
+        engine,
+        spec,
+        "the recovering cluster (replaying archived WAL)",
+        timeout,
+        p,
+    )
+    .await?;
+    let bar = p.spinner("replaying archived WAL until the target");
+    let waited = wait_promoted(engine, s, &spec.name, timeout).await;
+    bar.finish_and_clear();
+    waited
+}
+
+/// PostgreSQL (13 and later) stops with this when the WAL ends before a record
+/// past the target: for a time target, no commit after it was archived.
+async fn target_not_reached(engine: &Engine, helper: &str) -> bool {
+    engine.log_lines(helper, 200).await.is_ok_and(|lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("recovery ended before configured recovery target was reached"))
+    })
+}
+
+/// The time target removed from the scratch cluster's `postgresql.auto.conf`
+/// (it is still in recovery: `recovery.signal` stays until the promotion).
+async fn drop_time_target(
+    engine: &Engine,
+    ss: &Settings,
+    tag: &str,
+    d: &Decision,
+) -> anyhow::Result<()> {
+    let script = "set -e; f=/target/postgresql.auto.conf; grep -v '^recovery_target_time = ' \"$f\" > \"$f.pgbox\" || true; mv \"$f.pgbox\" \"$f\"; sync \"$f\"";
+    let mut spec = oneshot(ss, "pitr-retarget", tag, d, script);
+    spec.mounts = vec![MountSpec {
+        source: MountSource::Bind(ss.data_dir.clone()),
+        target: "/target".into(),
+        read_only: false,
+    }];
+    let r = engine.run_to_completion(&spec).await;
+    let _ = engine.remove_container(&spec.name, true).await;
+    let (code, lines) = r?;
+    if code != 0 {
+        return Err(Fail::new(format!(
+            "removing the time target from the scratch cluster failed: {}",
+            lines.join("\n")
+        ))
+        .into());
+    }
     Ok(())
 }
 

@@ -221,3 +221,23 @@ fn an_interrupted_restore_leaves_the_current_cluster_untouched() {
     ok(&mut p.cmd(&["restore", "--to-latest", "--yes"]));
     assert_eq!(batches(p), "1,2,3");
 }
+
+#[test]
+fn restore_to_a_time_after_the_last_commit_has_every_row() {
+    let g = pitr_project("pitrtail");
+    let p = &g.p;
+    three_batches(p);
+    sleep1();
+    let after = server_now(p);
+    sleep1();
+    // WAL without a commit after the target: the archive reaches past it, but no
+    // commit record there tells recovery that the target was passed.
+    p.sql("checkpoint");
+    switch_and_archive(p);
+    ok(&mut p.cmd(&["restore", "--to-time", &after, "--yes"]));
+    assert_eq!(batches(p), "1,2,3", "restored to {after}");
+    assert_ne!(
+        p.sql("select timeline_id from pg_control_checkpoint()"),
+        "1"
+    );
+}
