@@ -126,7 +126,7 @@ fn lsn_text(l: u64) -> String {
 
 fn describe(t: &Target) -> String {
     match t {
-        Target::Time(t) => stamp(*t),
+        Target::Time(t) => t.format("%Y-%m-%d %H:%M:%S%.f UTC").to_string(),
         Target::Lsn(l) => format!("LSN {}", lsn_text(*l)),
         Target::Latest => "the newest archived WAL".to_string(),
     }
@@ -216,6 +216,15 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
     let started = Instant::now();
     base::refuse_without_pitr(s)?;
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "restore")?;
+    if let Some(up) = crate::state::Upgrade::load(s)? {
+        return Err(Fail::new(format!(
+            "`{}` is in the middle of the upgrade {} → {}",
+            s.project, up.old.major, up.new.major
+        ))
+        .hint("end the upgrade first: `pgbox upgrade --finalize` or `pgbox upgrade --rollback`")
+        .code(EXIT_USAGE)
+        .into());
+    }
     let bases = base::list(s)?;
     if bases.is_empty() {
         return Err(Fail::new(format!(
@@ -354,7 +363,7 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
         let _ = dir.sync_all();
     }
     p.done(format!(
-        "recovered `{}` to {} in {:.1}s; the data before it is kept in `{}` (delete it when you no longer need it)",
+        "recovered `{}` to {} in {:.1}s; the data before it is kept in `{}` (owned by the container's postgres uid; delete it when you no longer need it)",
         s.project,
         describe(&o.target),
         started.elapsed().as_secs_f64(),

@@ -20,6 +20,15 @@ pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
         None
     };
     if let Some(target) = target {
+        if a.file != "latest" {
+            return Err(crate::error::Fail::new(format!(
+                "`{}` is a dump, and `--to-time`, `--to-lsn` and `--to-latest` recover from base backups and the WAL archive",
+                a.file
+            ))
+            .hint("restore the dump with `pgbox restore FILE`, or recover to a point without naming a file")
+            .code(crate::error::EXIT_USAGE)
+            .into());
+        }
         let o = pitr_restore::PitrOptions {
             target,
             yes: a.yes,

@@ -241,3 +241,32 @@ fn restore_to_a_time_after_the_last_commit_has_every_row() {
         "1"
     );
 }
+
+#[test]
+fn a_second_restore_follows_the_timeline_of_the_first() {
+    let g = pitr_project("pitrtli");
+    let p = &g.p;
+    let (mid, _) = three_batches(p);
+    ok(&mut p.cmd(&["restore", "--to-time", &mid, "--yes"]));
+    assert_eq!(batches(p), "1,2");
+    let tli: u32 = p
+        .sql("select timeline_id from pg_control_checkpoint()")
+        .parse()
+        .unwrap();
+    p.sql("insert into t values (4)");
+    switch_and_archive(p);
+    let history = wal_dir(p).join(format!("{tli:08X}.history.zst"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !history.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} was never archived",
+            history.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // From the same base backup (on timeline 1), along the switch to the new one.
+    ok(&mut p.cmd(&["restore", "--to-latest", "--yes"]));
+    assert_eq!(batches(p), "1,2,4");
+    assert_eq!(pgbox_dir_entries(p, "data-before-pitr-").len(), 2);
+}
