@@ -663,6 +663,8 @@ async fn unpack(
 
 /// The new timeline's history file, written while `archive_mode` was off, marked
 /// ready so the project's server archives it: a later recovery follows the switch.
+/// (PostgreSQL 15 was seen archiving it without the mark too, through its own
+/// check for missing status files; the mark does not depend on that.)
 async fn mark_history_ready(
     engine: &Engine,
     ss: &Settings,
