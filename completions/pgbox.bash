@@ -1177,7 +1177,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__restore)
-            opts="-y -q -v -h -V --db --into --jobs --no-owner --drop-old --yes --quiet --verbose --color --json --config --engine --help --version"
+            opts="-y -q -v -h -V --db --into --jobs --no-owner --drop-old --yes --to-time --to-lsn --to-latest --timeout --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1192,6 +1192,18 @@ _pgbox() {
                     return 0
                     ;;
                 --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-lsn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -13,6 +13,7 @@ pub mod dump;
 pub mod listing;
 pub mod load;
 pub mod pitr;
+pub mod pitr_restore;
 pub mod plain;
 pub mod record;
 pub mod restore;

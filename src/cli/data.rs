@@ -125,7 +125,27 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+
+    /// Point-in-time recovery to this moment (UTC unless a zone is given:
+    /// `2026-11-27 14:02:00`, `2026-11-27 15:02:00+01:00`); needs `[backup] pitr`
+    #[arg(long, value_name = "TIME", conflicts_with_all = PITR_CONFLICTS)]
+    pub to_time: Option<String>,
+
+    /// Point-in-time recovery to this WAL position (`0/3000060`)
+    #[arg(long, value_name = "LSN", conflicts_with_all = PITR_CONFLICTS, conflicts_with = "to_time")]
+    pub to_lsn: Option<String>,
+
+    /// Point-in-time recovery to the newest archived WAL
+    #[arg(long, conflicts_with_all = PITR_CONFLICTS, conflicts_with_all = ["to_time", "to_lsn"])]
+    pub to_latest: bool,
+
+    /// Point-in-time recovery: how long replaying the WAL may take, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub timeout: u64,
 }
+
+/// The dump-restore flags a point-in-time restore does not take.
+const PITR_CONFLICTS: [&str; 5] = ["db", "into", "jobs", "no_owner", "drop_old"];
 
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {

@@ -1,13 +1,45 @@
 //! `pgbox restore`: flags into [`RestoreOptions`], one call into `backup::restore`
-//! (checks, leftovers, confirmation, scratch database, swap).
+//! (checks, leftovers, confirmation, scratch database, swap); with `--to-time`,
+//! `--to-lsn` or `--to-latest`, one call into `backup::pitr_restore`.
 
 use super::Ctx;
+use crate::backup::pitr_restore;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::cli::RestoreArgs;
 
 pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let s = ctx.settings()?;
+    let target = if let Some(t) = &a.to_time {
+        Some(pitr_restore::Target::Time(pitr_restore::parse_time(t)?))
+    } else if let Some(l) = &a.to_lsn {
+        Some(pitr_restore::Target::Lsn(pitr_restore::parse_lsn(l)?))
+    } else if a.to_latest {
+        Some(pitr_restore::Target::Latest)
+    } else {
+        None
+    };
+    if let Some(target) = target {
+        if a.file != "latest" {
+            return Err(crate::error::Fail::new(format!(
+                "`{}` is a dump, and `--to-time`, `--to-lsn` and `--to-latest` recover from base backups and the WAL archive",
+                a.file
+            ))
+            .hint("restore the dump with `pgbox restore FILE`, or recover to a point without naming a file")
+            .code(crate::error::EXIT_USAGE)
+            .into());
+        }
+        let o = pitr_restore::PitrOptions {
+            target,
+            yes: a.yes,
+            timeout: std::time::Duration::from_secs(a.timeout),
+            engine: ctx.global.engine.clone(),
+        };
+        return Ok(match pitr_restore::run(&o, s, p).await? {
+            true => 0,
+            false => 1,
+        });
+    }
     let o = RestoreOptions {
         file: a.file,
         db: a.db,

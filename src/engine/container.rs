@@ -358,6 +358,27 @@ impl Engine {
         super::exec::copy_to_stdio(s).await
     }
 
+    /// The last `tail` lines a container wrote (stdout and stderr), for a caller
+    /// that reads what a stopped helper said.
+    pub async fn log_lines(&self, name: &str, tail: usize) -> Result<Vec<String>> {
+        let mut s = self.docker.logs(
+            name,
+            Some(
+                LogsOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .follow(false)
+                    .tail(&tail.to_string())
+                    .build(),
+            ),
+        );
+        let mut text = String::new();
+        while let Some(chunk) = s.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+        }
+        Ok(text.lines().map(String::from).collect())
+    }
+
     /// Create a container from `spec`, run it to completion, remove it.
     /// Returns its exit code and output lines.
     pub async fn run_to_completion(&self, spec: &ContainerSpec) -> Result<(i64, Vec<String>)> {

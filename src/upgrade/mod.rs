@@ -12,15 +12,15 @@
 //! `pgbox upgrade` resumes, `--rollback` discards, and `pgbox up` runs (the old
 //! cluster until the switch, the new one after it).
 
-mod build;
+pub(crate) mod build;
 pub mod check;
 mod dump;
 mod finish;
 mod job;
-mod options;
+pub(crate) mod options;
 mod pgupgrade;
 pub mod plan;
-mod workers;
+pub(crate) mod workers;
 
 use options::up_options;
 pub use options::{Method, UpgradeOptions};
