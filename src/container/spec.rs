@@ -103,7 +103,7 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
         StorageMode::Volume => MountSource::Volume(s.volume.clone()),
         _ => MountSource::Bind(s.data_dir.clone()),
     };
-    let env = vec![
+    let mut env = vec![
         format!("POSTGRES_USER={}", s.user),
         format!("POSTGRES_DB={}", s.database),
         format!("POSTGRES_PASSWORD_FILE={SECRETS_TARGET}/postgres_password"),
@@ -113,6 +113,10 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
         format!("PGBOX_DISK_MIN_MB={}", s.min_free_mb),
         format!("PGBOX_SHUTDOWN_TIMEOUT={}", SHUTDOWN_BOUND.as_secs()),
     ];
+    if s.pitr {
+        // The entrypoint switches a written segment at least this often (see startup.sh).
+        env.push(format!("PGBOX_ARCHIVE_TIMEOUT={}", s.archive_timeout));
+    }
     let mut spec = ContainerSpec {
         name: s.container_name(),
         image: image.to_string(),

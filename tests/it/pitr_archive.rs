@@ -270,3 +270,32 @@ fn schedule_run_takes_a_base_backup_when_pitr_is_on() {
         .join("pgbox-base.json")
         .exists());
 }
+
+/// `archive_timeout` bounds what a commit can lose: with no switch asked for, the
+/// segment holding a write reaches the archive within about the timeout (10 s
+/// here), and an idle server does not keep archiving segments.
+#[test]
+fn a_write_reaches_the_archive_within_the_timeout_and_an_idle_server_stays_quiet() {
+    let p = pitr_project("pitrtimeout");
+    std::thread::sleep(Duration::from_secs(12));
+    p.sql("create table t (x int)");
+    p.sql("insert into t values (1)");
+    let seg = p.sql("select pg_walfile_name(pg_current_wal_lsn())");
+    let wrote = Instant::now();
+    wait_until("the written segment in the archive", 40, || {
+        archived(&p)
+            .iter()
+            .any(|a| a.as_str() >= format!("{seg}.zst").as_str())
+    });
+    eprintln!(
+        "archived {:.1}s after the write",
+        wrote.elapsed().as_secs_f64()
+    );
+    let count = archived(&p).len();
+    std::thread::sleep(Duration::from_secs(25));
+    assert!(
+        archived(&p).len() <= count + 1,
+        "an idle server kept archiving: {:?}",
+        archived(&p)
+    );
+}

@@ -13,6 +13,7 @@ source "$PGBOX_LIB/runtime/persist.sh"
 
 PG_PID=""
 SAVER_PID=""
+SWITCHER_PID=""
 CATCHUP_PID=""
 
 module_validate() {
@@ -47,7 +48,7 @@ on_stop() {
     local t0=$EPOCHREALTIME
     set_state STOPPING
     local pid
-    for pid in $SAVER_PID $CATCHUP_PID; do
+    for pid in $SAVER_PID $CATCHUP_PID $SWITCHER_PID; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done

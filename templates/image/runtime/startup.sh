@@ -14,6 +14,7 @@ source "$PGBOX_LIB/runtime/persist.sh"
 module_validate() {
     VALIDATE_EXIT=$EXIT_CONFIG
     require_integer PGBOX_SAVE_INTERVAL "${PGBOX_SAVE_INTERVAL:-0}"
+    require_integer PGBOX_ARCHIVE_TIMEOUT "${PGBOX_ARCHIVE_TIMEOUT:-0}"
 }
 
 start_postgres() {
@@ -65,6 +66,33 @@ start_saver() {
     log_info "saving a live copy every ${interval}s"
 }
 
+# [backup] pitr: a segment that holds writes is switched (and so archived) at least
+# every PGBOX_ARCHIVE_TIMEOUT seconds. PostgreSQL's own archive_timeout is set too,
+# but was seen not to switch a segment of this server after a write. A switch from
+# SQL cannot tell the server's own bookkeeping records from writes (each switch makes
+# the next standby snapshot), so it is taken only when rows were written since the
+# last one: the sum of tup_inserted, tup_updated and tup_deleted over every database.
+start_switcher() {
+    local interval=${PGBOX_ARCHIVE_TIMEOUT:-0}
+    [ "$interval" -gt 0 ] || return 0
+    (
+        MODULE=archiver
+        local seen="" now
+        local psql_cmd=(psql --no-psqlrc -qAt -X -d postgres -U "$POSTGRES_USER")
+        while sleep "$interval"; do
+            [ "$(current_state)" = RUNNING ] || continue
+            now=$(run_as_postgres "${psql_cmd[@]}" -c \
+                "select sum(tup_inserted + tup_updated + tup_deleted) from pg_stat_database" 2>/dev/null) || continue
+            if [ -n "$seen" ] && [ "$now" != "$seen" ]; then
+                run_as_postgres "${psql_cmd[@]}" -c "select pg_switch_wal() where not pg_is_in_recovery()" \
+                    >/dev/null 2>&1 || true
+            fi
+            seen=$now
+        done
+    ) &
+    SWITCHER_PID=$!
+}
+
 # At shutdown: leftovers of an interrupted save.
 module_cleanup() {
     rm -f "$PGBOX_MOUNT"/.pgsql.tar.zst.tmp-* "$TARBALL.prev.tmp" 2>/dev/null || true
@@ -72,6 +100,7 @@ module_cleanup() {
 
 module_main() {
     start_saver
+    start_switcher
     while :; do
         if [ -e "$MAINTENANCE_FLAG" ]; then
             MODULE=startup
