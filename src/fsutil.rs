@@ -57,6 +57,15 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     }
 }
 
+/// The device (file system) holding `path`, or the nearest existing folder above it.
+pub fn device(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .find(|p| p.exists())
+        .and_then(|p| fs::metadata(p).ok())
+        .map(|m| m.dev())
+}
+
 /// Write a `.gitignore` holding `text` into `dir` unless one is there (the user's
 /// own is never replaced); true when it was written.
 pub fn gitignore_once(dir: &Path, text: &str) -> std::io::Result<bool> {

@@ -18,15 +18,39 @@ pub async fn ensure_image(
     force: bool,
 ) -> anyhow::Result<String> {
     let ctx = ImageContext::for_settings(s)?;
+    let what = format!("from `{}`", s.base_image);
+    if let Some(took) = build_once(engine, &ctx, &what, force, p, |e| {
+        Fail::new(format!("building image `{}` failed: {e}", ctx.tag)).hint(build_hint(s))
+    })
+    .await?
+    {
+        p.done(format!(
+            "built image `{}` in {:.1}s",
+            ctx.tag,
+            took.as_secs_f64()
+        ));
+    }
+    Ok(ctx.tag)
+}
+
+/// Build `ctx` unless an image with its tag exists (or `force`): one spinner
+/// (`building image `TAG` WHAT`), pgbox's version label, the build's steps on the
+/// spinner (every line with `-v`). Returns how long the build took, or None when
+/// the image was there; a failed build is `failed(message)`.
+pub async fn build_once(
+    engine: &Engine,
+    ctx: &ImageContext,
+    what: &str,
+    force: bool,
+    p: &Printer,
+    failed: impl FnOnce(String) -> Fail,
+) -> anyhow::Result<Option<std::time::Duration>> {
     if !force && engine.image_exists(&ctx.tag).await? {
         p.detail(format!("image `{}` is up to date", ctx.tag));
-        return Ok(ctx.tag);
+        return Ok(None);
     }
     let started = std::time::Instant::now();
-    let bar = p.spinner(format!(
-        "building image `{}` from `{}`",
-        ctx.tag, s.base_image
-    ));
+    let bar = p.spinner(format!("building image `{}` {what}", ctx.tag));
     let labels = HashMap::from([(
         LABEL_VERSION.to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
@@ -41,15 +65,8 @@ pub async fn ensure_image(
         })
         .await;
     bar.finish_and_clear();
-    result.map_err(|e| {
-        Fail::new(format!("building image `{}` failed: {e}", ctx.tag)).hint(build_hint(s))
-    })?;
-    p.done(format!(
-        "built image `{}` in {:.1}s",
-        ctx.tag,
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(ctx.tag)
+    result.map_err(|e| failed(e.to_string()))?;
+    Ok(Some(started.elapsed()))
 }
 
 /// What to check when the build failed. A `base_image` that is not the major's known

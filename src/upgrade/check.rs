@@ -242,14 +242,8 @@ impl Space {
 }
 
 fn same_fs(a: &std::path::Path, b: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let dev = |p: &std::path::Path| {
-        p.ancestors()
-            .find(|p| p.exists())
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map(|m| m.dev())
-    };
-    dev(a).is_some() && dev(a) == dev(b)
+    let dev = crate::fsutil::device(a);
+    dev.is_some() && dev == crate::fsutil::device(b)
 }
 
 /// The old cluster's facts as report lines.

@@ -7,6 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
+use crate::container::image::build_once;
 use crate::engine::Engine;
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -63,10 +64,6 @@ pub async fn ensure_image(
         "pgbox-pgupgrade:{}-{}-{hex}",
         old.pg_version, new.pg_version
     );
-    if engine.image_exists(&tag).await? {
-        p.detail(format!("image `{tag}` is up to date"));
-        return Ok(tag);
-    }
     let ctx = ImageContext {
         files: vec![ContextFile {
             path: "Containerfile".into(),
@@ -75,24 +72,17 @@ pub async fn ensure_image(
         }],
         tag: tag.clone(),
     };
-    let started = std::time::Instant::now();
-    let bar = p.spinner(format!("building image `{tag}` (pg_upgrade)"));
-    let labels = std::collections::HashMap::from([(
-        crate::engine::LABEL_VERSION.to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    )]);
-    let r = engine
-        .build_image(&tag, ctx.tar()?, &labels, |l| p.verbose_line(&bar, l))
-        .await;
-    bar.finish_and_clear();
-    r.map_err(|e| {
+    let took = build_once(engine, &ctx, "(pg_upgrade)", false, p, |e| {
         Fail::new(format!("building image `{tag}` for pg_upgrade failed: {e}")).hint(dump_hint())
-    })?;
-    p.done(format!(
-        "built image `{tag}` with the PostgreSQL {} and {} binaries in {:.1}s",
-        old.pg_version,
-        new.pg_version,
-        started.elapsed().as_secs_f64()
-    ));
+    })
+    .await?;
+    if let Some(took) = took {
+        p.done(format!(
+            "built image `{tag}` with the PostgreSQL {} and {} binaries in {:.1}s",
+            old.pg_version,
+            new.pg_version,
+            took.as_secs_f64()
+        ));
+    }
     Ok(tag)
 }

@@ -98,14 +98,6 @@ fn layout(old: &Settings, new: &Settings) -> Result<(PathBuf, String, String), F
     Ok((root.clone(), inside(o), inside(n)))
 }
 
-fn device(p: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    p.ancestors()
-        .find(|a| a.exists())
-        .and_then(|a| std::fs::metadata(a).ok())
-        .map(|m| m.dev())
-}
-
 /// What can be checked while the old server still runs: the storage mode, one file
 /// system for both clusters, one postgres UID, and the image with both majors.
 pub async fn check(job: &Job<'_>) -> anyhow::Result<()> {
@@ -130,7 +122,9 @@ pub async fn check(job: &Job<'_>) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| e.hint(dump_hint()))?;
-    if method != Method::Copy && device(&old.data_dir) != device(&new.data_dir) {
+    if method != Method::Copy
+        && crate::fsutil::device(&old.data_dir) != crate::fsutil::device(&new.data_dir)
+    {
         return Err(Fail::new(format!(
             "`--method {}` needs the new cluster on the file system of the old one, and `{}` is on another",
             method.as_str(),
