@@ -147,14 +147,23 @@ pub async fn prepare(engine: &Engine, s: &Settings, d: &Decision) -> anyhow::Res
 }
 
 /// With `[backup] pitr`: the WAL archive folder, written by the container's postgres
-/// user, so prepared like a direct-mode data folder. Fallback storage is chosen
-/// exactly when pgbox cannot give a folder to that user, so PITR is refused there.
+/// user, so prepared like a direct-mode data folder. PITR is refused with fallback
+/// storage (its restore could not rebuild the saved tarball).
 fn prepare_wal_archive(s: &Settings, d: &Decision) -> anyhow::Result<()> {
     if !s.pitr {
         return Ok(());
     }
     let dir = s.wal_archive_dir();
     let me = euid();
+    if d.mode == StorageMode::Fallback {
+        return Err(Fail::new(format!(
+            "`pitr = true` needs direct or volume storage, and `{}` uses fallback storage: its data lives in the container and is saved as one tarball, which a point-in-time restore cannot rebuild",
+            s.project
+        ))
+        .hint("use `mode = \"volume\"` under `[storage]` (it works on rootless engines and macOS) or `mode = \"direct\"`; or set `pitr = false` under `[backup]` and rely on scheduled dumps")
+        .code(crate::error::EXIT_USAGE)
+        .into());
+    }
     if d.via_unshare {
         direct::prepare_direct_unshare(&dir, d.uid, d.gid)?;
     } else if me == 0 || me == d.uid {
