@@ -312,28 +312,21 @@ async fn wait_promoted(
     }
 }
 
-/// Run `script` in a one-off container with the scratch location at `/target`,
-/// as `user`; `what` names it in the error.
-async fn run_as(
-    j: &Job<'_>,
-    sc: &Scratch,
-    role: &str,
-    user: String,
-    script: &str,
-    env: Vec<String>,
-    extra: Vec<MountSpec>,
-    what: &str,
-) -> anyhow::Result<()> {
+/// A one-off container running `script` as `user`, the scratch location at `/target`.
+fn one_off(j: &Job<'_>, sc: &Scratch, role: &str, user: String, script: &str) -> ContainerSpec {
     let mut spec = ContainerSpec::oneshot(
         format!("{}-{role}", j.s.container_name()),
         j.tag.to_string(),
     );
     spec.entrypoint = Some(vec!["sh".into(), "-c".into(), script.into()]);
     spec.user = Some(user);
-    spec.env = env;
     spec.mounts = vec![sc.mount("/target")];
-    spec.mounts.extend(extra);
-    let r = j.engine.run_to_completion(&spec).await;
+    spec
+}
+
+/// Run a one-off container to its end and remove it; `what` names it in the error.
+async fn run_spec(j: &Job<'_>, spec: &ContainerSpec, what: &str) -> anyhow::Result<()> {
+    let r = j.engine.run_to_completion(spec).await;
     let _ = j.engine.remove_container(&spec.name, true).await;
     let (code, lines) = r?;
     if code != 0 {
@@ -342,7 +335,7 @@ async fn run_as(
     Ok(())
 }
 
-/// [`run_as`] the container's postgres uid.
+/// `script` run on the scratch location as the container's postgres uid.
 async fn run_on(
     j: &Job<'_>,
     sc: &Scratch,
@@ -351,7 +344,7 @@ async fn run_on(
     what: &str,
 ) -> anyhow::Result<()> {
     let user = format!("{}:{}", j.d.uid, j.d.gid);
-    run_as(j, sc, role, user, script, Vec::new(), Vec::new(), what).await
+    run_spec(j, &one_off(j, sc, role, user, script), what).await
 }
 
 /// Extract the base backup into the scratch location and write the recovery
@@ -369,22 +362,18 @@ async fn unpack(j: &Job<'_>, sc: &Scratch, from: &Path, target: &Target) -> anyh
         j.d.uid,
         j.d.gid
     );
+    let mut spec = one_off(j, sc, "pitr-unpack", "0:0".into(), &script);
     // The settings go through the environment of a one-off container: no secret.
-    let env = vec![format!("PGBOX_RECOVERY_CONF={}", recovery_conf(target))];
-    let base = MountSpec {
+    spec.env = vec![format!("PGBOX_RECOVERY_CONF={}", recovery_conf(target))];
+    spec.mounts.push(MountSpec {
         source: MountSource::Bind(from.to_path_buf()),
         target: "/base".into(),
         read_only: true,
-    };
+    });
     let bar = j.p.spinner("unpacking the base backup");
-    let r = run_as(
+    let r = run_spec(
         j,
-        sc,
-        "pitr-unpack",
-        "0:0".into(),
-        &script,
-        env,
-        vec![base],
+        &spec,
         &format!("unpacking the base backup `{}`", from.display()),
     )
     .await;
