@@ -19,6 +19,7 @@ mod majors;
 mod pitr_archive;
 mod pitr_base;
 mod pitr_restore;
+mod pitr_safety;
 mod restore_safety;
 mod schedule;
 mod small_defects;
