@@ -165,18 +165,25 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         archive,
         recoverable: s
             .pitr
-            .then(|| crate::backup::pitr::window(s))
-            .flatten()
-            .map(|(a, b)| {
-                let f = |t: chrono::DateTime<chrono::Utc>| {
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                };
-                (f(a), f(b))
-            }),
+            .then(|| crate::backup::pitr::window_rfc3339(s))
+            .flatten(),
         upgrade,
         mode,
         warnings,
     })
+}
+
+/// The archiver's health of the project's running server; None when it is not
+/// running or does not answer.
+pub async fn archiver(engine: &Engine, s: &Settings) -> Option<Archive> {
+    let name = s.container_name();
+    if !engine.inspect(&name).await.ok()??.running {
+        return None;
+    }
+    let out = psql::sql(engine, &name, s, "postgres", ARCHIVER_SQL)
+        .await
+        .ok()?;
+    out.lines().nth(1).and_then(Archive::parse)
 }
 
 /// The server's version and, on the next line, the archiver's health (`|`-separated).
@@ -224,7 +231,7 @@ impl Archive {
         })
     }
 
-    fn warnings(&self) -> Vec<String> {
+    pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if self.failing {
             w.push(format!(

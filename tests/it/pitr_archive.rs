@@ -158,6 +158,24 @@ fn a_failing_archive_is_an_error_in_status_and_catches_up() {
         last = text(&out.stderr);
         out.status.code() == Some(1) && last.contains("WAL archiving is failing")
     });
+    // `schedule status` says it too (its exit code is 1 anyway: no schedule here).
+    let out = run(&mut p.cmd(&["schedule", "status"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("archiver    FAILING"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("WAL archiving is failing"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("no base backup with archived WAL"),
+        "{}",
+        text(&out.stderr)
+    );
     // PostgreSQL keeps running and taking writes meanwhile.
     assert_eq!(
         {
@@ -175,6 +193,10 @@ fn a_failing_archive_is_an_error_in_status_and_catches_up() {
     });
     assert!(archived(&p).len() >= 2, "{:?}", archived(&p));
     assert_eq!(run(&mut p.cmd(&["status"])).status.code(), Some(0));
+    let out = run(&mut p.cmd(&["schedule", "status", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["pitr"]["archive"]["failing"], false, "{json}");
+    assert!(!text(&out.stderr).contains("WAL archiving is failing"));
 }
 
 /// Retention with PITR: an older base backup goes by the policy, and with it only
