@@ -241,3 +241,81 @@ fn a_restore_across_a_base_backup_boundary_and_after_a_restart() {
     assert_eq!(batches(p), "1", "restored to {between}: {err}");
     assert!(err.contains(&bases[0]), "from the older base backup: {err}");
 }
+
+/// A tmpfs mounted on a folder, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_archive_disk_fails_loudly_and_catches_up_once_space_returns() {
+    let p = Project::new("pitrfull");
+    p.init(&[]);
+    let path = p.path().join("pgbox.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replacen(
+        "[backup]\n",
+        "[backup]\npitr = true\narchive_timeout = \"10s\"\n",
+        1,
+    );
+    std::fs::write(&path, toml).unwrap();
+    // The archive on a small file system of its own (needs root, like direct storage).
+    let dir = p.path().join("backups/wal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root (the e2e tests run as root, as `.ci/run` does)"
+    );
+    let _tmpfs = Tmpfs(dir.clone());
+    p.up();
+    // Fill it to within 256 KiB, so no segment of random rows fits.
+    let filler = dir.join("filler");
+    std::fs::write(&filler, vec![7u8; 64 * 1024 * 1024 - 256 * 1024]).unwrap();
+    p.sql("create table t (x text)");
+    p.sql("insert into t select md5(random()::text) || md5(random()::text) from generate_series(1, 150000)");
+    p.sql("select pg_switch_wal()");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut err = String::new();
+    while !err.contains("WAL archiving is failing") {
+        assert!(Instant::now() < deadline, "status never reported it: {err}");
+        std::thread::sleep(Duration::from_millis(500));
+        let out = run(&mut p.cmd(&["status"]));
+        err = text(&out.stderr);
+        if err.contains("WAL archiving is failing") {
+            assert_eq!(out.status.code(), Some(1), "{err}");
+        }
+    }
+    // PostgreSQL keeps running and taking writes; nothing half-written is in sight.
+    p.sql("insert into t values ('still writing')");
+    let names = file_names(&dir);
+    assert!(
+        names.iter().all(|n| n == "filler" || !n.starts_with('.')),
+        "no temporary file is left: {names:?}"
+    );
+    // Space returns: the archive catches up on its own, every segment whole.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = run(&mut p.cmd(&["status", "--json"]));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if json["archive"]["failing"] == false && json["archive"]["waiting"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the archive never caught up: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    ok(&mut p.cmd(&["backup", "--base"]));
+    ok(&mut p.cmd(&["backup", "verify", "--pitr"]));
+    ok(&mut p.cmd(&["down"]));
+}
