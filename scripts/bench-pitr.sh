@@ -53,7 +53,10 @@ sql() { (cd "$work/$1" && "$PGBOX" psql -X -qAt -c "$2"); }
 archive() {
     (cd "$work/$1" && { "$PGBOX" status --json 2>/dev/null || true; }) | python3 -c '
 import json, sys
-a = json.load(sys.stdin).get("archive") or {}
+try:
+    a = json.load(sys.stdin).get("archive") or {}
+except ValueError:  # status not answering for a moment (a restart)
+    a = {}
 print(a.get("last_archived_wal") or "-", a.get("waiting", 0), str(a.get("failing", False)).lower())'
 }
 # archived_past NAME SEGMENT: wait until SEGMENT (or a later one) is archived.
