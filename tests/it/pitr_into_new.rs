@@ -353,3 +353,37 @@ fn ctrl_c_during_the_replay_of_into_new_leaves_nothing() {
     let url = into_new(p, &["--to-latest"]);
     assert_eq!(copy_sql(&url, p, BATCHES), "1,2,3");
 }
+
+#[test]
+fn an_into_new_killed_during_the_replay_is_cleaned_by_the_next_restore() {
+    let g = pitr_project("intonewkill", &[]);
+    let p = &g.p;
+    three_batches(p);
+    let helper = format!("{}-pitr", p.container());
+    let mut child = p
+        .cmd(&["restore", "--to-latest", "--into-new"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !container_exists(&helper) {
+        assert!(Instant::now() < deadline, "the recovery never started");
+        assert!(child.try_wait().unwrap().is_none(), "restore ended first");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no guard runs; the restore's record names what it left.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(p.path().join(".pgbox/pitr-restore.json").exists());
+    assert_project_untouched(p);
+    let url = into_new(p, &["--to-latest"]);
+    assert_eq!(copy_sql(&url, p, BATCHES), "1,2,3");
+    // Only the new copy's folder is left, and it is recorded as the copy's.
+    let folders = pgbox_entries(p, "data-pitr-");
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let location = record(p).unwrap()["location"].as_str().unwrap().to_string();
+    assert!(location.ends_with(&folders[0]), "{location} {folders:?}");
+    assert!(!p.path().join(".pgbox/pitr-restore.json").exists());
+    assert!(!container_exists(&helper));
+}

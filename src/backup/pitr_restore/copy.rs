@@ -36,6 +36,23 @@ pub fn name(s: &Settings) -> String {
     spec::worker_name(s, "recovered")
 }
 
+/// A container of that name is this project's copy (and not, say, the container
+/// of a project whose name ends in `-recovered`).
+fn ours(s: &Settings, labels: &std::collections::HashMap<String, String>) -> bool {
+    labels.get(LABEL_PROJECT).map(String::as_str) == Some("-recovered")
+        && labels.get(LABEL_CONFIG).map(String::as_str)
+            == Some(s.config_path.display().to_string().as_str())
+}
+
+/// Remove the copy's container when it is this project's; anything else is left alone.
+pub async fn remove_if_ours(engine: &Engine, s: &Settings) {
+    if let Ok(Some(c)) = engine.inspect(&name(s)).await {
+        if ours(s, &c.labels) {
+            let _ = engine.remove_container(&c.name, true).await;
+        }
+    }
+}
+
 /// Its rendered postgresql.conf and pg_hba.conf (`[backup] pitr` off).
 fn conf_dir(s: &Settings) -> std::path::PathBuf {
     s.state_dir().join("conf-recovered")
@@ -122,6 +139,16 @@ pub async fn start(
             m.source = MountSource::Bind(conf.clone());
         }
     }
+    if let Some(c) = engine.inspect(&spec.name).await? {
+        if !ours(s, &c.labels) {
+            return Err(Fail::new(format!(
+                "a container named `{}` already exists and is not this project's recovered copy",
+                spec.name
+            ))
+            .hint("remove or rename it, or give this project another name")
+            .into());
+        }
+    }
     if !port_free(&s.bind, port) {
         return Err(
             Fail::new(format!("port `{port}` on `{}` was taken meanwhile", s.bind))
@@ -191,9 +218,7 @@ fn where_(s: &Settings, r: &Recovered) -> String {
 pub async fn remove(engine: &Engine, s: &Settings, r: &Recovered) -> anyhow::Result<()> {
     let mut image = None;
     if let Some(c) = engine.inspect(&r.container).await? {
-        if c.labels.get(LABEL_CONFIG).map(String::as_str)
-            != Some(&s.config_path.display().to_string())
-        {
+        if !ours(s, &c.labels) {
             return Err(Fail::new(format!(
                 "the container `{}` does not belong to this project's pgbox.toml; it was left alone",
                 r.container
@@ -261,7 +286,37 @@ pub async fn discard(
 /// copy's start and its record (a kill no guard saw). The lock is held.
 pub async fn remove_unrecorded(engine: &Engine, s: &Settings) -> anyhow::Result<()> {
     if Recovered::load(s)?.is_none() {
-        super::scratch::remove_helper(engine, &name(s)).await;
+        remove_if_ours(engine, s).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_is_another_free_one_and_one_copy_at_a_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Settings::resolve(&tmp.path().join("pgbox.toml"), &[]);
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        s.port = taken.local_addr().unwrap().port();
+        let port = plan(&s, None).unwrap();
+        assert!(port > s.port, "{port} after {}", s.port);
+        assert!(plan(&s, Some(s.port)).is_err(), "the project's own port");
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(plan(&s, Some(busy.local_addr().unwrap().port())).is_err());
+        Recovered {
+            container: name(&s),
+            location: "x".into(),
+            mode: crate::config::StorageMode::Direct,
+            port,
+            target: "the newest archived WAL".into(),
+            created_at: String::new(),
+        }
+        .save(&s)
+        .unwrap();
+        let err = plan(&s, None).unwrap_err().to_string();
+        assert!(err.contains("already has a recovered copy"), "{err}");
+    }
 }

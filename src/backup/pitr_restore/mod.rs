@@ -178,7 +178,7 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
             format!("the unfinished recovery in {}", sc.describe()),
             async move {
                 scratch::remove_helper(&engine, &scratch::helper_name(&s)).await;
-                scratch::remove_helper(&engine, &copy::name(&s)).await;
+                copy::remove_if_ours(&engine, &s).await;
                 if sc.remove(&engine, Some(tag)).await.is_ok() {
                     let _ = PitrRestore::remove(&s);
                 }
