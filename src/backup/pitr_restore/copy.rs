@@ -194,7 +194,7 @@ pub async fn start(
 /// What to print once the copy runs: how to reach it and how to remove it.
 pub fn report(s: &Settings, r: &Recovered, p: &Printer) {
     p.info(format!(
-        "connect: host {}, port {}, user `{}`, database `{}`, with the project's password (`pgbox url` shows it for the project)",
+        "connect: host {}, port {}, user `{}`, database `{}`, with the project's password (`pgbox url --with-password` prints it)",
         s.url_host(),
         r.port,
         s.user,

@@ -112,6 +112,7 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
         .into());
     }
     refuse_storage(s, crate::storage::in_effect(s)?.mode)?;
+    let copy_port = o.into_new.map(|port| copy::plan(s, port)).transpose()?;
     let bases = base::list(s)?;
     if bases.is_empty() {
         return Err(Fail::new(format!(
@@ -139,7 +140,6 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
         describe(&o.target),
         stamp(meta.finished_at)
     ));
-    let copy_port = o.into_new.map(|port| copy::plan(s, port)).transpose()?;
     let ok = copy_port.is_some()
         || p.confirm(
             format!(
@@ -202,10 +202,9 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
     }
 
     if let Some(port) = copy_port {
-        let started_copy = match copy::start(&job, &sc, port, describe(&o.target)).await {
-            Ok(r) => r.save(s).map(|()| r),
-            Err(e) => Err(e),
-        };
+        let started_copy = copy::start(&job, &sc, port, describe(&o.target))
+            .await
+            .and_then(|r| r.save(s).map(|()| r));
         let r = match started_copy {
             Ok(r) => r,
             Err(e) => {
