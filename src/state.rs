@@ -2,7 +2,8 @@
 //! storage decision and the image it was made with, the digest of the password last
 //! applied to the cluster, and the extensions already created; and, while a major
 //! upgrade is under way or awaits `--finalize`, `.pgbox/upgrade.json` ([`Upgrade`]);
-//! while a point-in-time restore is under way, `.pgbox/pitr-restore.json` ([`PitrRestore`]).
+//! while a point-in-time restore is under way, `.pgbox/pitr-restore.json` ([`PitrRestore`]);
+//! while the copy of a `restore --into-new` exists, `.pgbox/recovered.json` ([`Recovered`]).
 //!
 //! The record is a leaf: the storage decision ([`Decision`]) is defined here
 //! because it is part of the record, so `storage` (which makes decisions) and the
@@ -261,6 +262,46 @@ impl PitrRestore {
     }
 }
 
+/// `.pgbox/recovered.json`: the cluster `pgbox restore --into-new` recovered and
+/// runs beside the project's, until `pgbox restore --discard-new` (or `down --purge`)
+/// removes it. Its location is no scratch leftover: a later restore leaves it alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// The container serving the copy (`<project container>-recovered`).
+    pub container: String,
+    /// The folder (direct) or volume (volume mode) holding its data.
+    pub location: String,
+    pub mode: StorageMode,
+    /// The host port it is published on (same bind address as the project's).
+    pub port: u16,
+    /// The recovery target, as the restore described it.
+    pub target: String,
+    pub created_at: String,
+}
+
+impl Recovered {
+    pub fn path(s: &Settings) -> std::path::PathBuf {
+        s.state_dir().join("recovered.json")
+    }
+
+    pub fn load(s: &Settings) -> Result<Option<Recovered>, Fail> {
+        read_record(
+            &Self::path(s),
+            "it records the copy `pgbox restore --into-new` made (its container and data \
+             location); check `docker ps -a` for a `-recovered` container and `.pgbox/` for \
+             `data-pitr-*` folders before deleting it",
+        )
+    }
+
+    pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
+        write_record(s, &Self::path(s), self)
+    }
+
+    pub fn remove(s: &Settings) -> anyhow::Result<()> {
+        remove_record(&Self::path(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +348,24 @@ mod tests {
         assert!(!aside.exists());
         // Repaired once; the data folder exists now, so a second call does nothing.
         assert_eq!(PitrRestore::repair_swap(&s).unwrap(), None);
+    }
+
+    #[test]
+    fn the_recovered_record_round_trips_and_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Settings::resolve(&tmp.path().join("pgbox.toml"), &[]);
+        assert_eq!(Recovered::load(&s).unwrap(), None);
+        let r = Recovered {
+            container: "pgbox-app-recovered".into(),
+            location: "pgbox-app-data-pitr-x".into(),
+            mode: StorageMode::Volume,
+            port: 5433,
+            target: "the newest archived WAL".into(),
+            created_at: "2026-11-28T01:00:00+00:00".into(),
+        };
+        r.save(&s).unwrap();
+        assert_eq!(Recovered::load(&s).unwrap(), Some(r));
+        Recovered::remove(&s).unwrap();
+        assert_eq!(Recovered::load(&s).unwrap(), None);
     }
 }

@@ -84,6 +84,15 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
                 },
             ),
             (
+                "recovered",
+                report.recovered.as_ref().map_or_else(dash, |r| {
+                    format!(
+                        "`{}` on port {} ({}), state at {}, made {} ago; `pgbox restore --discard-new` removes it",
+                        r.record.container, r.record.port, r.state, r.record.target, r.age
+                    )
+                }),
+            ),
+            (
                 "upgrade",
                 report.upgrade.as_ref().map_or_else(dash, |u| {
                     format!("{} → {} ({:?})", u.old.major, u.new.major, u.phase).to_lowercase()

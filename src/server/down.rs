@@ -7,6 +7,7 @@
 //! to the container's UID, so they are deleted through the engine. In fallback
 //! mode a stop succeeds only when the entrypoint saved the cluster; otherwise the
 //! operation fails and the container, holding the only up-to-date copy, is kept.
+//! `--purge` also removes the copy a `pgbox restore --into-new` made, and says so.
 //! The project lock is taken first.
 
 use std::time::Instant;
@@ -46,10 +47,20 @@ pub async fn down(
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "down")?;
     let name = s.container_name();
     let mode = storage::in_effect(s)?.mode;
-    let what = match mode {
+    let mut what = match mode {
         StorageMode::Volume => format!("volume `{}`", s.volume),
         _ => format!("data folder `{}`", s.data_dir.display()),
     };
+    let copy = match args.purge {
+        true => crate::state::Recovered::load(s)?,
+        false => None,
+    };
+    if let Some(r) = &copy {
+        what.push_str(&format!(
+            " and the recovered copy `{}` (port {}) with its data",
+            r.container, r.port
+        ));
+    }
 
     if args.purge {
         if let Some(up) = crate::state::Upgrade::load(s)? {
@@ -105,6 +116,9 @@ pub async fn down(
 
     if args.purge {
         delete_data(engine, s, mode, container.map(|c| c.image), p).await?;
+        if let Some(r) = &copy {
+            crate::backup::pitr_restore::copy::remove(engine, s, r).await?;
+        }
         p.done(format!("deleted {what}"));
     }
     Ok(Down::Done)

@@ -12,7 +12,7 @@ use crate::connection;
 use crate::container::{ctl, psql};
 use crate::engine::Engine;
 use crate::probe::{self, Ping};
-use crate::state::Upgrade;
+use crate::state::{Recovered, Upgrade};
 use crate::storage::{self, fallback};
 
 #[derive(Serialize)]
@@ -26,6 +26,17 @@ pub struct Storage {
     pub at_risk: Option<String>,
     /// Fallback: copies of a cluster the entrypoint kept aside, never deleted by pgbox.
     pub kept_aside: Vec<String>,
+}
+
+/// The copy `pgbox restore --into-new` made (`.pgbox/recovered.json`), and how it is.
+#[derive(Serialize)]
+pub struct RecoveredCopy {
+    #[serde(flatten)]
+    pub record: Recovered,
+    /// Its container's state (`running`, `exited`, or `absent`).
+    pub state: String,
+    /// Since it was made (`42s`, `5m`, `3h`, `2d`).
+    pub age: String,
 }
 
 #[derive(Serialize)]
@@ -56,6 +67,8 @@ pub struct Report {
     pub recoverable: Option<(String, String)>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
+    /// The copy of a `pgbox restore --into-new`, until `--discard-new` removes it.
+    pub recovered: Option<RecoveredCopy>,
     /// The storage mode in effect (what `storage.mode` spells).
     #[serde(skip)]
     pub mode: StorageMode,
@@ -116,6 +129,10 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         Vec::new()
     };
     let upgrade = Upgrade::load(s)?;
+    let recovered = match Recovered::load(s)? {
+        Some(record) => Some(recovered_copy(engine, record).await?),
+        None => None,
+    };
     warnings.extend(upgrade.as_ref().map(Upgrade::describe));
     warnings.extend(at_risk.clone());
     warnings.extend(kept.iter().map(|k| fallback::describe_kept(k)));
@@ -168,6 +185,7 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
             .then(|| crate::backup::pitr::window_rfc3339(s))
             .flatten(),
         upgrade,
+        recovered,
         mode,
         warnings,
     })
@@ -184,6 +202,19 @@ pub async fn archiver(engine: &Engine, s: &Settings) -> Option<Archive> {
         .await
         .ok()?;
     out.lines().nth(1).and_then(Archive::parse)
+}
+
+async fn recovered_copy(engine: &Engine, record: Recovered) -> anyhow::Result<RecoveredCopy> {
+    let state = engine
+        .inspect(&record.container)
+        .await?
+        .map_or_else(|| "absent".to_string(), |c| c.state);
+    let age = chrono::DateTime::parse_from_rfc3339(&record.created_at)
+        .map(|t| {
+            crate::backup::listing::age((chrono::Utc::now() - t.to_utc()).num_seconds().max(0))
+        })
+        .unwrap_or_else(|_| "?".into());
+    Ok(RecoveredCopy { record, state, age })
 }
 
 /// The server's version and, on the next line, the archiver's health (`|`-separated).

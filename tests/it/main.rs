@@ -18,6 +18,7 @@ mod loud_schedule;
 mod majors;
 mod pitr_archive;
 mod pitr_base;
+mod pitr_into_new;
 mod pitr_restore;
 mod pitr_safety;
 mod restore_safety;

@@ -12,7 +12,11 @@
 //! helper container and the scratch location on a failure or Ctrl-C, and
 //! `.pgbox/pitr-restore.json` lets the next restore remove what a kill left. The
 //! project lock is held throughout.
+//!
+//! With `--into-new` there is no swap: the recovered cluster is served beside the
+//! project's on another port ([`copy`]).
 
+pub mod copy;
 pub mod scratch;
 pub mod swap;
 pub mod target;
@@ -30,7 +34,7 @@ use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
 use crate::server::up::{up_locked, UpOptions};
-use crate::state::{PitrPhase, PitrRestore};
+use crate::state::{PitrPhase, PitrRestore, Recovered};
 use scratch::{Job, Scratch};
 use target::{describe, stamp};
 
@@ -42,6 +46,9 @@ pub struct PitrOptions {
     /// How long the recovery (WAL replay) and the restart may take.
     pub timeout: Duration,
     pub engine: Option<String>,
+    /// `--into-new`: serve the recovered cluster beside the project's on this port
+    /// (Some(None): the first free one after the project's) instead of swapping it in.
+    pub into_new: Option<Option<u16>>,
 }
 
 /// Refuse what this cannot do before anything is touched.
@@ -66,6 +73,7 @@ async fn clear_leftovers(
     p: &Printer,
 ) -> anyhow::Result<()> {
     scratch::remove_helper(engine, &scratch::helper_name(s)).await;
+    copy::remove_unrecorded(engine, s).await?;
     let Some(r) = PitrRestore::load(s)? else {
         return Ok(());
     };
@@ -77,7 +85,9 @@ async fn clear_leftovers(
         StorageMode::Volume => s.volume == r.scratch,
         _ => !sc.s.data_dir.exists() && s.data_dir.exists(),
     };
-    if !swapped_in && sc.exists(engine).await? {
+    // Killed after `--into-new` recorded its copy: the location is the copy's now.
+    let the_copys = Recovered::load(s)?.is_some_and(|c| c.location == r.scratch);
+    if !swapped_in && !the_copys && sc.exists(engine).await? {
         p.info(format!(
             "removing {}, left by a point-in-time restore that did not finish",
             sc.describe()
@@ -102,6 +112,7 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
         .into());
     }
     refuse_storage(s, crate::storage::in_effect(s)?.mode)?;
+    let copy_port = o.into_new.map(|port| copy::plan(s, port)).transpose()?;
     let bases = base::list(s)?;
     if bases.is_empty() {
         return Err(Fail::new(format!(
@@ -129,16 +140,17 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
         describe(&o.target),
         stamp(meta.finished_at)
     ));
-    let ok = p.confirm(
-        format!(
-            "Replace the data of `{}` with its state at {}? The current data is kept aside",
-            s.project,
-            describe(&o.target)
-        ),
-        o.yes,
-        "a point-in-time restore replaces the project's data",
-        "pass `--yes` to confirm without a terminal",
-    )?;
+    let ok = copy_port.is_some()
+        || p.confirm(
+            format!(
+                "Replace the data of `{}` with its state at {}? The current data is kept aside",
+                s.project,
+                describe(&o.target)
+            ),
+            o.yes,
+            "a point-in-time restore replaces the project's data",
+            "pass `--yes` to confirm without a terminal",
+        )?;
     if !ok {
         p.info("nothing changed");
         return Ok(false);
@@ -166,6 +178,7 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
             format!("the unfinished recovery in {}", sc.describe()),
             async move {
                 scratch::remove_helper(&engine, &scratch::helper_name(&s)).await;
+                copy::remove_if_ours(&engine, &s).await;
                 if sc.remove(&engine, Some(tag)).await.is_ok() {
                     let _ = PitrRestore::remove(&s);
                 }
@@ -186,6 +199,36 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
             "the point-in-time restore of `{}` failed and was undone; its data was not touched",
             s.project
         )));
+    }
+
+    if let Some(port) = copy_port {
+        let started_copy = copy::start(&job, &sc, port, describe(&o.target))
+            .await
+            .and_then(|r| r.save(s).map(|()| r));
+        let r = match started_copy {
+            Ok(r) => r,
+            Err(e) => {
+                guard.undo().await;
+                return Err(e.context(format!(
+                    "the recovered copy was removed; the data of `{}` was not touched",
+                    s.project
+                )));
+            }
+        };
+        // No await between the copy's record and the end of the restore's: the
+        // location stops being the restore's in one step.
+        guard.disarm();
+        PitrRestore::remove(s)?;
+        p.done(format!(
+            "recovered `{}` to {} in {:.1}s into `{}` on port {}",
+            s.project,
+            describe(&o.target),
+            started.elapsed().as_secs_f64(),
+            r.container,
+            r.port
+        ));
+        copy::report(s, &r, p);
+        return Ok(true);
     }
 
     // The swap: from here the recovered cluster becomes the project's.
