@@ -64,6 +64,7 @@ pub struct Report {
     pub archive: Option<Archive>,
     /// `[backup] pitr`: the times one can restore to, from the oldest base backup's
     /// end to the newest archived segment (RFC 3339); None without a base backup.
+    /// Filled by the caller, which sees the backups (this layer does not).
     pub recoverable: Option<(String, String)>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
@@ -180,10 +181,7 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
         archive,
-        recoverable: s
-            .pitr
-            .then(|| crate::backup::pitr::window_rfc3339(s))
-            .flatten(),
+        recoverable: None,
         upgrade,
         recovered,
         mode,
@@ -210,9 +208,7 @@ async fn recovered_copy(engine: &Engine, record: Recovered) -> anyhow::Result<Re
         .await?
         .map_or_else(|| "absent".to_string(), |c| c.state);
     let age = chrono::DateTime::parse_from_rfc3339(&record.created_at)
-        .map(|t| {
-            crate::backup::listing::age((chrono::Utc::now() - t.to_utc()).num_seconds().max(0))
-        })
+        .map(|t| crate::printer::age((chrono::Utc::now() - t.to_utc()).num_seconds().max(0)))
         .unwrap_or_else(|_| "?".into());
     Ok(RecoveredCopy { record, state, age })
 }

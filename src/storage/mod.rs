@@ -10,10 +10,14 @@
 //! The whole decision lives here: made once (`decide`), recorded and confirmed on
 //! every start (`decision`), read back without an engine (`in_effect`), and the
 //! data location made ready (`prepare`; the direct-mode folder in `direct`).
-//! Fallback mode's safety net on the host is `fallback`.
+//! Fallback mode's safety net on the host is `fallback`; deleting a location is
+//! `delete`.
 
+mod delete;
 pub mod direct;
 pub mod fallback;
+
+pub use delete::delete_data;
 
 use std::collections::HashMap;
 
@@ -113,6 +117,26 @@ pub fn in_effect(s: &Settings) -> Result<InEffect, Fail> {
     let decision = ProjectState::load(s)?.storage;
     let mode = decision.as_ref().map(|d| d.mode).unwrap_or(s.storage_mode);
     Ok(InEffect { mode, decision })
+}
+
+/// A location for messages: the folder or the volume.
+pub fn location(s: &Settings, mode: StorageMode) -> String {
+    match mode {
+        StorageMode::Volume => format!("volume `{}`", s.volume),
+        _ => format!("`{}`", s.data_dir.display()),
+    }
+}
+
+/// Whether the folder or the volume exists.
+pub async fn location_exists(
+    engine: &Engine,
+    s: &Settings,
+    mode: StorageMode,
+) -> anyhow::Result<bool> {
+    Ok(match mode {
+        StorageMode::Volume => engine.volume_exists(&s.volume).await?,
+        _ => s.data_dir.exists(),
+    })
 }
 
 /// Make the data location ready: the folder for direct mode, the volume otherwise.

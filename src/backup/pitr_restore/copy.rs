@@ -25,38 +25,13 @@ use chrono::Utc;
 use super::scratch::{Job, Scratch};
 use crate::config::Settings;
 use crate::container::{psql, spec};
-use crate::engine::{Engine, MountSource, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
+use crate::engine::{Engine, MountSource, LABEL_PORT, LABEL_PROJECT};
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::Printer;
 use crate::probe::{self, Ping};
+pub use crate::server::recovered::remove_if_ours;
+use crate::server::recovered::{conf_dir, name, ours, remove};
 use crate::state::Recovered;
-
-/// The copy's container.
-pub fn name(s: &Settings) -> String {
-    spec::worker_name(s, "recovered")
-}
-
-/// A container of that name is this project's copy (and not, say, the container
-/// of a project whose name ends in `-recovered`).
-fn ours(s: &Settings, labels: &std::collections::HashMap<String, String>) -> bool {
-    labels.get(LABEL_PROJECT).map(String::as_str) == Some("-recovered")
-        && labels.get(LABEL_CONFIG).map(String::as_str)
-            == Some(s.config_path.display().to_string().as_str())
-}
-
-/// Remove the copy's container when it is this project's; anything else is left alone.
-pub async fn remove_if_ours(engine: &Engine, s: &Settings) {
-    if let Ok(Some(c)) = engine.inspect(&name(s)).await {
-        if ours(s, &c.labels) {
-            let _ = engine.remove_container(&c.name, true).await;
-        }
-    }
-}
-
-/// Its rendered postgresql.conf and pg_hba.conf (`[backup] pitr` off).
-fn conf_dir(s: &Settings) -> std::path::PathBuf {
-    s.state_dir().join("conf-recovered")
-}
 
 /// The copy's settings: the project's on the scratch location, pitr off, its port.
 fn settings(sc: &Scratch, port: u16) -> Settings {
@@ -156,7 +131,7 @@ pub async fn start(
                 .into(),
         );
     }
-    crate::upgrade::workers::start(engine, &spec, "the recovered copy", j.timeout, p).await?;
+    crate::server::worker::start(engine, &spec, "the recovered copy", j.timeout, p).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match probe::ping(&cs.url_host(), port, Duration::from_secs(2)).await {
@@ -211,37 +186,6 @@ pub fn report(s: &Settings, r: &Recovered, p: &Printer) {
 
 fn where_(s: &Settings, r: &Recovered) -> String {
     Scratch::at(s, r.mode, &r.location).describe()
-}
-
-/// Stop and remove the copy's container, delete its location, its configuration
-/// and the record; what is already gone is fine. The caller holds the project lock.
-pub async fn remove(engine: &Engine, s: &Settings, r: &Recovered) -> anyhow::Result<()> {
-    let mut image = None;
-    if let Some(c) = engine.inspect(&r.container).await? {
-        if !ours(s, &c.labels) {
-            return Err(Fail::new(format!(
-                "the container `{}` does not belong to this project's pgbox.toml; it was left alone",
-                r.container
-            ))
-            .hint("remove it yourself if it is yours, then `pgbox restore --discard-new` again")
-            .into());
-        }
-        if c.running {
-            engine
-                .stop_container(&r.container, spec::stop_timeout(r.mode))
-                .await?;
-        }
-        engine.remove_container(&r.container, true).await?;
-        image = Some(c.image);
-    }
-    Scratch::at(s, r.mode, &r.location)
-        .remove(engine, image)
-        .await?;
-    match std::fs::remove_dir_all(conf_dir(s)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
-    Recovered::remove(s)
 }
 
 /// `pgbox restore --discard-new`. False when the user declined.

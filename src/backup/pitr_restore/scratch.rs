@@ -79,7 +79,7 @@ impl Scratch {
 
     /// For messages.
     pub fn describe(&self) -> String {
-        crate::upgrade::build::location(&self.s, self.mode)
+        crate::storage::location(&self.s, self.mode)
     }
 
     fn mount(&self, target: &str) -> MountSpec {
@@ -94,7 +94,7 @@ impl Scratch {
     }
 
     pub async fn exists(&self, engine: &Engine) -> anyhow::Result<bool> {
-        crate::upgrade::build::location_exists(engine, &self.s, self.mode).await
+        crate::storage::location_exists(engine, &self.s, self.mode).await
     }
 
     /// Delete the scratch location and everything in it.
@@ -102,8 +102,8 @@ impl Scratch {
         if !self.exists(engine).await? {
             return Ok(());
         }
-        let quiet = crate::upgrade::options::quiet_printer();
-        crate::server::down::delete_data(engine, &self.s, self.mode, tag, &quiet).await
+        let quiet = Printer::quiet();
+        crate::storage::delete_data(engine, &self.s, self.mode, tag, &quiet).await
     }
 }
 
@@ -226,7 +226,7 @@ pub async fn build(j: &Job<'_>, sc: &Scratch, from: &Path, target: &Target) -> a
         ))
         .into());
     }
-    crate::upgrade::workers::stop_cleanly(engine, &helper, sc.mode).await?;
+    crate::server::worker::stop_cleanly(engine, &helper, sc.mode).await?;
     engine.remove_container(&helper, true).await?;
     let tli: u32 = tli.trim().parse().unwrap_or(0);
     if tli > 1 {
@@ -251,7 +251,7 @@ pub async fn build(j: &Job<'_>, sc: &Scratch, from: &Path, target: &Target) -> a
 
 /// Start the helper on the scratch cluster and wait until it is promoted.
 async fn recover(j: &Job<'_>, spec: &ContainerSpec) -> anyhow::Result<()> {
-    crate::upgrade::workers::start(
+    crate::server::worker::start(
         j.engine,
         spec,
         "the recovering cluster (replaying archived WAL)",

@@ -46,7 +46,7 @@ pub async fn swap(
         record.aside = Some(aside.display().to_string());
     }
     record.save(s)?;
-    crate::upgrade::build::stop_live(engine, s, sc.mode, p)
+    crate::server::worker::stop_live(engine, s, sc.mode, "pgbox restore", p)
         .await
         .map_err(|e| {
             e.context("stopping the server for the swap failed; the data was not changed")
