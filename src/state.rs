@@ -73,7 +73,19 @@ fn read_record<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
     hint: &str,
 ) -> Result<Option<T>, Fail> {
-    crate::fsutil::read_record(path, "record").map_err(|e| Fail::typed(e).hint(hint))
+    use crate::fsutil::RecordError;
+    crate::fsutil::read_record(path, "record").map_err(|e| {
+        match &e {
+            RecordError::Parse { source, .. } => {
+                Fail::new(format!("`{}` is not valid: {source}", path.display()))
+            }
+            RecordError::Read { source, .. } => {
+                Fail::new(format!("cannot read `{}`: {source}", path.display()))
+            }
+            _ => Fail::typed(e),
+        }
+        .hint(hint)
+    })
 }
 
 /// Write a record atomically, readable by the owner only.
