@@ -48,7 +48,7 @@ pub struct Row {
     pub file: String,
 }
 
-fn age(secs: i64) -> String {
+pub fn age(secs: i64) -> String {
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

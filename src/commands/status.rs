@@ -84,6 +84,10 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
                 },
             ),
             (
+                "off-site",
+                report.offsite.as_ref().map_or_else(dash, |o| o.summary()),
+            ),
+            (
                 "upgrade",
                 report.upgrade.as_ref().map_or_else(dash, |u| {
                     format!("{} → {} ({:?})", u.old.major, u.new.major, u.phase).to_lowercase()

@@ -56,6 +56,8 @@ pub struct Report {
     pub recoverable: Option<(String, String)>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
+    /// `[backup.remote]`: the newest backup shipped off-site and its age.
+    pub offsite: Option<crate::remote::listing::Offsite>,
     /// The storage mode in effect (what `storage.mode` spells).
     #[serde(skip)]
     pub mode: StorageMode,
@@ -174,6 +176,7 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
                 (f(a), f(b))
             }),
         upgrade,
+        offsite: crate::remote::listing::Offsite::of(s),
         mode,
         warnings,
     })
