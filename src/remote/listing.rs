@@ -35,12 +35,10 @@ pub struct RemoteEntry {
 /// Every backup of `project` in the store, newest first.
 pub async fn list(r: &Remote, project: &str) -> anyhow::Result<Vec<RemoteEntry>> {
     let prefix = (!r.cfg.prefix.is_empty()).then(|| Key::from(r.cfg.prefix.as_str()));
-    let objects: Vec<_> = r
-        .store
-        .list(prefix.as_ref())
-        .try_collect()
-        .await
-        .map_err(|e| r.fail("listing", e))?;
+    let objects: Vec<_> = match r.store.list(prefix.as_ref()).try_collect().await {
+        Ok(o) => o,
+        Err(e) => return Err(r.list_failed(e).await),
+    };
     let sizes: HashMap<String, u64> = objects
         .iter()
         .map(|o| (o.location.to_string(), o.size))

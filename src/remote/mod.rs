@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStoreExt, RetryConfig};
 
 use crate::config::{RemoteSettings, Settings};
 use crate::error::{Fail, EXIT_USAGE};
@@ -116,22 +116,52 @@ impl Remote {
         format!("s3://{}/{}", self.cfg.bucket, self.key(name))
     }
 
-    /// A store error as a `Fail` that says what was being done and what to check.
-    pub fn fail(&self, doing: &str, e: object_store::Error) -> Fail {
+    /// A store error, with a `Fail` saying what was being done and what to check;
+    /// the store's own message follows as the cause.
+    pub fn fail(&self, doing: &str, e: object_store::Error) -> anyhow::Error {
+        self.classify(doing, e, false)
+    }
+
+    /// As [`Remote::fail`], for requests on the bucket itself (starting an upload,
+    /// listing), where "not found" can only mean the bucket.
+    pub fn fail_bucket(&self, doing: &str, e: object_store::Error) -> anyhow::Error {
+        self.classify(doing, e, true)
+    }
+
+    /// A failed listing: the store's list errors carry no kind, so a probe (a HEAD
+    /// of a key that need not exist, whose errors do) tells refused credentials from
+    /// a missing bucket.
+    pub async fn list_failed(&self, e: object_store::Error) -> anyhow::Error {
         use object_store::Error as E;
-        let what = format!("{doing} `{}`", self.cfg.url);
-        match &e {
+        match self.store.head(&self.key(".pgbox-probe")).await {
+            Err(
+                probe @ (E::PermissionDenied { .. }
+                | E::Unauthenticated { .. }
+                | E::NotFound { .. }),
+            ) => self.classify("listing", probe, true),
+            _ => self.classify("listing", e, true),
+        }
+    }
+
+    fn classify(&self, doing: &str, e: object_store::Error, bucket: bool) -> anyhow::Error {
+        use object_store::Error as E;
+        let url = &self.cfg.url;
+        let fail = match &e {
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
-                Fail::new(format!("the store refused the credentials while {what}: {e}"))
-                    .hint("check the access key and secret (AWS_ACCESS_KEY_ID, the AWS profile, or `credentials_file`) and that they may use this bucket")
+                Fail::new(format!("the store refused the credentials while {doing} `{url}`"))
+                    .hint("check the access key and secret (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the AWS profile, or `credentials_file`) and that they may use this bucket")
             }
-            E::NotFound { .. } => Fail::new(format!("not found while {what}: {e}")).hint(format!(
-                "check that the bucket `{}` exists (and `endpoint`, `region` in `[backup.remote]`)",
+            E::NotFound { .. } if bucket => Fail::new(format!(
+                "the bucket `{}` does not exist (while {doing} `{url}`)",
                 self.cfg.bucket
-            )),
-            _ => Fail::new(format!("{what} failed: {e}")).hint(
+            ))
+            .hint("create the bucket, or fix `url`, `endpoint` and `region` in `[backup.remote]`"),
+            E::NotFound { .. } => Fail::new(format!("not found while {doing} `{url}`"))
+                .hint("`pgbox backup list --remote` shows what the store holds"),
+            _ => Fail::new(format!("{doing} `{url}` failed")).hint(
                 "check `endpoint`, `region` and `path_style` in `[backup.remote]` and that the store answers; each request was retried with back-off",
             ),
-        }
+        };
+        anyhow::Error::new(e).context(fail)
     }
 }

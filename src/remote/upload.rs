@@ -84,7 +84,7 @@ impl Upload {
             .store
             .put_multipart(&key)
             .await
-            .map_err(|e| remote.fail("starting an upload to", e))?;
+            .map_err(|e| remote.fail_bucket("starting an upload to", e))?;
         let mp = Arc::new(Mutex::new(mp));
         let abort = {
             let mp = mp.clone();
