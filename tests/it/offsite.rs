@@ -400,7 +400,7 @@ fn encrypted_to_two_recipients_each_key_restores_a_wrong_key_is_refused_and_no_s
 /// A database whose dump does not compress: `mb` MiB of random bytes.
 fn seed_big(p: &Project, mb: u32) {
     p.sql(&format!(
-        "create extension if not exists pgcrypto; create table big as select gen_random_bytes(16384) b from generate_series(1, {})",
+        "create extension if not exists pgcrypto; create table big as select (select string_agg(gen_random_bytes(1024), ''::bytea) from generate_series(1, 16) where g > 0) b from generate_series(1, {}) g",
         mb * 64
     ));
 }
@@ -676,9 +676,12 @@ fn a_failed_upload_fails_the_scheduled_run_fires_the_hook_and_keeps_the_backup()
             .output()
             .unwrap()
     };
+    // (`schedule install` makes the folder of its log; the dry run does not.)
+    std::fs::create_dir_all(p.path().join("backups")).unwrap();
     let out = sh(&command);
     assert!(hook.exists(), "the on_failure hook fired: {}", both(&out));
-    let log = std::fs::read_to_string(p.path().join("backups/pgbox-schedule.log")).unwrap();
+    let log = std::fs::read_to_string(p.path().join("backups/pgbox-schedule.log"))
+        .unwrap_or_else(|e| panic!("{e}: {command}\n{}", both(&out)));
     assert!(log.contains("is kept locally, but shipping it"), "{log}");
     assert!(log.contains("FAILED"), "{log}");
     assert!(file_names(&p.path().join("backups"))
