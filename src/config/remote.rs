@@ -139,4 +139,34 @@ mod tests {
         assert!(parse_s3_url("https://x/y").is_err());
         assert!(parse_s3_url("s3://B_ad/x").is_err());
     }
+
+    #[test]
+    fn pgbox_toml_names_a_bad_url_or_recipient_with_its_line() {
+        let path = Path::new("/p/pgbox.toml");
+        let e =
+            super::super::parse_file(path, "[backup.remote]\nurl = \"https://x\"\n").unwrap_err();
+        assert!(
+            e.message.contains("pgbox.toml:2:7") && e.message.contains("s3://"),
+            "{}",
+            e.message
+        );
+        let e =
+            super::super::parse_file(path, "[backup]\nencrypt_to = [\"age1nope\"]\n").unwrap_err();
+        assert!(
+            e.message.contains("not an age X25519 recipient"),
+            "{}",
+            e.message
+        );
+        let f = super::super::parse_file(
+            path,
+            "[backup]\nencrypt_to = [\"keys.txt\"]\n[backup.remote]\nurl = \"s3://b-1/x/\"\ncredentials_file = \"c\"\nkeep_daily = 2\n",
+        )
+        .unwrap();
+        let s = crate::config::Settings::resolve(path, &[f]);
+        let r = s.remote.unwrap();
+        assert_eq!((r.bucket.as_str(), r.prefix.as_str()), ("b-1", "x"));
+        assert_eq!(r.credentials_file.as_deref(), Some(Path::new("/p/c")));
+        assert_eq!((r.keep_daily, r.keep_weekly), (2, 4));
+        assert_eq!(s.encrypt_to, vec!["keys.txt"]);
+    }
 }
