@@ -17,6 +17,7 @@ mod lifecycle;
 mod loud_schedule;
 mod majors;
 mod offsite;
+mod offsite_faults;
 mod pitr_archive;
 mod pitr_base;
 mod pitr_restore;
