@@ -319,6 +319,8 @@ async fn stream_off_site(
     p: &Printer,
 ) -> anyhow::Result<String> {
     let up = ship.begin(name).await?;
+    // The upload runs as a task: on Ctrl-C this guard aborts it.
+    let abort = up.abort_guard();
     let (mut feed, task) = crate::remote::upload::feed(up);
     let dumped = dump::dump(
         engine,
@@ -334,10 +336,18 @@ async fn stream_off_site(
         Err(e) => {
             // The feed is gone: the upload task aborts the multipart upload.
             let _ = task.await;
+            abort.undo().await;
             return Err(e);
         }
     };
-    let done = task.await??;
+    let done = match task.await? {
+        Ok(d) => d,
+        Err(e) => {
+            abort.undo().await;
+            return Err(e);
+        }
+    };
+    abort.disarm();
     if done.plain.sha256 != dumped.manifest.sha256 {
         return Err(Fail::new("the uploaded dump does not match what was dumped").into());
     }

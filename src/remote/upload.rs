@@ -106,6 +106,18 @@ impl Upload {
         })
     }
 
+    /// A guard of its own that aborts this upload, for a caller that hands the
+    /// upload to a task (a signal drops the caller, not the task).
+    pub fn abort_guard(&self) -> Guard {
+        let mp = self.mp.clone();
+        Guard::future(
+            format!("the unfinished upload of `{}`", self.key),
+            async move {
+                let _ = mp.lock().await.abort().await;
+            },
+        )
+    }
+
     fn part_size(&self) -> usize {
         PART << (self.parts / 2000).min(10)
     }

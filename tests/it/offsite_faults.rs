@@ -47,18 +47,25 @@ fn an_interrupted_upload_leaves_no_object_under_the_final_key_and_the_next_run_s
     seed_big(&p, 48);
     let backups = p.path().join("backups");
 
-    // 1. Ctrl-C mid-upload: exit 130, the multipart upload aborted, nothing stored.
-    let mut child = s3
-        .creds(&mut p.cmd(&["backup"]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_upload(&s3, &mut child);
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-    assert_eq!(s3.keys(), (vec![], 0), "no object, no unfinished upload");
+    // 1. Ctrl-C mid-upload, of a local backup being shipped and of a dump streamed
+    // with --remote-only: exit 130, the multipart upload aborted, nothing stored.
+    for args in [&["backup"][..], &["backup", "--remote-only"][..]] {
+        let mut child = s3
+            .creds(&mut p.cmd(args))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_upload(&s3, &mut child);
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+        assert_eq!(
+            s3.keys(),
+            (vec![], 0),
+            "{args:?}: no object, no unfinished upload"
+        );
+    }
 
     // 2. The store killed mid-upload: a failed run, the local backup kept and said so.
     let mut child = s3
