@@ -14,11 +14,15 @@
 #     own compression, Debian's age, boto3 from the moto venv; no check of any kind)
 #  5. pgbox restore --from-remote latest --identity KEY  (download, decrypt, restore)
 # and the peak RSS of each pgbox run (/usr/bin/time -v; target under 30 MB).
-# Usage: scripts/bench-offsite.sh [SCALE]
+# pgbench data compresses about 160 to 1 with zstd, so the upload is small; RANDOM_MB
+# (second argument) adds a table of that many MiB of random bytes, which no
+# compressor shrinks, to measure memory and speed of a large upload.
+# Usage: scripts/bench-offsite.sh [SCALE] [RANDOM_MB]
 #   (needs an engine: scripts/ensure-engine.sh, and moto: scripts/ensure-s3.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE="${1:-50}"
+RANDOM_MB="${2:-0}"
 VENV="${PGBOX_MOTO_VENV:-/opt/pgbox-test/moto}"
 [ -x "$VENV/bin/moto_server" ] || { echo "moto is missing: run bash scripts/ensure-s3.sh" >&2; exit 1; }
 command -v age >/dev/null || { echo "age is missing: run bash scripts/ensure-s3.sh" >&2; exit 1; }
@@ -68,8 +72,11 @@ PY
 c="pgbox-$name"
 db="$name"
 docker exec -u postgres "$c" pgbench -q -i -s "$SCALE" -U "$db" "$db" >/dev/null 2>&1
+if [ "$RANDOM_MB" -gt 0 ]; then
+    docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "create extension if not exists pgcrypto; create table noise as select (select string_agg(gen_random_bytes(1024), ''::bytea) from generate_series(1, 16) where g > 0) b from generate_series(1, $((RANDOM_MB * 64))) g" >/dev/null
+fi
 docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "vacuum analyze" >/dev/null
-echo "database: $(mb "$(docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "select pg_database_size('$db')")") (pgbench scale $SCALE)"
+echo "database: $(mb "$(docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "select pg_database_size('$db')")") (pgbench scale $SCALE, $RANDOM_MB MiB random bytes)"
 
 T="" R=""
 run() { # time file, pgbox args...; sets T (seconds) and R (peak RSS)

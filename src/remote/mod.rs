@@ -48,11 +48,21 @@ fn retry() -> RetryConfig {
     }
 }
 
-/// The TLS stack's crypto (ring, as for the rest of pgbox: no OpenSSL, no C build).
+/// The TLS stack's crypto (ring, as for the rest of pgbox: no OpenSSL, no C build);
+/// and glibc's allocator told to map buffers of 1 MiB and more on their own and
+/// give them back when freed. By default it raises that threshold to the size of
+/// the last such buffer freed, after which the 5 MiB parts come from per-thread
+/// heaps that keep them: peak RSS measured 41 MB shipping a 330 MB dump that way,
+/// against a 30 MB target.
 fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only sets a number inside glibc's allocator.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
     });
 }
 

@@ -9,7 +9,7 @@ use object_store::ObjectStoreExt;
 
 use super::listing::{self, RemoteEntry};
 use super::Remote;
-use crate::backup::retention::{plan, Item, Policy};
+use crate::backup::retention::{doomed_by, Policy};
 use crate::config::Settings;
 use crate::printer::Printer;
 
@@ -31,30 +31,7 @@ pub fn policy(
 
 /// Remote backups the policy lets go, per database (and the globals apart).
 pub fn doomed(entries: &[RemoteEntry], policy: Policy) -> Vec<RemoteEntry> {
-    let mut groups: Vec<(String, Vec<&RemoteEntry>)> = Vec::new();
-    for e in entries {
-        let key = format!("{}/{}", e.manifest.kind, e.manifest.database);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(e),
-            None => groups.push((key, vec![e])),
-        }
-    }
-    let mut out = Vec::new();
-    for (_, group) in groups {
-        let items: Vec<Item> = group
-            .iter()
-            .map(|e| Item {
-                created_at: e.manifest.created_at,
-                verified: e.manifest.verified_at.is_some(),
-            })
-            .collect();
-        for (e, keep) in group.iter().zip(plan(&items, policy)) {
-            if !keep {
-                out.push((*e).clone());
-            }
-        }
-    }
-    out
+    doomed_by(entries, policy, |e| &e.manifest)
 }
 
 /// Delete what `policy` does not keep in the store (after a confirmation unless

@@ -1,6 +1,8 @@
 //! Streaming uploads: plaintext in, optionally age-encrypted, hashed on both sides,
-//! cut into multipart parts, at most two parts in flight, so memory stays flat
-//! (three 5 MiB parts at most) whatever the size.
+//! cut into multipart parts, one part in flight while the next fills, so memory
+//! stays flat (two 5 MiB parts at most) whatever the size. S3 signs and retries a
+//! part whole, so a part is held in memory until the store took it; 5 MiB is the
+//! smallest part S3 allows.
 //!
 //! Multipart is what keeps an interrupted upload invisible: S3 creates no object
 //! under the key until `CompleteMultipartUpload`, so a killed pgbox or a store that
@@ -28,7 +30,7 @@ use crate::error::Fail;
 /// The smallest part S3 takes (all but the last); grows after every 2000 parts so
 /// the 10000-part limit is never reached (5 MiB × 2000 + 10 MiB × 2000 + ...).
 const PART: usize = 5 << 20;
-const IN_FLIGHT: usize = 2;
+const IN_FLIGHT: usize = 1;
 
 pub use crate::digest::Sum;
 
@@ -97,7 +99,7 @@ impl Upload {
             key,
             mp,
             enc,
-            buf: Vec::with_capacity(PART),
+            buf: Vec::new(),
             parts: 0,
             inflight: JoinSet::new(),
             plain: Hasher::new(),
@@ -134,11 +136,20 @@ impl Upload {
         }
     }
 
-    async fn store_bytes(&mut self, b: &[u8]) -> anyhow::Result<()> {
+    async fn store_bytes(&mut self, mut b: &[u8]) -> anyhow::Result<()> {
         self.stored.update(b);
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= self.part_size() {
-            self.send_part().await?;
+        // Parts are cut at their exact size, so a buffer is allocated once, whole,
+        // and never grows (a grown one would be copied into one twice its size).
+        while !b.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(self.part_size());
+            }
+            let n = (self.part_size() - self.buf.len()).min(b.len());
+            self.buf.extend_from_slice(&b[..n]);
+            b = &b[n..];
+            if self.buf.len() == self.part_size() {
+                self.send_part().await?;
+            }
         }
         Ok(())
     }
@@ -147,8 +158,7 @@ impl Upload {
         while self.inflight.len() >= IN_FLIGHT {
             self.join_one().await?;
         }
-        let next = Vec::with_capacity(self.part_size());
-        let data = Bytes::from(std::mem::replace(&mut self.buf, next));
+        let data = Bytes::from(std::mem::take(&mut self.buf));
         let part = self.mp.lock().await.put_part(PutPayload::from(data));
         self.inflight.spawn(part);
         self.parts += 1;
@@ -258,9 +268,11 @@ pub async fn read_sum(remote: &Remote, key: &Key) -> anyhow::Result<Sum> {
     Ok(sum)
 }
 
+const FEED_CHUNK: usize = 256 << 10;
+
 /// A blocking writer that hands its bytes to an async [`Upload`] running as a task,
 /// for byte sources that push from synchronous callbacks (the dump's exec stream).
-/// The channel holds four 1 MiB chunks at most: a slow store slows the dump.
+/// The channel holds two 256 KiB chunks at most: a slow store slows the dump.
 pub struct Feed {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     buf: Vec<u8>,
@@ -269,7 +281,7 @@ pub struct Feed {
 /// Start `up` consuming a [`Feed`]; the task ends with the upload finished and
 /// checked, or aborted when the feed was dropped without [`Feed::close`].
 pub fn feed(mut up: Upload) -> (Feed, tokio::task::JoinHandle<anyhow::Result<Uploaded>>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
     let task = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if b.is_empty() {
@@ -287,7 +299,7 @@ pub fn feed(mut up: Upload) -> (Feed, tokio::task::JoinHandle<anyhow::Result<Upl
     (
         Feed {
             tx,
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::with_capacity(FEED_CHUNK),
         },
         task,
     )
@@ -295,10 +307,9 @@ pub fn feed(mut up: Upload) -> (Feed, tokio::task::JoinHandle<anyhow::Result<Upl
 
 impl Feed {
     fn send(&mut self) -> std::io::Result<()> {
-        let b = Bytes::from(std::mem::take(&mut self.buf));
-        let tx = self.tx.clone();
-        tokio::task::block_in_place(|| tx.blocking_send(b))
-            .map_err(|_| std::io::Error::other("the upload stopped"))
+        let next = Vec::with_capacity(FEED_CHUNK);
+        let b = Bytes::from(std::mem::replace(&mut self.buf, next));
+        put(&self.tx, b)
     }
 
     /// All bytes were written: the upload may complete.
@@ -306,19 +317,33 @@ impl Feed {
         if !self.buf.is_empty() {
             self.send()?;
         }
-        let tx = self.tx.clone();
-        tokio::task::block_in_place(|| tx.blocking_send(Bytes::new()))
-            .map_err(|_| std::io::Error::other("the upload stopped"))
+        put(&self.tx, Bytes::new())
     }
+}
+
+/// Hand `b` to the upload task, waiting while its channel is full (a slow store
+/// slows the source), but not past a Ctrl-C: the wait is the only place a
+/// synchronous source can stall, and a signal must end it at once.
+fn put(tx: &tokio::sync::mpsc::Sender<Bytes>, b: Bytes) -> std::io::Result<()> {
+    let stopped = || std::io::Error::other("the upload stopped");
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            tokio::select! {
+                sent = tx.send(b) => sent.map_err(|_| stopped()),
+                _ = crate::cancel::cancelled() => Err(std::io::Error::other(crate::error::Interrupted)),
+            }
+        })
+    })
 }
 
 impl std::io::Write for Feed {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= 1 << 20 {
+        let n = (FEED_CHUNK - self.buf.len()).min(b.len());
+        self.buf.extend_from_slice(&b[..n]);
+        if self.buf.len() == FEED_CHUNK {
             self.send()?;
         }
-        Ok(b.len())
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
