@@ -73,7 +73,7 @@ c="pgbox-$name"
 db="$name"
 docker exec -u postgres "$c" pgbench -q -i -s "$SCALE" -U "$db" "$db" >/dev/null 2>&1
 if [ "$RANDOM_MB" -gt 0 ]; then
-    docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "create extension if not exists pgcrypto; create table noise as select (select string_agg(gen_random_bytes(1024), ''::bytea) from generate_series(1, 16) where g > 0) b from generate_series(1, $((RANDOM_MB * 64))) g" >/dev/null
+    docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "set client_min_messages = warning; create extension if not exists pgcrypto; create table noise as select (select string_agg(gen_random_bytes(1024), ''::bytea) from generate_series(1, 16) where g > 0) b from generate_series(1, $((RANDOM_MB * 64))) g" >/dev/null
 fi
 docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "vacuum analyze" >/dev/null
 echo "database: $(mb "$(docker exec -u postgres "$c" psql -qAt -U "$db" -d "$db" -c "select pg_database_size('$db')")") (pgbench scale $SCALE, $RANDOM_MB MiB random bytes)"
