@@ -1181,7 +1181,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__restore)
-            opts="-y -q -v -h -V --db --into --jobs --no-owner --drop-old --yes --from-remote --identity --to-time --to-lsn --to-latest --timeout --quiet --verbose --color --json --config --engine --help --version"
+            opts="-y -q -v -h -V --db --into --jobs --no-owner --drop-old --yes --from-remote --identity --to-time --to-lsn --to-latest --timeout --into-new --port --discard-new --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1216,6 +1216,10 @@ _pgbox() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

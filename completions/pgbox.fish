@@ -252,6 +252,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l identity -d 'The
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-time -d 'Point-in-time recovery to this moment (UTC unless a zone is given: `2026-11-27 14:02:00`, `2026-11-27 15:02:00+01:00`); needs `[backup] pitr`' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-lsn -d 'Point-in-time recovery to this WAL position (`0/3000060`)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l timeout -d 'Point-in-time recovery: how long replaying the WAL may take, in seconds' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l port -d 'With `--into-new`: the host port of the recovered copy (default: the first free one after the project\'s)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -261,6 +262,8 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l no-owner -d 'Do 
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l drop-old -d 'Drop the replaced database instead of keeping it renamed aside'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-latest -d 'Point-in-time recovery to the newest archived WAL'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l into-new -d 'Point-in-time recovery into a new cluster beside the project\'s, on another port, to inspect and copy rows back; the project\'s data and server are untouched'
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l discard-new -d 'Remove the copy `--into-new` made: stop its container and delete its data'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l json -d 'Machine-readable JSON on stdout, for commands that report'

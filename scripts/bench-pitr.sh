@@ -3,20 +3,22 @@
 #
 # In one run, on fresh PostgreSQL 15 projects of its own:
 #  1. the cost of archiving: pgbench tps (scale SCALE, SECONDS, -c 4 -j 2 -N) on a
-#     project with pitr off, then on one with pitr on (one after the other), and the ratio;
+#     project with pitr off and one with pitr on, benched in alternation ROUNDS times,
+#     and the ratio of the medians;
 #  2. the data at risk under archive_timeout (10s, then 60s) on a quiet server: right
 #     after a segment switch, commit one row, note its segment (pg_walfile_name) and
 #     the host time, and poll `pgbox status --json` until `archive.last_archived_wal`
 #     reaches that segment; the gap is the worst case, about archive_timeout. A second
 #     sample commits halfway between switches;
-#  3. when `pgbox restore --help` offers --to-latest: `pgbox restore --to-latest --yes`
-#     after a base backup and some writes, against `pgbox restore <dump> --yes` of the
-#     same database (dump taken with `pgbox backup`), and the ratio.
-# Usage: scripts/bench-pitr.sh [SCALE] [SECONDS]   (needs an engine: scripts/ensure-engine.sh)
+#  3. `pgbox restore --to-time` (a base backup, writes, the target, one more row)
+#     against `pgbox restore <dump> --yes` of the same database (taken with
+#     `pgbox backup`), and the ratio.
+# Usage: scripts/bench-pitr.sh [SCALE] [SECONDS] [ROUNDS]   (needs an engine: scripts/ensure-engine.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE="${1:-10}"
 SECONDS_RUN="${2:-20}"
+ROUNDS="${3:-3}"
 cargo build --quiet
 PGBOX="$PWD/target/debug/pgbox"
 work=$(mktemp -d /tmp/pgbox-bench-pitr.XXXXXX)
@@ -51,7 +53,10 @@ sql() { (cd "$work/$1" && "$PGBOX" psql -X -qAt -c "$2"); }
 archive() {
     (cd "$work/$1" && { "$PGBOX" status --json 2>/dev/null || true; }) | python3 -c '
 import json, sys
-a = json.load(sys.stdin).get("archive") or {}
+try:
+    a = json.load(sys.stdin).get("archive") or {}
+except ValueError:  # status not answering for a moment (a restart)
+    a = {}
 print(a.get("last_archived_wal") or "-", a.get("waiting", 0), str(a.get("failing", False)).lower())'
 }
 # archived_past NAME SEGMENT: wait until SEGMENT (or a later one) is archived.
@@ -75,28 +80,38 @@ drained() {
     done
 }
 
-# 1. pgbench with and without archiving, one after the other.
-declare -A tps
+# 1. pgbench with and without archiving: two projects side by side, benched in
+#    alternation (off, on, off, on, ...) so a machine that gets busier or quieter
+#    during the run weighs on both; the median of each is compared.
+declare -A tps runs
 for mode in off on; do
     name="bp${mode}$$"
     project "$name" "$mode"
     docker exec -u postgres "pgbox-$name" pgbench -i -q -s "$SCALE" -U "$name" "$name" >/dev/null 2>&1
     sql "$name" "vacuum analyze" >/dev/null
-    [ "$mode" = off ] || drained "$name"
-    sql "$name" "checkpoint" >/dev/null
-    tps[$mode]=$(docker exec -u postgres "pgbox-$name" pgbench -T "$SECONDS_RUN" -c 4 -j 2 -N -U "$name" "$name" 2>/dev/null |
-        sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -n1)
-    if [ "$mode" = on ]; then
-        read -r last waiting _ < <(archive "$name")
-        echo "pgbench pitr on:  ${tps[$mode]} tps (scale $SCALE, ${SECONDS_RUN}s, -c 4 -j 2 -N); archive after the run: last $last, $waiting waiting"
-    else
-        echo "pgbench pitr off: ${tps[$mode]} tps (scale $SCALE, ${SECONDS_RUN}s, -c 4 -j 2 -N)"
-    fi
-    (cd "$work/$name" && "$PGBOX" down --purge --yes -q) || true
 done
-python3 - "${tps[off]}" "${tps[on]}" <<'PY'
+for round in $(seq "$ROUNDS"); do
+    for mode in off on; do
+        name="bp${mode}$$"
+        [ "$mode" = off ] || drained "$name"
+        sql "$name" "checkpoint" >/dev/null
+        t=$(docker exec -u postgres "pgbox-$name" pgbench -n -T "$SECONDS_RUN" -c 4 -j 2 -N -U "$name" "$name" 2>/dev/null |
+            sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -n1)
+        runs[$mode]="${runs[$mode]:-} $t"
+        echo "round $round pitr $mode: $t tps"
+    done
+done
+read -r last waiting _ < <(archive "bpon$$")
+echo "archive after the runs: last $last, $waiting waiting"
+for mode in off on; do
+    read -ra vals <<<"${runs[$mode]}"
+    tps[$mode]=$(python3 -c 'import sys, statistics; print(statistics.median(map(float, sys.argv[1:])))' "${vals[@]}")
+    (cd "$work/bp${mode}$$" && "$PGBOX" down --purge --yes -q) || true
+done
+python3 - "${tps[off]}" "${tps[on]}" "$SCALE" "$SECONDS_RUN" "$ROUNDS" <<'PY'
 import sys
-off, on = map(float, sys.argv[1:])
+off, on = map(float, sys.argv[1:3])
+print(f"pgbench (scale {sys.argv[3]}, {sys.argv[4]}s x {sys.argv[5]} rounds, -c 4 -j 2 -N), median tps: pitr off {off:.0f}, pitr on {on:.0f}")
 print(f"pitr on / off: {on/off:.3f} ({(1 - on/off) * 100:.1f}% lower; target < 10%)")
 PY
 
@@ -133,26 +148,29 @@ for timeout in 10 60; do
     echo "data at risk, archive_timeout $shown: ${mid}s from commit (lsn $lsn) to $seg archived, commit $((timeout / 2))s after a switch"
 done
 
-# 3. Restore to a point against restore of a dump.
-if "$PGBOX" restore --help 2>/dev/null | grep -q -- '--to-latest'; then
-    rname="bx$$"
-    project "$rname" on 60s
-    docker exec -u postgres "pgbox-$rname" pgbench -i -q -s "$SCALE" -U "$rname" "$rname" >/dev/null 2>&1
-    (cd "$work/$rname" && "$PGBOX" backup --base -q) >/dev/null
-    docker exec -u postgres "pgbox-$rname" pgbench -T 5 -c 2 -N -U "$rname" "$rname" >/dev/null 2>&1
-    (cd "$work/$rname" && "$PGBOX" backup -q -o "$work/$rname.dump") >/dev/null
-    sql "$rname" "select pg_switch_wal()" >/dev/null
-    t0=$(now)
-    (cd "$work/$rname" && "$PGBOX" restore --to-latest --yes -q) >/dev/null
-    pitr_s=$(since "$t0")
-    rows=$(sql "$rname" "select count(*) from pgbench_history")
-    echo "restore --to-latest: ${pitr_s}s (pgbench_history $rows rows)"
-    t0=$(now)
-    (cd "$work/$rname" && "$PGBOX" restore "$work/$rname.dump" --yes -q) >/dev/null
-    dump_s=$(since "$t0")
-    rows=$(sql "$rname" "select count(*) from pgbench_history")
-    echo "restore <dump>:      ${dump_s}s (pgbench_history $rows rows)"
-    python3 -c "import sys; print(f'restore --to-latest / restore <dump>: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$pitr_s" "$dump_s"
-else
-    echo "restore to a point: skipped (this build's \`pgbox restore\` has no --to-latest; the figure needs the point-in-time restore)"
-fi
+# 3. Restore to a point against restore of a dump of the same database.
+rname="bx$$"
+project "$rname" on 60s
+docker exec -u postgres "pgbox-$rname" pgbench -i -q -s "$SCALE" -U "$rname" "$rname" >/dev/null 2>&1
+(cd "$work/$rname" && "$PGBOX" backup --base -q) >/dev/null
+docker exec -u postgres "pgbox-$rname" pgbench -n -T 5 -c 2 -N -U "$rname" "$rname" >/dev/null 2>&1
+sleep 1
+point=$(sql "$rname" "select to_char(clock_timestamp() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS.US')")
+want=$(sql "$rname" "select count(*) from pgbench_history")
+sleep 1
+sql "$rname" "insert into pgbench_history (tid, bid, aid, delta, mtime) values (1, 1, 1, 0, now())" >/dev/null
+(cd "$work/$rname" && "$PGBOX" backup -q -o "$work/$rname.dump") >/dev/null
+sql "$rname" "select pg_switch_wal()" >/dev/null
+size=$(sql "$rname" "select pg_size_pretty(pg_database_size(current_database()))")
+t0=$(now)
+(cd "$work/$rname" && "$PGBOX" restore --to-time "$point" --yes -q) >/dev/null
+pitr_s=$(since "$t0")
+rows=$(sql "$rname" "select count(*) from pgbench_history")
+[ "$rows" = "$want" ] || { echo "restore --to-time has $rows history rows, expected $want" >&2; exit 1; }
+echo "restore --to-time: ${pitr_s}s for $size (pgbench_history $rows rows, as at the target)"
+t0=$(now)
+(cd "$work/$rname" && "$PGBOX" restore "$work/$rname.dump" --yes -q) >/dev/null
+dump_s=$(since "$t0")
+rows=$(sql "$rname" "select count(*) from pgbench_history")
+echo "restore <dump>:    ${dump_s}s (pgbench_history $rows rows)"
+python3 -c "import sys; print(f'restore --to-time / restore <dump>: {float(sys.argv[1])/float(sys.argv[2]):.2f}x')" "$pitr_s" "$dump_s"

@@ -35,7 +35,23 @@ pub fn size(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
+/// `45s`, `12m`, `5h`, `3d`: an age for tables and status rows.
+pub fn age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
 impl Printer {
+    /// A printer that says nothing but errors (for undo work and restarts run
+    /// under another step's output).
+    pub fn quiet() -> Printer {
+        Printer::new(true, 0, false, ColorChoice::Never)
+    }
+
     pub fn new(quiet: bool, verbose: u8, json: bool, color: ColorChoice) -> Self {
         let stderr_tty = std::io::stderr().is_terminal();
         let colors = match color {

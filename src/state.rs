@@ -1,7 +1,9 @@
 //! What pgbox records about a project between runs, in `.pgbox/state.json`: the
 //! storage decision and the image it was made with, the digest of the password last
 //! applied to the cluster, and the extensions already created; and, while a major
-//! upgrade is under way or awaits `--finalize`, `.pgbox/upgrade.json` ([`Upgrade`]).
+//! upgrade is under way or awaits `--finalize`, `.pgbox/upgrade.json` ([`Upgrade`]);
+//! while a point-in-time restore is under way, `.pgbox/pitr-restore.json` ([`PitrRestore`]);
+//! while the copy of a `restore --into-new` exists, `.pgbox/recovered.json` ([`Recovered`]).
 //!
 //! The record is a leaf: the storage decision ([`Decision`]) is defined here
 //! because it is part of the record, so `storage` (which makes decisions) and the
@@ -52,27 +54,40 @@ impl ProjectState {
 
     /// The record, or an empty one for a project that has none yet.
     pub fn load(s: &Settings) -> Result<ProjectState, Fail> {
-        let path = Self::path(s);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ProjectState::default())
-            }
-            Err(e) => return Err(Fail::new(format!("cannot read `{}`: {e}", path.display()))),
-        };
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Fail::new(format!("`{}` is not valid: {e}", path.display())).hint(
-                "it records the storage mode in use and the password applied to the cluster; \
-                 restore it from a copy, or delete it to let `pgbox up` decide again",
-            )
-        })
+        Ok(read_record(
+            &Self::path(s),
+            "it records the storage mode in use and the password applied to the cluster; \
+             restore it from a copy, or delete it to let `pgbox up` decide again",
+        )?
+        .unwrap_or_default())
     }
 
     pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
-        crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
-        let json = serde_json::to_vec_pretty(self)?;
-        crate::fsutil::write_atomic(&Self::path(s), &json, 0o600)?;
-        Ok(())
+        write_record(s, &Self::path(s), self)
+    }
+}
+
+/// A JSON record under `.pgbox/`: None when missing; unreadable or corrupt is an
+/// error with `hint` (what it records and how to recover), never "none".
+fn read_record<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    hint: &str,
+) -> Result<Option<T>, Fail> {
+    crate::fsutil::read_record(path, "record").map_err(|e| Fail::typed(e).hint(hint))
+}
+
+/// Write a record atomically, readable by the owner only.
+fn write_record<T: Serialize>(s: &Settings, path: &std::path::Path, v: &T) -> anyhow::Result<()> {
+    crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
+    let json = serde_json::to_vec_pretty(v)?;
+    crate::fsutil::write_atomic(path, &json, 0o600)?;
+    Ok(())
+}
+
+fn remove_record(path: &std::path::Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -130,33 +145,20 @@ impl Upgrade {
 
     /// The upgrade in progress, if any; a damaged record is an error, never "none".
     pub fn load(s: &Settings) -> Result<Option<Upgrade>, Fail> {
-        let path = Self::path(s);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Fail::new(format!("cannot read `{}`: {e}", path.display()))),
-        };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Fail::new(format!("`{}` is not valid: {e}", path.display())).hint(
-                "it records a major upgrade in progress (which data is old and which new); \
-                 restore it from a copy, or compare `[postgres] version` and `[storage]` in pgbox.toml \
-                 with the data folders by hand before deleting it",
-            )
-        })
+        read_record(
+            &Self::path(s),
+            "it records a major upgrade in progress (which data is old and which new); \
+             restore it from a copy, or compare `[postgres] version` and `[storage]` in pgbox.toml \
+             with the data folders by hand before deleting it",
+        )
     }
 
     pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
-        crate::fsutil::private_dir(&s.state_dir(), 0o700)?;
-        let json = serde_json::to_vec_pretty(self)?;
-        crate::fsutil::write_atomic(&Self::path(s), &json, 0o600)?;
-        Ok(())
+        write_record(s, &Self::path(s), self)
     }
 
     pub fn remove(s: &Settings) -> anyhow::Result<()> {
-        match fs::remove_file(Self::path(s)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        remove_record(&Self::path(s))
     }
 
     /// What to do with an upgrade that did not finish.
@@ -184,6 +186,122 @@ impl Upgrade {
     }
 }
 
+/// Where a point-in-time restore stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PitrPhase {
+    /// The recovered cluster is being built in the scratch location.
+    Building,
+    /// The scratch location is being swapped in (direct: two renames; volume: one
+    /// rewrite of pgbox.toml).
+    Swapping,
+}
+
+/// `.pgbox/pitr-restore.json`: a point-in-time restore under way, so the next
+/// `restore` removes what a killed one left and `up` never starts on a half swap.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PitrRestore {
+    pub phase: PitrPhase,
+    pub mode: StorageMode,
+    /// The scratch folder (direct) or volume (volume mode).
+    pub scratch: String,
+    /// Direct mode: where the current data folder is moved during the swap.
+    #[serde(default)]
+    pub aside: Option<String>,
+    pub started_at: String,
+}
+
+impl PitrRestore {
+    pub fn path(s: &Settings) -> std::path::PathBuf {
+        s.state_dir().join("pitr-restore.json")
+    }
+
+    pub fn load(s: &Settings) -> Result<Option<PitrRestore>, Fail> {
+        read_record(
+            &Self::path(s),
+            "it records a point-in-time restore under way (its scratch location and, \
+             during the swap, where the data folder was moved); check `.pgbox/` for \
+             `data-pitr-*` and `data-before-pitr-*` folders before deleting it",
+        )
+    }
+
+    pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
+        write_record(s, &Self::path(s), self)
+    }
+
+    pub fn remove(s: &Settings) -> anyhow::Result<()> {
+        remove_record(&Self::path(s))
+    }
+
+    /// A direct-mode swap cut between its two renames (a kill or a power loss):
+    /// the data folder is gone and the current data is aside. Move it back, so
+    /// nothing starts on an empty folder. Some(message) when something was done.
+    pub fn repair_swap(s: &Settings) -> Result<Option<String>, Fail> {
+        let Some(r) = Self::load(s)? else {
+            return Ok(None);
+        };
+        let Some(aside) = r.aside.as_deref().map(std::path::PathBuf::from) else {
+            return Ok(None);
+        };
+        if r.phase != PitrPhase::Swapping || s.data_dir.exists() || !aside.exists() {
+            return Ok(None);
+        }
+        fs::rename(&aside, &s.data_dir).map_err(|e| {
+            Fail::new(format!(
+                "a point-in-time restore was cut during its swap, and moving `{}` back to `{}` failed: {e}",
+                aside.display(),
+                s.data_dir.display()
+            ))
+            .hint("rename it yourself, then delete `.pgbox/pitr-restore.json`")
+        })?;
+        crate::fsutil::sync_dir(s.data_dir.parent().unwrap_or(std::path::Path::new(".")));
+        Ok(Some(format!(
+            "a point-in-time restore was cut during its swap: the data from before it was moved back to `{}`",
+            s.data_dir.display()
+        )))
+    }
+}
+
+/// `.pgbox/recovered.json`: the cluster `pgbox restore --into-new` recovered and
+/// runs beside the project's, until `pgbox restore --discard-new` (or `down --purge`)
+/// removes it. Its location is no scratch leftover: a later restore leaves it alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// The container serving the copy (`<project container>-recovered`).
+    pub container: String,
+    /// The folder (direct) or volume (volume mode) holding its data.
+    pub location: String,
+    pub mode: StorageMode,
+    /// The host port it is published on (same bind address as the project's).
+    pub port: u16,
+    /// The recovery target, as the restore described it.
+    pub target: String,
+    pub created_at: String,
+}
+
+impl Recovered {
+    pub fn path(s: &Settings) -> std::path::PathBuf {
+        s.state_dir().join("recovered.json")
+    }
+
+    pub fn load(s: &Settings) -> Result<Option<Recovered>, Fail> {
+        read_record(
+            &Self::path(s),
+            "it records the copy `pgbox restore --into-new` made (its container and data \
+             location); check `docker ps -a` for a `-recovered` container and `.pgbox/` for \
+             `data-pitr-*` folders before deleting it",
+        )
+    }
+
+    pub fn save(&self, s: &Settings) -> anyhow::Result<()> {
+        write_record(s, &Self::path(s), self)
+    }
+
+    pub fn remove(s: &Settings) -> anyhow::Result<()> {
+        remove_record(&Self::path(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +315,57 @@ mod tests {
         fs::write(s.state_dir().join("state.json"), "{not json").unwrap();
         let err = ProjectState::load(&s).unwrap_err();
         assert!(err.message.contains("state.json"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_swap_cut_between_its_renames_is_moved_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Settings::resolve(&tmp.path().join("pgbox.toml"), &[]);
+        let aside = s.data_dir.with_file_name("data-before-pitr-x");
+        fs::create_dir_all(&aside).unwrap();
+        fs::write(aside.join("PG_VERSION"), "15").unwrap();
+        let mut r = PitrRestore {
+            phase: PitrPhase::Building,
+            mode: StorageMode::Direct,
+            scratch: s
+                .data_dir
+                .with_file_name("data-pitr-x")
+                .display()
+                .to_string(),
+            aside: Some(aside.display().to_string()),
+            started_at: String::new(),
+        };
+        r.save(&s).unwrap();
+        // Still building: the data folder was never moved, nothing to repair.
+        assert_eq!(PitrRestore::repair_swap(&s).unwrap(), None);
+        r.phase = PitrPhase::Swapping;
+        r.save(&s).unwrap();
+        assert!(PitrRestore::repair_swap(&s).unwrap().is_some());
+        assert_eq!(
+            fs::read_to_string(s.data_dir.join("PG_VERSION")).unwrap(),
+            "15"
+        );
+        assert!(!aside.exists());
+        // Repaired once; the data folder exists now, so a second call does nothing.
+        assert_eq!(PitrRestore::repair_swap(&s).unwrap(), None);
+    }
+
+    #[test]
+    fn the_recovered_record_round_trips_and_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Settings::resolve(&tmp.path().join("pgbox.toml"), &[]);
+        assert_eq!(Recovered::load(&s).unwrap(), None);
+        let r = Recovered {
+            container: "pgbox-app-recovered".into(),
+            location: "pgbox-app-data-pitr-x".into(),
+            mode: StorageMode::Volume,
+            port: 5433,
+            target: "the newest archived WAL".into(),
+            created_at: "2026-11-28T01:00:00+00:00".into(),
+        };
+        r.save(&s).unwrap();
+        assert_eq!(Recovered::load(&s).unwrap(), Some(r));
+        Recovered::remove(&s).unwrap();
+        assert_eq!(Recovered::load(&s).unwrap(), None);
     }
 }

@@ -8,8 +8,9 @@
 //! .pgbox-base-<stamp>`, ignored by everything that reads the archive), checked
 //! (extracted into a scratch folder in the container, `pg_verifybackup -n`, since
 //! pg_verifybackup reads tar only from 18 on), described in `pgbox-base.json`, and
-//! renamed into `<backup dir>/base/<project>-base-<stamp>/` on the same file
-//! system: a listing never sees half a base backup. One guard owns the
+//! renamed into `<backup dir>/base/<project>-base-<stamp>/` (copied into a dot
+//! folder there and renamed when the archive is on another file system): a
+//! listing never sees half a base backup. One guard owns the
 //! temporary folder, the scratch folder and the pg_basebackup process, so a
 //! failure or Ctrl-C leaves nothing behind.
 
@@ -74,6 +75,10 @@ pub fn list(s: &Settings) -> anyhow::Result<Vec<(PathBuf, BaseMeta)>> {
     };
     for e in rd.flatten() {
         let path = e.path();
+        // A dot folder is one being copied in (see `move_in`).
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         if let Ok(text) = std::fs::read_to_string(path.join(META)) {
             if let Ok(m) = serde_json::from_str::<BaseMeta>(&text) {
                 out.push((path, m));
@@ -325,13 +330,50 @@ async fn file_it(
         s.project,
         started_at.format("%Y%m%dT%H%M%SZ")
     ));
-    std::fs::rename(staging, &dest).map_err(|e| {
-        anyhow::anyhow!("cannot move the base backup into `{}`: {e}", dest.display())
-    })?;
-    if let Ok(d) = std::fs::File::open(&base) {
-        let _ = d.sync_all();
-    }
+    let (from, to) = (staging.to_path_buf(), dest.clone());
+    tokio::task::spawn_blocking(move || move_in(&from, &to))
+        .await?
+        .map_err(|e| {
+            anyhow::anyhow!("cannot move the base backup into `{}`: {e}", dest.display())
+        })?;
     Ok((dest, meta))
+}
+
+/// Rename the checked backup folder into place; when the archive is on another
+/// file system than `<backup dir>/base` (a disk mounted on `wal/`), copy it into a
+/// dot folder beside the destination, fsync it, and rename that, so a listing
+/// still never sees half a base backup. The staging folder goes last.
+fn move_in(staging: &Path, dest: &Path) -> std::io::Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    match std::fs::rename(staging, dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
+        r => {
+            crate::fsutil::sync_dir(parent);
+            return r;
+        }
+    }
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = parent.join(format!(".{name}.partial"));
+    let copied = (|| {
+        crate::fsutil::private_dir(&tmp, 0o700)?;
+        for e in std::fs::read_dir(staging)? {
+            let e = e?;
+            let to = tmp.join(e.file_name());
+            std::fs::copy(e.path(), &to)?;
+            std::fs::File::open(&to)?.sync_all()?;
+        }
+        crate::fsutil::sync_dir(&tmp);
+        std::fs::rename(&tmp, dest)?;
+        crate::fsutil::sync_dir(parent);
+        Ok(())
+    })();
+    if copied.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return copied;
+    }
+    // Best effort: the next base backup removes a staging folder left here.
+    let _ = std::fs::remove_dir_all(staging);
+    Ok(())
 }
 
 /// Size and sha256 of a file, fsynced first.

@@ -48,15 +48,6 @@ pub struct Row {
     pub file: String,
 }
 
-pub fn age(secs: i64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86_400),
-    }
-}
-
 /// The backups of the project, newest first.
 pub fn rows(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let now = Utc::now();
@@ -71,7 +62,7 @@ pub fn rows(s: &Settings) -> anyhow::Result<Vec<Row>> {
             database: e.manifest.database.clone(),
             kind: e.manifest.kind.clone(),
             bytes: e.manifest.bytes,
-            age: age((now - e.manifest.created_at).num_seconds()),
+            age: crate::printer::age((now - e.manifest.created_at).num_seconds()),
             verified: e.manifest.verified_at.is_some(),
             file: e.path.display().to_string(),
         })

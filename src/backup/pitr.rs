@@ -147,3 +147,9 @@ pub fn window(s: &Settings) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         .map(DateTime::<Utc>::from)?;
     Some((oldest, newest.max(oldest)))
 }
+
+/// [`window`] as RFC 3339 times, for `status` and `schedule status`.
+pub fn window_rfc3339(s: &Settings) -> Option<(String, String)> {
+    let f = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    window(s).map(|(a, b)| (f(a), f(b)))
+}

@@ -83,6 +83,9 @@ pub struct Archive {
     pub histories: BTreeMap<u32, Vec<Switch>>,
     /// The newest segment file's modification time.
     pub newest_mtime: Option<SystemTime>,
+    /// Each segment file's modification time: when it was archived, so no later
+    /// than the first moment after its last record.
+    pub mtimes: BTreeMap<(u32, u64), SystemTime>,
 }
 
 /// Read the archive folder (a missing folder is an empty archive).
@@ -103,6 +106,7 @@ pub fn scan(dir: &Path, seg_size: u64) -> anyhow::Result<Archive> {
             a.segments.entry(tli).or_default().insert(n);
             if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
                 a.newest_mtime = a.newest_mtime.max(Some(m));
+                a.mtimes.insert((tli, n), m);
             }
         } else if let Some(t) = stem.strip_suffix(".history") {
             if let Ok(tli) = u32::from_str_radix(t, 16) {

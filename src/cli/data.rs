@@ -125,6 +125,7 @@ pub struct PruneArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("pitr_target").args(["to_time", "to_lsn", "to_latest"])))]
 pub struct RestoreArgs {
     /// Backup file or directory dump, or `latest`
     #[arg(default_value = "latest", value_name = "FILE|latest")]
@@ -179,7 +180,35 @@ pub struct RestoreArgs {
     /// Point-in-time recovery: how long replaying the WAL may take, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub timeout: u64,
+
+    /// Point-in-time recovery into a new cluster beside the project's, on another
+    /// port, to inspect and copy rows back; the project's data and server are untouched
+    #[arg(long, requires = "pitr_target", conflicts_with_all = PITR_CONFLICTS)]
+    pub into_new: bool,
+
+    /// With `--into-new`: the host port of the recovered copy (default: the first
+    /// free one after the project's)
+    #[arg(long, value_name = "N", requires = "into_new")]
+    pub port: Option<u16>,
+
+    /// Remove the copy `--into-new` made: stop its container and delete its data
+    #[arg(long, conflicts_with_all = DISCARD_CONFLICTS)]
+    pub discard_new: bool,
 }
+
+/// What `--discard-new` does not take.
+const DISCARD_CONFLICTS: [&str; 10] = [
+    "file",
+    "db",
+    "into",
+    "jobs",
+    "no_owner",
+    "drop_old",
+    "to_time",
+    "to_lsn",
+    "to_latest",
+    "into_new",
+];
 
 /// The dump-restore flags a point-in-time restore does not take.
 const PITR_CONFLICTS: [&str; 5] = ["db", "into", "jobs", "no_owner", "drop_old"];

@@ -1,6 +1,7 @@
 //! `pgbox restore`: flags into [`RestoreOptions`], one call into `backup::restore`
 //! (checks, leftovers, confirmation, scratch database, swap); with `--to-time`,
-//! `--to-lsn` or `--to-latest`, one call into `backup::pitr_restore`.
+//! `--to-lsn` or `--to-latest` (and `--into-new`), one call into
+//! `backup::pitr_restore`; `--discard-new` removes the copy `--into-new` made.
 
 use super::Ctx;
 use crate::backup::pitr_restore;
@@ -11,6 +12,10 @@ use crate::remote;
 pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let s = ctx.settings()?;
+    if a.discard_new {
+        let done = pitr_restore::copy::discard(s, a.yes, ctx.global.engine.as_deref(), p).await?;
+        return Ok(if done { 0 } else { 1 });
+    }
     let target = if let Some(t) = &a.to_time {
         Some(pitr_restore::Target::Time(pitr_restore::parse_time(t)?))
     } else if let Some(l) = &a.to_lsn {
@@ -35,6 +40,7 @@ pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
             yes: a.yes,
             timeout: std::time::Duration::from_secs(a.timeout),
             engine: ctx.global.engine.clone(),
+            into_new: a.into_new.then_some(a.port),
         };
         return Ok(match pitr_restore::run(&o, s, p).await? {
             true => 0,

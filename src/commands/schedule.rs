@@ -36,7 +36,14 @@ pub async fn run(args: ScheduleArgs, ctx: &Ctx<'_>) -> super::Outcome {
         ScheduleAction::List => list::list(p).map(|()| 0),
         ScheduleAction::Status => {
             let record = Kind::Schedule.path(&s.backup_dir, &s.project);
-            let report = status::report(s, &record)?;
+            let archive = match s.pitr {
+                true => match crate::engine::Engine::connect(ctx.global.engine.as_deref()).await {
+                    Ok(engine) => crate::server::status::archiver(&engine, s).await,
+                    Err(_) => None,
+                },
+                false => None,
+            };
+            let report = status::report(s, &record, archive)?;
             status::show(&report, p)?;
             Ok(report.exit_code())
         }

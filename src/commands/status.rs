@@ -13,7 +13,10 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let (s, engine) = (ctx.settings()?, ctx.engine().await?);
     crate::connection::warn_if_public(s, p);
-    let report = status(engine, s).await?;
+    let mut report = status(engine, s).await?;
+    if s.pitr {
+        report.recoverable = crate::backup::pitr::window_rfc3339(s);
+    }
     for w in &report.warnings {
         p.warn(w);
     }
@@ -86,6 +89,15 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
             (
                 "off-site",
                 report.offsite.as_ref().map_or_else(dash, |o| o.summary()),
+            ),
+            (
+                "recovered",
+                report.recovered.as_ref().map_or_else(dash, |r| {
+                    format!(
+                        "`{}` on port {} ({}), state at {}, made {} ago; `pgbox restore --discard-new` removes it",
+                        r.record.container, r.record.port, r.state, r.record.target, r.age
+                    )
+                }),
             ),
             (
                 "upgrade",

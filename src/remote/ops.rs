@@ -32,7 +32,7 @@ pub async fn rows(s: &Settings) -> anyhow::Result<(String, Vec<Row>)> {
             database: e.manifest.database.clone(),
             kind: e.manifest.kind.clone(),
             bytes: e.size,
-            age: crate::backup::listing::age((now - e.manifest.created_at).num_seconds()),
+            age: crate::printer::age((now - e.manifest.created_at).num_seconds()),
             verified: e.manifest.verified_at.is_some(),
             file: r.url_of(&e.name),
         })

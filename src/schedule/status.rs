@@ -1,5 +1,6 @@
 //! `schedule status`: the installed schedule, its next run, the last run and the
-//! newest good backup, judged into problems so the exit code can drive a monitor
+//! newest good backup and, with `[backup] pitr`, the archiver's health and the
+//! recoverable window, judged into problems so the exit code can drive a monitor
 //! (0: all well, 1: something to look at).
 //!
 //! The last run's record is the one record type of backups and runs
@@ -19,6 +20,7 @@ use crate::backup::record::Record;
 use crate::config::Settings;
 use crate::lock;
 use crate::printer::Printer;
+use crate::server::status::Archive;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -31,7 +33,17 @@ pub struct Report {
     newest_good_backup_age_hours: Option<f64>,
     /// `[backup.remote]`: the newest backup shipped off-site and its age.
     offsite: Option<crate::remote::listing::Offsite>,
+    /// `[backup] pitr`: the archiver's health and the recoverable window.
+    pitr: Option<Pitr>,
     problems: Vec<String>,
+}
+
+/// The point-in-time side of `schedule status`.
+#[derive(Serialize)]
+pub struct Pitr {
+    /// None when the server is not running (nothing archives then).
+    archive: Option<Archive>,
+    recoverable: Option<(String, String)>,
 }
 
 impl Report {
@@ -41,8 +53,9 @@ impl Report {
     }
 }
 
-/// The report for `s`, with the last run read from `last_run`.
-pub fn report(s: &Settings, last_run: &Path) -> anyhow::Result<Report> {
+/// The report for `s`, with the last run read from `last_run` and, with
+/// `[backup] pitr`, the archiver's health as the running server reports it.
+pub fn report(s: &Settings, last_run: &Path, archive: Option<Archive>) -> anyhow::Result<Report> {
     let inst = Installed::read(s)?;
     let last = Record::read(last_run, "the last run's record")?;
     let now = Local::now().naive_local();
@@ -90,6 +103,21 @@ pub fn report(s: &Settings, last_run: &Path) -> anyhow::Result<Report> {
             }
         }
     }
+    let pitr = s.pitr.then(|| {
+        let recoverable = crate::backup::pitr::window_rfc3339(s);
+        if let Some(a) = &archive {
+            problems.extend(a.warnings());
+        }
+        if recoverable.is_none() {
+            problems.push(
+                "no base backup with archived WAL: nothing can be recovered to a point in time (`pgbox backup --base`)".into(),
+            );
+        }
+        Pitr {
+            archive,
+            recoverable,
+        }
+    });
     Ok(Report {
         installed: inst.is_some(),
         mechanism: inst.as_ref().map(|i| i.mechanism),
@@ -102,6 +130,7 @@ pub fn report(s: &Settings, last_run: &Path) -> anyhow::Result<Report> {
         newest_good_backup_age_hours: age
             .map(|a| (a.num_seconds() as f64 / 3600.0 * 10.0).round() / 10.0),
         offsite: crate::remote::listing::Offsite::of(s),
+        pitr,
         problems,
     })
 }
@@ -139,6 +168,22 @@ pub fn show(r: &Report, p: &Printer) -> anyhow::Result<()> {
     ));
     if let Some(o) = &r.offsite {
         p.data(format!("off-site    {}", o.summary()));
+    }
+    if let Some(pitr) = &r.pitr {
+        p.data(format!(
+            "archiver    {}",
+            pitr.archive
+                .as_ref()
+                .map(Archive::summary)
+                .unwrap_or_else(|| "- (the server is not running)".into())
+        ));
+        p.data(format!(
+            "recoverable {}",
+            pitr.recoverable
+                .as_ref()
+                .map(|(a, b)| format!("{a} to {b}"))
+                .unwrap_or_else(dash)
+        ));
     }
     for pr in &r.problems {
         p.warn(pr);

@@ -1,6 +1,7 @@
 //! The project's PostgreSQL server over its life: brought up (`up`), stopped or
 //! purged (`down`), saved (`save`), looked at (`status`), put into maintenance and
-//! back (here), and kept in line with pgbox.toml while it runs (`conf`: rendered
+//! back (here), helper containers beside it (`worker`) and a
+//! recovered copy of it (`recovered`), and kept in line with pgbox.toml while it runs (`conf`: rendered
 //! configuration, reload, password and extension drift).
 //!
 //! Each operation takes the settings, a connected engine and the printer, and
@@ -9,9 +10,11 @@
 
 pub mod conf;
 pub mod down;
+pub mod recovered;
 pub mod save;
 pub mod status;
 pub mod up;
+pub mod worker;
 
 use crate::config::Settings;
 use crate::container::ctl::{self, Verb};

@@ -12,7 +12,7 @@ use crate::connection;
 use crate::container::{ctl, psql};
 use crate::engine::Engine;
 use crate::probe::{self, Ping};
-use crate::state::Upgrade;
+use crate::state::{Recovered, Upgrade};
 use crate::storage::{self, fallback};
 
 #[derive(Serialize)]
@@ -26,6 +26,17 @@ pub struct Storage {
     pub at_risk: Option<String>,
     /// Fallback: copies of a cluster the entrypoint kept aside, never deleted by pgbox.
     pub kept_aside: Vec<String>,
+}
+
+/// The copy `pgbox restore --into-new` made (`.pgbox/recovered.json`), and how it is.
+#[derive(Serialize)]
+pub struct RecoveredCopy {
+    #[serde(flatten)]
+    pub record: Recovered,
+    /// Its container's state (`running`, `exited`, or `absent`).
+    pub state: String,
+    /// Since it was made (`42s`, `5m`, `3h`, `2d`).
+    pub age: String,
 }
 
 #[derive(Serialize)]
@@ -53,11 +64,14 @@ pub struct Report {
     pub archive: Option<Archive>,
     /// `[backup] pitr`: the times one can restore to, from the oldest base backup's
     /// end to the newest archived segment (RFC 3339); None without a base backup.
+    /// Filled by the caller, which sees the backups (this layer does not).
     pub recoverable: Option<(String, String)>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
     /// `[backup.remote]`: the newest backup shipped off-site and its age.
     pub offsite: Option<crate::remote::listing::Offsite>,
+    /// The copy of a `pgbox restore --into-new`, until `--discard-new` removes it.
+    pub recovered: Option<RecoveredCopy>,
     /// The storage mode in effect (what `storage.mode` spells).
     #[serde(skip)]
     pub mode: StorageMode,
@@ -118,6 +132,10 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         Vec::new()
     };
     let upgrade = Upgrade::load(s)?;
+    let recovered = match Recovered::load(s)? {
+        Some(record) => Some(recovered_copy(engine, record).await?),
+        None => None,
+    };
     warnings.extend(upgrade.as_ref().map(Upgrade::describe));
     warnings.extend(at_risk.clone());
     warnings.extend(kept.iter().map(|k| fallback::describe_kept(k)));
@@ -165,21 +183,37 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         engine: engine.describe(),
         config: s.config_path.display().to_string(),
         archive,
-        recoverable: s
-            .pitr
-            .then(|| crate::backup::pitr::window(s))
-            .flatten()
-            .map(|(a, b)| {
-                let f = |t: chrono::DateTime<chrono::Utc>| {
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                };
-                (f(a), f(b))
-            }),
+        recoverable: None,
         upgrade,
         offsite: crate::remote::listing::Offsite::of(s),
+        recovered,
         mode,
         warnings,
     })
+}
+
+/// The archiver's health of the project's running server; None when it is not
+/// running or does not answer.
+pub async fn archiver(engine: &Engine, s: &Settings) -> Option<Archive> {
+    let name = s.container_name();
+    if !engine.inspect(&name).await.ok()??.running {
+        return None;
+    }
+    let out = psql::sql(engine, &name, s, "postgres", ARCHIVER_SQL)
+        .await
+        .ok()?;
+    out.lines().nth(1).and_then(Archive::parse)
+}
+
+async fn recovered_copy(engine: &Engine, record: Recovered) -> anyhow::Result<RecoveredCopy> {
+    let state = engine
+        .inspect(&record.container)
+        .await?
+        .map_or_else(|| "absent".to_string(), |c| c.state);
+    let age = chrono::DateTime::parse_from_rfc3339(&record.created_at)
+        .map(|t| crate::printer::age((chrono::Utc::now() - t.to_utc()).num_seconds().max(0)))
+        .unwrap_or_else(|_| "?".into());
+    Ok(RecoveredCopy { record, state, age })
 }
 
 /// The server's version and, on the next line, the archiver's health (`|`-separated).
@@ -227,7 +261,7 @@ impl Archive {
         })
     }
 
-    fn warnings(&self) -> Vec<String> {
+    pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         if self.failing {
             w.push(format!(

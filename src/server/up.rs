@@ -68,6 +68,9 @@ pub async fn up_locked(
     p: &Printer,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(msg) = crate::state::PitrRestore::repair_swap(s)? {
+        p.warn(msg);
+    }
     crate::secrets::ensure_secret(s, None)?;
     connection::warn_if_public(s, p);
     let tag = ensure_image(engine, s, p, false).await?;

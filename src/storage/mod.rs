@@ -10,10 +10,14 @@
 //! The whole decision lives here: made once (`decide`), recorded and confirmed on
 //! every start (`decision`), read back without an engine (`in_effect`), and the
 //! data location made ready (`prepare`; the direct-mode folder in `direct`).
-//! Fallback mode's safety net on the host is `fallback`.
+//! Fallback mode's safety net on the host is `fallback`; deleting a location is
+//! `delete`.
 
+mod delete;
 pub mod direct;
 pub mod fallback;
+
+pub use delete::delete_data;
 
 use std::collections::HashMap;
 
@@ -115,6 +119,26 @@ pub fn in_effect(s: &Settings) -> Result<InEffect, Fail> {
     Ok(InEffect { mode, decision })
 }
 
+/// A location for messages: the folder or the volume.
+pub fn location(s: &Settings, mode: StorageMode) -> String {
+    match mode {
+        StorageMode::Volume => format!("volume `{}`", s.volume),
+        _ => format!("`{}`", s.data_dir.display()),
+    }
+}
+
+/// Whether the folder or the volume exists.
+pub async fn location_exists(
+    engine: &Engine,
+    s: &Settings,
+    mode: StorageMode,
+) -> anyhow::Result<bool> {
+    Ok(match mode {
+        StorageMode::Volume => engine.volume_exists(&s.volume).await?,
+        _ => s.data_dir.exists(),
+    })
+}
+
 /// Make the data location ready: the folder for direct mode, the volume otherwise.
 pub async fn prepare(engine: &Engine, s: &Settings, d: &Decision) -> anyhow::Result<()> {
     match d.mode {
@@ -147,14 +171,23 @@ pub async fn prepare(engine: &Engine, s: &Settings, d: &Decision) -> anyhow::Res
 }
 
 /// With `[backup] pitr`: the WAL archive folder, written by the container's postgres
-/// user, so prepared like a direct-mode data folder. Fallback storage is chosen
-/// exactly when pgbox cannot give a folder to that user, so PITR is refused there.
+/// user, so prepared like a direct-mode data folder. PITR is refused with fallback
+/// storage (its restore could not rebuild the saved tarball).
 fn prepare_wal_archive(s: &Settings, d: &Decision) -> anyhow::Result<()> {
     if !s.pitr {
         return Ok(());
     }
     let dir = s.wal_archive_dir();
     let me = euid();
+    if d.mode == StorageMode::Fallback {
+        return Err(Fail::new(format!(
+            "`pitr = true` needs direct or volume storage, and `{}` uses fallback storage: its data lives in the container and is saved as one tarball, which a point-in-time restore cannot rebuild",
+            s.project
+        ))
+        .hint("use `mode = \"volume\"` under `[storage]` (it works on rootless engines and macOS) or `mode = \"direct\"`; or set `pitr = false` under `[backup]` and rely on scheduled dumps")
+        .code(crate::error::EXIT_USAGE)
+        .into());
+    }
     if d.via_unshare {
         direct::prepare_direct_unshare(&dir, d.uid, d.gid)?;
     } else if me == 0 || me == d.uid {

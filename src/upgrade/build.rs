@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use crate::config::{Settings, StorageMode};
-use crate::container::spec;
 use crate::engine::{ContainerSpec, Engine, MountSource, MountSpec};
 use crate::error::Fail;
 use crate::printer::Printer;
@@ -51,7 +50,7 @@ pub async fn build(
         let opts = up.clone();
         crate::cancel::Guard::future("the unfinished new cluster", async move {
             if undo(&engine, &s, &old, &new, mode).await.is_ok() && restart {
-                let _ = up_locked(&engine, &s, opts, &super::options::quiet_printer()).await;
+                let _ = up_locked(&engine, &s, opts, &Printer::quiet()).await;
             }
         })
     };
@@ -70,15 +69,22 @@ pub async fn build(
                     job.facts.initdb_env(),
                 );
                 let what = format!("the new cluster (PostgreSQL {})", job.new.pg_version);
-                workers::start(job.engine, &dst, &what, job.timeout, job.p).await?;
-                stop_live(job.engine, job.s, job.mode, job.p).await?;
+                crate::server::worker::start(job.engine, &dst, &what, job.timeout, job.p).await?;
+                crate::server::worker::stop_live(
+                    job.engine,
+                    job.s,
+                    job.mode,
+                    "pgbox upgrade",
+                    job.p,
+                )
+                .await?;
                 down_at = Instant::now();
                 let src = workers::source_spec(&job.old, &job.old_tag, &job.d_old);
                 let what = format!(
                     "the old cluster (PostgreSQL {}, read-only)",
                     job.old.pg_version
                 );
-                workers::start(job.engine, &src, &what, job.timeout, job.p).await?;
+                crate::server::worker::start(job.engine, &src, &what, job.timeout, job.p).await?;
                 let moved =
                     dump::transfer(job.engine, &job.old, &job.new, &job.facts, job.jobs, job.p)
                         .await?;
@@ -92,7 +98,7 @@ pub async fn build(
                     workers::target_name(&job.new),
                 );
                 let (stopped, _) = tokio::join!(
-                    workers::stop_cleanly(job.engine, &dst, job.mode),
+                    crate::server::worker::stop_cleanly(job.engine, &dst, job.mode),
                     job.engine.stop_container(&src, Duration::from_secs(10))
                 );
                 stopped?;
@@ -101,7 +107,14 @@ pub async fn build(
             }
             _ => {
                 let helper = pgupgrade::prepare(job).await?;
-                stop_live(job.engine, job.s, job.mode, job.p).await?;
+                crate::server::worker::stop_live(
+                    job.engine,
+                    job.s,
+                    job.mode,
+                    "pgbox upgrade",
+                    job.p,
+                )
+                .await?;
                 down_at = Instant::now();
                 match pgupgrade::run(job, &helper).await {
                     Ok(()) => None,
@@ -160,29 +173,6 @@ async fn undo_after_failure(
     ))
 }
 
-/// The project's own container stopped; in fallback mode only once its data is saved.
-pub async fn stop_live(
-    engine: &Engine,
-    s: &Settings,
-    mode: StorageMode,
-    p: &Printer,
-) -> anyhow::Result<()> {
-    let name = s.container_name();
-    if let Some(c) = engine.inspect(&name).await? {
-        if c.running {
-            let bar = p.spinner(format!("stopping `{name}`"));
-            let r = engine.stop_container(&name, spec::stop_timeout(mode)).await;
-            bar.finish_and_clear();
-            r?;
-        }
-        if mode == StorageMode::Fallback {
-            storage::fallback::ensure_saved(engine, s, &name, c.running, "pgbox upgrade", p)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 /// The helper containers and the new location removed: what a failed, cancelled or
 /// discarded build leaves behind.
 pub async fn discard(
@@ -192,9 +182,9 @@ pub async fn discard(
     mode: StorageMode,
 ) -> anyhow::Result<()> {
     workers::remove_all(engine, old).await?;
-    if location_exists(engine, new, mode).await? {
-        let quiet = super::options::quiet_printer();
-        crate::server::down::delete_data(engine, new, mode, None, &quiet).await?;
+    if storage::location_exists(engine, new, mode).await? {
+        let quiet = Printer::quiet();
+        crate::storage::delete_data(engine, new, mode, None, &quiet).await?;
     }
     Ok(())
 }
@@ -209,25 +199,6 @@ async fn undo(
 ) -> anyhow::Result<()> {
     discard(engine, old, new, mode).await?;
     Upgrade::remove(s)
-}
-
-/// A location for messages: the folder or the volume.
-pub fn location(s: &Settings, mode: StorageMode) -> String {
-    match mode {
-        StorageMode::Volume => format!("volume `{}`", s.volume),
-        _ => format!("`{}`", s.data_dir.display()),
-    }
-}
-
-pub async fn location_exists(
-    engine: &Engine,
-    s: &Settings,
-    mode: StorageMode,
-) -> anyhow::Result<bool> {
-    Ok(match mode {
-        StorageMode::Volume => engine.volume_exists(&s.volume).await?,
-        _ => s.data_dir.exists(),
-    })
 }
 
 /// The new cluster's files on disk (it was loaded with fsync off): `sync -f` on its

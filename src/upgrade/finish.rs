@@ -14,9 +14,10 @@ use crate::printer::Printer;
 use crate::server::up::up_locked;
 use crate::state::{Upgrade, UpgradePhase};
 
-use super::build::{discard, location, stop_live};
+use super::build::discard;
 use super::options::{up_options, Method, UpgradeOptions};
 use super::plan;
+use crate::storage::location;
 
 /// The record squared with pgbox.toml: the switch is the rewrite of pgbox.toml, so
 /// the file says which side is live even when pgbox died before recording it.
@@ -141,7 +142,7 @@ pub async fn finalize(
         p.info("nothing deleted");
         return Ok(());
     }
-    crate::server::down::delete_data(engine, &old, st.mode, None, p).await?;
+    crate::storage::delete_data(engine, &old, st.mode, None, p).await?;
     Upgrade::remove(s)?;
     p.done(format!(
         "the upgrade to PostgreSQL {} is final: deleted the old data in {what}",
@@ -198,7 +199,7 @@ pub async fn rollback(
             p.info("nothing was changed");
             return Ok(());
         }
-        stop_live(engine, s, st.mode, p).await?;
+        crate::server::worker::stop_live(engine, s, st.mode, "pgbox upgrade", p).await?;
         let name = s.container_name();
         if engine.inspect(&name).await?.is_some() {
             engine.remove_container(&name, false).await?;

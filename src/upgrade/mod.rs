@@ -231,7 +231,7 @@ async fn run(
     };
     p.info(format!(
         "the old data is kept in {}; {keep}",
-        build::location(&job.old, job.mode)
+        storage::location(&job.old, job.mode)
     ));
     Ok(())
 }
@@ -305,10 +305,10 @@ async fn prepare<'a>(
     let old_s = plan::settings_for(s, &old);
     let new_s = plan::settings_for(s, &new);
     let sides = (old, new);
-    if resumed.is_none() && build::location_exists(engine, &new_s, mode).await? {
+    if resumed.is_none() && storage::location_exists(engine, &new_s, mode).await? {
         return Err(Fail::new(format!(
             "the new cluster's location {} exists already",
-            build::location(&new_s, mode)
+            storage::location(&new_s, mode)
         ))
         .hint("move it away (pgbox never writes over data it did not create), then run the upgrade again")
         .into());

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::printer::Printer;
 use crate::server::up::UpOptions;
 
 /// How the new cluster is made.
@@ -54,13 +53,4 @@ pub fn up_options(o: &UpgradeOptions) -> UpOptions {
         timeout: o.timeout,
         dry_run: false,
     }
-}
-
-/// A printer for undo work that runs after the command's own output has ended.
-pub fn quiet_printer() -> Printer {
-    Printer::new(true, 0, false, console_never())
-}
-
-fn console_never() -> crate::printer::ColorChoice {
-    crate::printer::ColorChoice::Never
 }

@@ -9,10 +9,8 @@
 use std::time::Duration;
 
 use crate::config::{Settings, StorageMode};
-use crate::container::spec::{self, worker_name, READY_MARKER, WORKER_ROLES};
-use crate::engine::{ContainerSpec, Engine, MountSource, MountSpec, WaitError, LABEL_PROJECT};
-use crate::error::Fail;
-use crate::printer::Printer;
+use crate::container::spec::{self, worker_name, WORKER_ROLES};
+use crate::engine::{ContainerSpec, Engine, MountSource, MountSpec, LABEL_PROJECT};
 use crate::state::Decision;
 
 /// Where the new cluster's container sees the old server's socket folder.
@@ -78,60 +76,6 @@ pub fn target_spec(
         read_only: true,
     });
     spec
-}
-
-/// Create and start a worker, and wait until its server accepts connections.
-pub async fn start(
-    engine: &Engine,
-    spec: &ContainerSpec,
-    what: &str,
-    timeout: Duration,
-    p: &Printer,
-) -> anyhow::Result<()> {
-    let _ = engine.remove_container(&spec.name, true).await;
-    engine.create_container(spec).await?;
-    let bar = p.spinner(format!("starting {what}"));
-    let waited = engine
-        .start_and_wait(&spec.name, READY_MARKER, timeout, |l| {
-            p.verbose_line(&bar, l)
-        })
-        .await;
-    bar.finish_and_clear();
-    match waited {
-        Ok(_) => Ok(()),
-        Err(WaitError::Died {
-            exit_code,
-            last_lines,
-        }) => Err(Fail::new(format!(
-            "{what} did not start (exit code {exit_code}); its last lines:\n  {}",
-            last_lines.join("\n  ")
-        ))
-        .into()),
-        Err(WaitError::Timeout(t, last_lines)) => Err(Fail::new(format!(
-            "{what} was not ready after {}s; its last lines:\n  {}",
-            t.as_secs(),
-            last_lines.join("\n  ")
-        ))
-        .into()),
-        Err(WaitError::Engine(e)) => Err(e.into()),
-    }
-}
-
-/// Stop a worker cleanly (the new cluster's clean shutdown, and in fallback mode its
-/// save, happen here), and fail when it did not stop cleanly.
-pub async fn stop_cleanly(engine: &Engine, name: &str, mode: StorageMode) -> anyhow::Result<()> {
-    engine
-        .stop_container(name, spec::stop_timeout(mode))
-        .await?;
-    match engine.inspect(name).await?.and_then(|c| c.exit_code) {
-        Some(0) => Ok(()),
-        code => Err(Fail::new(format!(
-            "`{name}` did not shut down cleanly (exit code {})",
-            code.map_or("unknown".into(), |c| c.to_string())
-        ))
-        .hint("`docker logs` on it shows why; the old data is untouched")
-        .into()),
-    }
 }
 
 /// Remove both workers and the socket volume; what is already gone is fine.

@@ -158,6 +158,24 @@ fn a_failing_archive_is_an_error_in_status_and_catches_up() {
         last = text(&out.stderr);
         out.status.code() == Some(1) && last.contains("WAL archiving is failing")
     });
+    // `schedule status` says it too (its exit code is 1 anyway: no schedule here).
+    let out = run(&mut p.cmd(&["schedule", "status"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("archiver    FAILING"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("WAL archiving is failing"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("no base backup with archived WAL"),
+        "{}",
+        text(&out.stderr)
+    );
     // PostgreSQL keeps running and taking writes meanwhile.
     assert_eq!(
         {
@@ -175,6 +193,10 @@ fn a_failing_archive_is_an_error_in_status_and_catches_up() {
     });
     assert!(archived(&p).len() >= 2, "{:?}", archived(&p));
     assert_eq!(run(&mut p.cmd(&["status"])).status.code(), Some(0));
+    let out = run(&mut p.cmd(&["schedule", "status", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["pitr"]["archive"]["failing"], false, "{json}");
+    assert!(!text(&out.stderr).contains("WAL archiving is failing"));
 }
 
 /// Retention with PITR: an older base backup goes by the policy, and with it only
@@ -273,11 +295,12 @@ fn schedule_run_takes_a_base_backup_when_pitr_is_on() {
 
 /// `archive_timeout` bounds what a commit can lose: with no switch asked for, the
 /// segment holding a write reaches the archive within about the timeout (10 s
-/// here), and an idle server does not keep archiving segments.
+/// here), also in the first interval after a start, and an idle server does not
+/// keep archiving segments.
 #[test]
 fn a_write_reaches_the_archive_within_the_timeout_and_an_idle_server_stays_quiet() {
     let p = pitr_project("pitrtimeout");
-    std::thread::sleep(Duration::from_secs(12));
+    // Right after the start: the first interval counts too (it was missed once).
     p.sql("create table t (x int)");
     p.sql("insert into t values (1)");
     let seg = p.sql("select pg_walfile_name(pg_current_wal_lsn())");

@@ -12,8 +12,8 @@ use crate::support::*;
 
 /// A project with `[backup] pitr = true` and `archive_timeout = "10s"`, up, with
 /// the helper container of a failed restore removed on drop.
-struct Pitr {
-    p: Project,
+pub(crate) struct Pitr {
+    pub(crate) p: Project,
 }
 
 impl Drop for Pitr {
@@ -26,9 +26,14 @@ impl Drop for Pitr {
     }
 }
 
-fn pitr_project(tag: &str) -> Pitr {
+pub(crate) fn pitr_project(tag: &str) -> Pitr {
+    pitr_project_with(tag, &[])
+}
+
+/// [`pitr_project`] with more `init` flags.
+pub(crate) fn pitr_project_with(tag: &str, init: &[&str]) -> Pitr {
     let p = Project::new(tag);
-    p.init(&[]);
+    p.init(init);
     let path = p.path().join("pgbox.toml");
     let toml = std::fs::read_to_string(&path).unwrap().replacen(
         "[backup]\n",
@@ -40,12 +45,12 @@ fn pitr_project(tag: &str) -> Pitr {
     Pitr { p }
 }
 
-fn wal_dir(p: &Project) -> PathBuf {
+pub(crate) fn wal_dir(p: &Project) -> PathBuf {
     p.path().join("backups").join("wal")
 }
 
 /// Switch to a new WAL segment and wait until the finished one is archived.
-fn switch_and_archive(p: &Project) {
+pub(crate) fn switch_and_archive(p: &Project) {
     let seg = p.sql("select pg_walfile_name(pg_switch_wal())");
     let file = wal_dir(p).join(format!("{seg}.zst"));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -56,18 +61,18 @@ fn switch_and_archive(p: &Project) {
 }
 
 /// The server's clock now, in UTC, as `--to-time` takes it.
-fn server_now(p: &Project) -> String {
+pub(crate) fn server_now(p: &Project) -> String {
     p.sql("select to_char(clock_timestamp() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS.US')")
 }
 
-fn sleep1() {
+pub(crate) fn sleep1() {
     std::thread::sleep(Duration::from_secs(1));
 }
 
 /// A base backup, then batches 1, 2, 3 in separate commits, each followed by a WAL
 /// switch; returns a server time, and the WAL position, between the commits of
 /// batches 2 and 3.
-fn three_batches(p: &Project) -> (String, String) {
+pub(crate) fn three_batches(p: &Project) -> (String, String) {
     p.sql("create table t (batch int not null)");
     ok(&mut p.cmd(&["backup", "--base"]));
     sleep1();
@@ -85,11 +90,11 @@ fn three_batches(p: &Project) -> (String, String) {
     (mid, lsn)
 }
 
-fn batches(p: &Project) -> String {
+pub(crate) fn batches(p: &Project) -> String {
     p.sql("select string_agg(batch::text, ',' order by batch) from t")
 }
 
-fn pgbox_dir_entries(p: &Project, prefix: &str) -> Vec<String> {
+pub(crate) fn pgbox_dir_entries(p: &Project, prefix: &str) -> Vec<String> {
     file_names(&p.path().join(".pgbox"))
         .into_iter()
         .filter(|n| n.starts_with(prefix))

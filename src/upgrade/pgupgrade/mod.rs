@@ -45,7 +45,6 @@ use helper::{helper_spec, Helper};
 use super::check::{self, Facts};
 use super::job::{Job, PastNoReturn};
 use super::options::Method;
-use super::workers;
 
 /// Where the folder holding both data folders is mounted.
 const ROOT: &str = "/pgbox-upgrade";
@@ -172,7 +171,7 @@ pub async fn prepare<'a>(job: &Job<'a>) -> anyhow::Result<Helper<'a>> {
     let tag = image::ensure_image(job.engine, old, new, &job.old_tag, &job.new_tag, p).await?;
     let (root, old_dir, new_dir) = layout(old, new)?;
     let spec = helper_spec(old, new, &tag, &job.d_new, &root);
-    workers::start(
+    crate::server::worker::start(
         job.engine,
         &spec,
         "the pg_upgrade container",
