@@ -247,7 +247,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup)
-            opts="-o -q -v -h -V --db --all --format --compress --level --output --verify --base --quiet --verbose --color --json --config --engine --help --version list verify prune help"
+            opts="-o -q -v -h -V --db --all --format --compress --level --output --verify --base --remote-only --local-only --quiet --verbose --color --json --config --engine --help --version list verify prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -367,7 +367,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup__subcmd__list)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --remote --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,7 +393,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup__subcmd__prune)
-            opts="-y -q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --yes --dry-run --quiet --verbose --color --json --config --engine --help --version"
+            opts="-y -q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --remote --yes --dry-run --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -435,12 +435,16 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup__subcmd__verify)
-            opts="-q -v -h -V --deep --pitr --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --remote --identity --deep --pitr --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -1177,7 +1181,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__restore)
-            opts="-y -q -v -h -V --db --into --jobs --no-owner --drop-old --yes --to-time --to-lsn --to-latest --timeout --into-new --port --discard-new --quiet --verbose --color --json --config --engine --help --version"
+            opts="-y -q -v -h -V --db --into --jobs --no-owner --drop-old --yes --from-remote --identity --to-time --to-lsn --to-latest --timeout --into-new --port --discard-new --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1192,6 +1196,14 @@ _pgbox() {
                     return 0
                     ;;
                 --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

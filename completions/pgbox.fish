@@ -187,6 +187,8 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l all -d 'The globals (roles) and every database, one file each'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l verify -d 'Verify the new backup with pg_restore --list right away'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l base -d 'A base backup for point-in-time recovery (pg_basebackup, checked with pg_verifybackup) into `<backup dir>/base/`; needs `[backup] pitr = true`'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l remote-only -d 'Stream the dump straight to `[backup.remote]` (encrypted with `encrypt_to`), keeping no local copy'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l local-only -d 'Keep the backup here only, even with `[backup.remote]` configured'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
@@ -201,16 +203,19 @@ always\t''
 never\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l remote -d 'The backups in `[backup.remote]` instead of the backup folder'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l identity -d 'The age identity file that decrypts the backup (for `--remote --deep`)' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l remote -d 'Verify a backup in `[backup.remote]`: its stored bytes against the manifest (no key needed); with `--deep`, also downloaded, decrypted and test-restored'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l deep -d 'Also restore into a scratch database and compare row counts per table'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -l pitr -d 'Check the WAL archive instead: no gap from any base backup to the newest segment, every recorded sha256; prints the recoverable window'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print nothing but data and errors'
@@ -227,6 +232,7 @@ always\t''
 never\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l remote -d 'Prune `[backup.remote]` by its own policy (`[backup.remote] keep_*`) instead'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s y -l yes -d 'Delete without asking'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l dry-run -d 'Show what would be deleted and delete nothing'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s q -l quiet -d 'Print nothing but data and errors'
@@ -241,6 +247,8 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subc
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l db -d 'Database to replace (default: the one in the backup\'s manifest, else the project database)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l into -d 'Restore into a new database NEW instead, next to the existing ones' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l jobs -d 'Parallel pg_restore jobs (default: the number of CPUs)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l from-remote -d 'Restore a backup from `[backup.remote]`: `latest` or a name from `pgbox backup list --remote`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l identity -d 'The age identity file (private key) that decrypts an encrypted backup' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-time -d 'Point-in-time recovery to this moment (UTC unless a zone is given: `2026-11-27 14:02:00`, `2026-11-27 15:02:00+01:00`); needs `[backup] pitr`' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-lsn -d 'Point-in-time recovery to this WAL position (`0/3000060`)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l timeout -d 'Point-in-time recovery: how long replaying the WAL may take, in seconds' -r

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): engine up, lints, all tests.
+# The project's test command (README, .ci/run): engine and S3 test server ready, lints, all tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# ensure-s3.sh: the S3-compatible server (moto) of the off-site tests.
 if [ "$(id -u)" = 0 ]; then
     scripts/ensure-engine.sh
+    scripts/ensure-s3.sh
     scripts/ensure-rootless.sh
 else
     sudo -n scripts/ensure-engine.sh 2>/dev/null || scripts/ensure-engine.sh
+    sudo -n scripts/ensure-s3.sh 2>/dev/null || scripts/ensure-s3.sh
 fi
 
 echo "== cargo fmt --check" >&2

@@ -3,6 +3,13 @@
 
 use sha2::{Digest, Sha256};
 
+/// The size and sha256 of a stream of bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sum {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

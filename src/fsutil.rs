@@ -123,6 +123,24 @@ pub enum RecordError {
     },
 }
 
+/// Refuse a secret file (`what`: "the age identity file") that its group or others
+/// may read or write: the same rule as ssh's for private keys.
+pub fn check_private(path: &Path, what: &str) -> Result<(), crate::error::Fail> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        crate::error::Fail::new(format!("cannot read {what} `{}`: {e}", path.display()))
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(crate::error::Fail::new(format!(
+            "{what} `{}` is readable by others (mode {mode:o}); refusing to use it",
+            path.display()
+        ))
+        .hint(format!("make it private: `chmod 600 {}`", path.display())));
+    }
+    Ok(())
+}
+
 /// The record at `path`: `None` when there is no file, an error when there is one
 /// that cannot be read or parsed, never taken for "no record": a reader that called
 /// a corrupt record absent would act on something untrue (a prune after a failed

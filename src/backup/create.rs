@@ -21,6 +21,7 @@ use crate::container::psql;
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};
 use crate::printer::{size, Printer};
+use crate::remote::ship::{shipped_line, Shipping};
 
 /// What to back up and how; `None` takes the value from pgbox.toml `[backup]`.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,10 @@ pub struct CreateOptions {
     pub verify: bool,
     /// The engine address (`--engine`).
     pub engine: Option<String>,
+    /// Stream each dump to `[backup.remote]` and keep no local copy.
+    pub remote_only: bool,
+    /// Do not ship to `[backup.remote]`.
+    pub local_only: bool,
 }
 
 /// Format, compression and level resolved: flags over pgbox.toml over custom, zstd,
@@ -76,6 +81,14 @@ impl CreateOptions {
 
     fn to_stdout(&self) -> bool {
         self.output.as_deref() == Some(Path::new("-"))
+    }
+
+    /// Where backups go off-site: with `--remote-only`, or into the backup folder
+    /// with `[backup.remote]` configured and no `--local-only`.
+    fn shipping(&self, s: &Settings) -> anyhow::Result<Option<Shipping>> {
+        let ship =
+            self.remote_only || (self.output.is_none() && !self.local_only && s.remote.is_some());
+        ship.then(|| Shipping::from_settings(s)).transpose()
     }
 }
 
@@ -154,6 +167,8 @@ async fn create_inner(
     p: &Printer,
 ) -> anyhow::Result<Vec<String>> {
     let to_stdout = o.to_stdout();
+    // The store and the recipients are checked before anything is dumped.
+    let shipping = o.shipping(s)?;
     let engine = Engine::connect(o.engine.as_deref()).await?;
     let c = crate::container::ctl::ready(&engine, s).await?;
     let image = image_of(engine.inspect(&c).await?, &c)?;
@@ -179,6 +194,7 @@ async fn create_inner(
     let dir = match &o.output {
         Some(out) if !to_stdout && (out.is_dir() || o.all) => Some(out.clone()),
         Some(_) => None,
+        None if o.remote_only => None,
         None => Some(s.backup_dir.clone()),
     };
     if let Some(d) = &dir {
@@ -210,17 +226,25 @@ async fn create_inner(
         } else {
             choice.format
         };
+        let name = super::file_name(&s.project, &db, now, format, choice.compress);
+        let req = DumpRequest {
+            database: &db,
+            kind,
+            format,
+            compression: choice.compress,
+            level: choice.level,
+            image: &image,
+            versions: versions.clone(),
+        };
+        if let (true, Some(ship)) = (o.remote_only, &shipping) {
+            written.push(stream_off_site(&engine, &c, s, &req, &name, ship, p).await?);
+            continue;
+        }
         let dest = if to_stdout {
             Dest::Stdout
         } else {
             match &dir {
-                Some(d) => Dest::File(d.join(super::file_name(
-                    &s.project,
-                    &db,
-                    now,
-                    format,
-                    choice.compress,
-                ))),
+                Some(d) => Dest::File(d.join(&name)),
                 None => Dest::File(o.output.clone().expect("an explicit output path")),
             }
         };
@@ -231,15 +255,6 @@ async fn create_inner(
                     .into());
             }
         }
-        let req = DumpRequest {
-            database: &db,
-            kind,
-            format,
-            compression: choice.compress,
-            level: choice.level,
-            image: &image,
-            versions: versions.clone(),
-        };
         let dumped = dump::dump(&engine, &c, s, &req, dest, p).await?;
         let Some(path) = dumped.path else {
             p.done(format!(
@@ -254,12 +269,92 @@ async fn create_inner(
             size(dumped.manifest.bytes),
             dumped.manifest.duration_ms as f64 / 1000.0
         ));
-        if o.verify && kind == "database" {
+        // A backup is checked before it is shipped.
+        if (o.verify || shipping.is_some()) && kind == "database" {
             super::verify::verify(&engine, &c, s, &path, false, p).await?;
+        }
+        if let Some(ship) = &shipping {
+            ship_local(ship, s, &path, p).await?;
         }
         written.push(path.display().to_string());
     }
     Ok(written)
+}
+
+/// Ship a local backup (already verified); a failure says the local copy is kept.
+async fn ship_local(ship: &Shipping, s: &Settings, path: &Path, p: &Printer) -> anyhow::Result<()> {
+    let shipped = async {
+        let m = super::Manifest::read_checked(path).map_err(anyhow::Error::msg)?;
+        let rm = ship.ship_file(path, &m, p).await?;
+        // The local manifest says where its off-site copy is.
+        let mut m = super::Manifest::read_checked(path).map_err(anyhow::Error::msg)?;
+        m.remote = rm.remote.clone();
+        m.write(path)?;
+        crate::remote::listing::note_shipped(s, &rm)?;
+        anyhow::Ok(rm)
+    }
+    .await;
+    match shipped {
+        Ok(rm) => {
+            p.done(shipped_line(&rm));
+            Ok(())
+        }
+        Err(e) => Err(e.context(Fail::new(format!(
+            "`{}` is kept locally, but shipping it to `{}` failed",
+            path.display(),
+            ship.remote.cfg.url
+        )))),
+    }
+}
+
+/// `--remote-only`: dump straight into an upload (encrypted on the way), read it
+/// back, publish its manifest. Returns the object's URL.
+async fn stream_off_site(
+    engine: &Engine,
+    c: &str,
+    s: &Settings,
+    req: &DumpRequest<'_>,
+    name: &str,
+    ship: &Shipping,
+    p: &Printer,
+) -> anyhow::Result<String> {
+    let up = ship.begin(name).await?;
+    // The upload runs as a task: on Ctrl-C this guard aborts it.
+    let abort = up.abort_guard();
+    let (mut feed, task) = crate::remote::upload::feed(up);
+    let dumped = dump::dump(
+        engine,
+        c,
+        s,
+        req,
+        Dest::Stream(name.to_string(), &mut feed),
+        p,
+    )
+    .await;
+    let dumped = match dumped.and_then(|d| feed.close().map(|_| d).map_err(Into::into)) {
+        Ok(d) => d,
+        Err(e) => {
+            // The feed is gone: the upload task aborts the multipart upload.
+            let _ = task.await;
+            abort.undo().await;
+            return Err(e);
+        }
+    };
+    let done = match task.await? {
+        Ok(d) => d,
+        Err(e) => {
+            abort.undo().await;
+            return Err(e);
+        }
+    };
+    abort.disarm();
+    if done.plain.sha256 != dumped.manifest.sha256 {
+        return Err(Fail::new("the uploaded dump does not match what was dumped").into());
+    }
+    let rm = ship.publish(&dumped.manifest, &done).await?;
+    crate::remote::listing::note_shipped(s, &rm)?;
+    p.done(shipped_line(&rm));
+    Ok(rm.remote.unwrap_or_default())
 }
 
 #[cfg(test)]

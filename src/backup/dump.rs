@@ -23,9 +23,11 @@ use crate::printer::Printer;
 use super::{Compression, Format, Manifest};
 
 /// Where a dump goes.
-pub enum Dest {
+pub enum Dest<'a> {
     File(PathBuf),
     Stdout,
+    /// A writer (an off-site upload's feed); the manifest's `file` is the name given.
+    Stream(String, &'a mut (dyn Write + Send)),
 }
 
 pub struct Dumped {
@@ -128,7 +130,7 @@ pub async fn dump(
     c: &str,
     s: &Settings,
     req: &DumpRequest<'_>,
-    dest: Dest,
+    mut dest: Dest<'_>,
     p: &Printer,
 ) -> anyhow::Result<Dumped> {
     let started = Instant::now();
@@ -176,7 +178,7 @@ pub async fn dump(
                 Some(partial),
             )
         }
-        Dest::Stdout => (None, None),
+        Dest::Stdout | Dest::Stream(..) => (None, None),
     };
     // From here until the rename, the partial file is the guard's.
     let partial_guard = partial.clone().map(Guard::path);
@@ -189,6 +191,10 @@ pub async fn dump(
         })
     };
     let mut stdout = std::io::stdout().lock();
+    let mut stream = match &mut dest {
+        Dest::Stream(_, w) => Some(w),
+        _ => None,
+    };
     let result = engine
         .exec_stream(
             c,
@@ -198,9 +204,10 @@ pub async fn dump(
                 hasher.update(chunk);
                 bytes += chunk.len() as u64;
                 bar.set_position(bytes);
-                match file.as_mut() {
-                    Some(f) => f.write_all(chunk),
-                    None => stdout.write_all(chunk),
+                match (file.as_mut(), stream.as_mut()) {
+                    (Some(f), _) => f.write_all(chunk),
+                    (None, Some(w)) => w.write_all(chunk),
+                    (None, None) => stdout.write_all(chunk),
                 }
             },
             |e| stderr.extend_from_slice(e),
@@ -274,11 +281,16 @@ pub async fn dump(
             None
         }
     };
+    let streamed_as = match &dest {
+        Dest::Stream(name, _) => Some(name.clone()),
+        _ => None,
+    };
     let manifest = Manifest {
         file: path
             .as_ref()
             .and_then(|(_, p)| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
+            .or(streamed_as)
             .unwrap_or_else(|| "-".into()),
         project: s.project.clone(),
         database: req.database.to_string(),
@@ -299,6 +311,9 @@ pub async fn dump(
         image: req.image.to_string(),
         created_at,
         verified_at: None,
+        encrypted_to: Vec::new(),
+        ciphertext: None,
+        remote: None,
     };
     let path = match path {
         Some((partial, final_path)) => {

@@ -99,6 +99,15 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub verified_at: Option<DateTime<Utc>>,
+    /// The age recipients the off-site copy is encrypted to (none: not encrypted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypted_to: Vec<String>,
+    /// The encrypted object's size and sha256 (`bytes` and `sha256` are the plaintext's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<crate::digest::Sum>,
+    /// The off-site copy (`s3://bucket/key`), once it was uploaded and read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 pub fn manifest_path(file: &Path) -> PathBuf {

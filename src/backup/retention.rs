@@ -180,9 +180,20 @@ pub fn prune(
 
 /// Backups the policy lets go, applied per database (and to the globals separately).
 pub fn prune_plan(entries: &[Entry], policy: Policy) -> Vec<Entry> {
-    let mut groups: Vec<(String, Vec<&Entry>)> = Vec::new();
+    doomed_by(entries, policy, |e| &e.manifest)
+}
+
+/// Which of `entries` (newest first, each with its manifest) the policy lets go,
+/// per database and kind: local backups and remote ones alike.
+pub fn doomed_by<T: Clone>(
+    entries: &[T],
+    policy: Policy,
+    manifest: impl Fn(&T) -> &super::Manifest,
+) -> Vec<T> {
+    let mut groups: Vec<(String, Vec<&T>)> = Vec::new();
     for e in entries {
-        let key = format!("{}/{}", e.manifest.kind, e.manifest.database);
+        let m = manifest(e);
+        let key = format!("{}/{}", m.kind, m.database);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(e),
             None => groups.push((key, vec![e])),
@@ -193,8 +204,8 @@ pub fn prune_plan(entries: &[Entry], policy: Policy) -> Vec<Entry> {
         let items: Vec<Item> = group
             .iter()
             .map(|e| Item {
-                created_at: e.manifest.created_at,
-                verified: e.manifest.verified_at.is_some(),
+                created_at: manifest(e).created_at,
+                verified: manifest(e).verified_at.is_some(),
             })
             .collect();
         for (e, keep) in group.iter().zip(plan(&items, policy)) {

@@ -56,12 +56,21 @@ pub struct BackupCreateArgs {
     /// pg_verifybackup) into `<backup dir>/base/`; needs `[backup] pitr = true`
     #[arg(long, conflicts_with_all = ["db", "all", "format", "compress", "level", "output"])]
     pub base: bool,
+
+    /// Stream the dump straight to `[backup.remote]` (encrypted with `encrypt_to`),
+    /// keeping no local copy
+    #[arg(long, conflicts_with_all = ["output", "base", "verify"])]
+    pub remote_only: bool,
+
+    /// Keep the backup here only, even with `[backup.remote]` configured
+    #[arg(long, conflicts_with_all = ["remote_only", "base"])]
+    pub local_only: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum BackupAction {
     /// List backups: time, database, size, age, verified
-    List,
+    List(ListArgs),
     /// Check a backup's checksum and run pg_restore --list on it
     Verify(VerifyArgs),
     /// Delete backups the retention policy does not keep (asks first)
@@ -69,10 +78,26 @@ pub enum BackupAction {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// The backups in `[backup.remote]` instead of the backup folder
+    #[arg(long)]
+    pub remote: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// Backup file, or `latest`
+    /// Backup file, or `latest` (with `--remote`: a remote backup's name, or `latest`)
     #[arg(default_value = "latest", value_name = "FILE|latest")]
     pub file: String,
+
+    /// Verify a backup in `[backup.remote]`: its stored bytes against the manifest
+    /// (no key needed); with `--deep`, also downloaded, decrypted and test-restored
+    #[arg(long, conflicts_with = "pitr")]
+    pub remote: bool,
+
+    /// The age identity file that decrypts the backup (for `--remote --deep`)
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub identity: Option<PathBuf>,
 
     /// Also restore into a scratch database and compare row counts per table
     #[arg(long)]
@@ -88,6 +113,9 @@ pub struct VerifyArgs {
 pub struct PruneArgs {
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// Prune `[backup.remote]` by its own policy (`[backup.remote] keep_*`) instead
+    #[arg(long)]
+    pub remote: bool,
     /// Delete without asking
     #[arg(short, long)]
     pub yes: bool,
@@ -126,6 +154,15 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+
+    /// Restore a backup from `[backup.remote]`: `latest` or a name from
+    /// `pgbox backup list --remote`
+    #[arg(long, value_name = "NAME|latest", conflicts_with_all = ["to_time", "to_lsn", "to_latest"])]
+    pub from_remote: Option<String>,
+
+    /// The age identity file (private key) that decrypts an encrypted backup
+    #[arg(long, value_name = "FILE", requires = "from_remote")]
+    pub identity: Option<PathBuf>,
 
     /// Point-in-time recovery to this moment (UTC unless a zone is given:
     /// `2026-11-27 14:02:00`, `2026-11-27 15:02:00+01:00`); needs `[backup] pitr`

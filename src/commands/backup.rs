@@ -8,6 +8,7 @@ use crate::backup::{base, listing, pitr, retention, verify};
 use crate::cli::{BackupAction, BackupArgs, BackupCreateArgs, GlobalArgs, PruneArgs};
 use crate::config::Settings;
 use crate::printer::{size, Printer};
+use crate::remote;
 
 pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
@@ -24,14 +25,34 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             }
             Ok(0)
         }
-        Some(BackupAction::List) => list(s, p),
+        Some(BackupAction::List(a)) if a.remote => {
+            let (url, rows) = remote::ops::rows(s).await?;
+            show(rows, &url, s, p)
+        }
+        Some(BackupAction::List(_)) => {
+            let rows = listing::rows(s)?;
+            show(rows, &s.backup_dir.display().to_string(), s, p)
+        }
         Some(BackupAction::Verify(a)) if a.pitr => {
             pitr::verify(s, p).await?;
+            Ok(0)
+        }
+        Some(BackupAction::Verify(a)) if a.remote => {
+            let (engine, id) = (ctx.global.engine.as_deref(), a.identity.as_deref());
+            remote::ops::verify(s, &a.file, a.deep, id, engine, p).await?;
             Ok(0)
         }
         Some(BackupAction::Verify(a)) => {
             verify::verify_backup(&a.file, a.deep, ctx.global.engine.as_deref(), s, p).await?;
             Ok(0)
+        }
+        Some(BackupAction::Prune(a)) if a.remote => {
+            let r = &a.retention;
+            let remote = remote::Remote::connect(s)?;
+            let (l, d, w, m) = (r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly);
+            let policy = remote::retention::policy(&remote, l, d, w, m);
+            let done = remote::retention::prune(&remote, s, policy, a.yes, a.dry_run, p).await?;
+            Ok(if done { 0 } else { 1 })
         }
         Some(BackupAction::Prune(a)) => prune(a, s, p),
     }
@@ -47,21 +68,18 @@ fn options(a: BackupCreateArgs, g: &GlobalArgs) -> CreateOptions {
         output: a.output,
         verify: a.verify,
         engine: g.engine.clone(),
+        remote_only: a.remote_only,
+        local_only: a.local_only,
     }
 }
 
-fn list(s: &Settings, p: &Printer) -> super::Outcome {
-    let rows = listing::rows(s)?;
+fn show(rows: Vec<listing::Row>, place: &str, s: &Settings, p: &Printer) -> super::Outcome {
     if p.json() {
         p.data(serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
     if rows.is_empty() {
-        p.info(format!(
-            "no backups of `{}` in `{}`",
-            s.project,
-            s.backup_dir.display()
-        ));
+        p.info(format!("no backups of `{}` in `{place}`", s.project));
         return Ok(0);
     }
     p.data(format!(

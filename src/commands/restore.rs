@@ -7,6 +7,7 @@ use super::Ctx;
 use crate::backup::pitr_restore;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::cli::RestoreArgs;
+use crate::remote;
 
 pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
@@ -46,6 +47,15 @@ pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
             false => 1,
         });
     }
+    if a.from_remote.is_some() && a.file != "latest" {
+        return Err(crate::error::Fail::new(format!(
+            "`{}` is a local file, and `--from-remote` restores from the store",
+            a.file
+        ))
+        .hint("name the remote backup with `--from-remote NAME` (`pgbox backup list --remote`)")
+        .code(crate::error::EXIT_USAGE)
+        .into());
+    }
     let o = RestoreOptions {
         file: a.file,
         db: a.db,
@@ -56,7 +66,11 @@ pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
         yes: a.yes,
         engine: ctx.global.engine.clone(),
     };
-    Ok(match restore::run(&o, s, p).await? {
+    let done = match &a.from_remote {
+        Some(which) => remote::ops::restore(&o, which, a.identity.as_deref(), s, p).await?,
+        None => restore::run(&o, s, p).await?,
+    };
+    Ok(match done {
         true => 0,
         false => 1,
     })

@@ -87,6 +87,10 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
                 },
             ),
             (
+                "off-site",
+                report.offsite.as_ref().map_or_else(dash, |o| o.summary()),
+            ),
+            (
                 "recovered",
                 report.recovered.as_ref().map_or_else(dash, |r| {
                     format!(

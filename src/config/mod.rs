@@ -31,7 +31,9 @@ pub const DEFAULT_UID: u32 = 999;
 
 mod dump;
 pub mod edit;
+mod remote;
 mod schema;
+pub use remote::RemoteSettings;
 pub use schema::*;
 
 /// The base image pgbox uses for `major` when `base_image` is not set.
@@ -290,6 +292,10 @@ pub struct Settings {
     pub pitr: bool,
     /// `[backup] archive_timeout` in seconds (60 by default).
     pub archive_timeout: u64,
+    /// `[backup] encrypt_to`: age recipients or recipients files (relative to the project).
+    pub encrypt_to: Vec<String>,
+    /// `[backup.remote]`, when it names a `url`.
+    pub remote: Option<RemoteSettings>,
     pub max_connections: u32,
     /// postgresql.conf values, already in PostgreSQL's units.
     pub shared_buffers: String,
@@ -409,6 +415,8 @@ impl Settings {
                 .archive_timeout
                 .as_deref()
                 .map_or(60, |s| parse_interval(s).unwrap_or(60)),
+            encrypt_to: bk.encrypt_to.clone().unwrap_or_default(),
+            remote: bk.remote.clone().and_then(|r| r.resolve(&project_dir)),
             max_connections: pg.max_connections.unwrap_or(100),
             shared_buffers: format!("{shared_kb}kB"),
             effective_cache_size: format!("{cache_kb}kB"),

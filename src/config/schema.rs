@@ -218,6 +218,16 @@ pub struct BackupSection {
         skip_serializing_if = "Option::is_none"
     )]
     pub archive_timeout: Option<String>,
+    /// age recipients (`age1...`) or recipients files: every off-site copy is encrypted to them.
+    #[serde(
+        default,
+        deserialize_with = "super::remote::de_recipients",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub encrypt_to: Option<Vec<String>>,
+    /// `[backup.remote]`: the S3-compatible store that backups are shipped to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<super::remote::RemoteSection>,
 }
 
 /// Where PGDATA lives (`[storage] mode`, `init --storage`).
@@ -243,7 +253,7 @@ impl fmt::Display for StorageMode {
 
 // ---- value checks, run inside deserialisation so errors carry a position ----
 
-fn de_with<'de, D, T, F>(d: D, check: F) -> Result<Option<T>, D::Error>
+pub(super) fn de_with<'de, D, T, F>(d: D, check: F) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

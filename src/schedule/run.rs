@@ -88,6 +88,25 @@ pub async fn run(
             pol.weekly,
             pol.monthly
         ));
+        if let Some(remote) = s
+            .remote
+            .is_some()
+            .then(|| crate::remote::Remote::connect(s))
+            .transpose()?
+        {
+            // The store keeps its own history, by `[backup.remote] keep_*`.
+            let pol = crate::remote::retention::policy(&remote, None, None, None, None);
+            crate::remote::retention::prune(&remote, s, pol, true, false, p).await?;
+            p.info(format!(
+                "{} schedule run: pruned `{}` by keep-last {} daily {} weekly {} monthly {}",
+                stamp(),
+                remote.cfg.url,
+                pol.keep_last,
+                pol.daily,
+                pol.weekly,
+                pol.monthly
+            ));
+        }
         Ok(files.into_iter().next())
     }
     .await;

@@ -31,6 +31,8 @@ pub struct Report {
     last_run: Option<Record>,
     newest_good_backup: Option<String>,
     newest_good_backup_age_hours: Option<f64>,
+    /// `[backup.remote]`: the newest backup shipped off-site and its age.
+    offsite: Option<crate::remote::listing::Offsite>,
     /// `[backup] pitr`: the archiver's health and the recoverable window.
     pitr: Option<Pitr>,
     problems: Vec<String>,
@@ -127,6 +129,7 @@ pub fn report(s: &Settings, last_run: &Path, archive: Option<Archive>) -> anyhow
         newest_good_backup: newest.as_ref().map(|e| e.path.display().to_string()),
         newest_good_backup_age_hours: age
             .map(|a| (a.num_seconds() as f64 / 3600.0 * 10.0).round() / 10.0),
+        offsite: crate::remote::listing::Offsite::of(s),
         pitr,
         problems,
     })
@@ -163,6 +166,9 @@ pub fn show(r: &Report, p: &Printer) -> anyhow::Result<()> {
             ))
             .unwrap_or_else(dash)
     ));
+    if let Some(o) = &r.offsite {
+        p.data(format!("off-site    {}", o.summary()));
+    }
     if let Some(pitr) = &r.pitr {
         p.data(format!(
             "archiver    {}",

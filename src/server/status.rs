@@ -68,6 +68,8 @@ pub struct Report {
     pub recoverable: Option<(String, String)>,
     /// A major upgrade that did not finish or awaits `--finalize` (`.pgbox/upgrade.json`).
     pub upgrade: Option<Upgrade>,
+    /// `[backup.remote]`: the newest backup shipped off-site and its age.
+    pub offsite: Option<crate::remote::listing::Offsite>,
     /// The copy of a `pgbox restore --into-new`, until `--discard-new` removes it.
     pub recovered: Option<RecoveredCopy>,
     /// The storage mode in effect (what `storage.mode` spells).
@@ -183,6 +185,7 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         archive,
         recoverable: None,
         upgrade,
+        offsite: crate::remote::listing::Offsite::of(s),
         recovered,
         mode,
         warnings,
