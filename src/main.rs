@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod fsutil;
 mod lock;
+mod migrate;
 mod printer;
 mod probe;
 mod project;

@@ -304,6 +304,9 @@ pub struct Settings {
     pub tls: TlsMode,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `[migrations] dir` (default `migrations`) and `table` (`pgbox.schema_version`).
+    pub migrations_dir: PathBuf,
+    pub migrations_table: String,
 }
 
 impl Settings {
@@ -353,6 +356,7 @@ impl Settings {
         let st = c.storage.unwrap_or_default();
         let bk = c.backup.unwrap_or_default();
         let tls = c.tls.unwrap_or_default();
+        let mig = c.migrations.unwrap_or_default();
         let kb = |s: &Option<String>| {
             s.as_deref()
                 .and_then(|s| parse_bytes(s).ok())
@@ -426,6 +430,11 @@ impl Settings {
             tls: tls.mode.unwrap_or(TlsMode::Off),
             tls_cert: tls.cert.map(|p| absolute(&project_dir, &p)),
             tls_key: tls.key.map(|p| absolute(&project_dir, &p)),
+            migrations_dir: absolute(
+                &project_dir,
+                &mig.dir.unwrap_or_else(|| PathBuf::from("migrations")),
+            ),
+            migrations_table: mig.table.unwrap_or_else(|| "pgbox.schema_version".into()),
             project,
         }
     }
