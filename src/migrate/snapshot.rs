@@ -158,11 +158,18 @@ async fn template_copy(admin: &Client, target: &Target, db: &str) -> anyhow::Res
         .await?;
     admin
         .batch_execute(&format!(
-            "alter database {n} allow_connections false;
-             drop database if exists {s};
-             alter database {n} rename to {s}",
-            n = ident(&new),
-            s = ident(&snap)
+            "alter database {} allow_connections false",
+            ident(&new)
+        ))
+        .await?;
+    admin
+        .batch_execute(&format!("drop database if exists {}", ident(&snap)))
+        .await?;
+    admin
+        .batch_execute(&format!(
+            "alter database {} rename to {}",
+            ident(&new),
+            ident(&snap)
         ))
         .await?;
     guard.disarm();
@@ -227,11 +234,10 @@ pub async fn rollback(
             let tmp = format!("{}_rb", snapshot_name(db));
             let old = format!("{}_old", snapshot_name(db));
             admin
-                .batch_execute(&format!(
-                    "drop database if exists {t}; drop database if exists {o}",
-                    t = ident(&tmp),
-                    o = ident(&old)
-                ))
+                .batch_execute(&format!("drop database if exists {}", ident(&tmp)))
+                .await?;
+            admin
+                .batch_execute(&format!("drop database if exists {}", ident(&old)))
                 .await?;
             let guard = drop_guard(target, &tmp);
             admin

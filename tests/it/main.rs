@@ -16,6 +16,7 @@ mod interrupts;
 mod lifecycle;
 mod loud_schedule;
 mod majors;
+mod migrate;
 mod pitr_archive;
 mod pitr_base;
 mod pitr_restore;
