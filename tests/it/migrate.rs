@@ -72,7 +72,7 @@ fn two_concurrent_up_runs_apply_each_file_once() {
     write(
         &d,
         "1_log.sql",
-        "create table log (file int);\nselect pg_sleep(2);\ninsert into log values (1);",
+        "create table log (file int);\nselect pg_sleep(3);\ninsert into log values (1);",
     );
     for v in 2..=20 {
         write(
@@ -82,12 +82,10 @@ fn two_concurrent_up_runs_apply_each_file_once() {
         );
     }
     let a = spawn(mig(&p, &["up"]));
-    // B starts while A holds the lock (A sleeps two seconds in its first file).
-    eventually(
-        "the first run takes the lock",
-        Duration::from_secs(60),
-        || p.sql("select count(*) from pg_locks where locktype = 'advisory' and granted") != "0",
-    );
+    // B starts while A is in its first file (which sleeps three seconds).
+    eventually("the first run is in its first file", Duration::from_secs(60), || {
+        p.sql("select count(*) from pg_stat_activity where query like '%pg_sleep(3)%' and pid <> pg_backend_pid()") == "1"
+    });
     let b = spawn(mig(&p, &["up"]));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", text(&a.stderr));
