@@ -86,11 +86,15 @@ fn marker(line: &str) -> Option<String> {
     (rest.starts_with("migrate:") || rest.starts_with("pgbox:")).then(|| rest.to_ascii_lowercase())
 }
 
+/// A file's up and down sections (byte ranges) and whether it runs without a
+/// transaction.
+pub type Sections = (Range<usize>, Option<Range<usize>>, bool);
+
 /// Parse one file's text (its name already checked).
 pub fn parse_text(
     file: &str,
     text: &str,
-) -> Result<(Range<usize>, Option<Range<usize>>, bool), FileError> {
+) -> Result<Sections, FileError> {
     let mut up_start = 0;
     let mut down: Option<(usize, usize)> = None; // (marker start, body start)
     let mut no_tx = false;

@@ -83,9 +83,13 @@ fn two_concurrent_up_runs_apply_each_file_once() {
     }
     let a = spawn(mig(&p, &["up"]));
     // B starts while A is in its first file (which sleeps three seconds).
-    eventually("the first run is in its first file", Duration::from_secs(60), || {
-        p.sql("select count(*) from pg_stat_activity where query like '%pg_sleep(3)%' and pid <> pg_backend_pid()") == "1"
-    });
+    eventually(
+        "the first run is in its first file",
+        Duration::from_secs(60),
+        || {
+            p.sql("select count(*) from pg_stat_activity where query like '%pg_sleep(3)%' and pid <> pg_backend_pid()") == "1"
+        },
+    );
     let b = spawn(mig(&p, &["up"]));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", text(&a.stderr));
