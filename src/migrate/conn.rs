@@ -2,6 +2,9 @@
 //! its published port, with the password from the project's secret file) or any
 //! PostgreSQL named by `--url` / `DATABASE_URL`, both through tokio-postgres.
 //!
+//! TLS follows libpq's `sslmode` (see `tls`); the project's server is reached as
+//! `pgbox url` says (its own CA checked with self-signed TLS).
+//!
 //! One client for both keeps a single code path for transactions, error positions
 //! and the advisory lock, and sends SQL over the protocol, never through a process
 //! argument. The password goes into the client's config only; it is never printed
@@ -14,11 +17,14 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
+
+use super::tls::{self, Check, Tls};
 
 use crate::config::{Settings, TlsMode};
 use crate::error::Fail;
 use crate::printer::Printer;
+use crate::tls::TlsPaths;
 
 /// The project's own server: what snapshots and rollback need beyond a connection.
 #[derive(Debug, Clone)]
@@ -32,6 +38,7 @@ pub struct OwnServer {
 #[derive(Clone)]
 pub struct Target {
     config: Config,
+    tls: Tls,
     pub db: String,
     pub own: Option<OwnServer>,
 }
@@ -48,13 +55,6 @@ const LOCK_CLASS: i32 = 0x7067_6278;
 impl Target {
     /// The project's server, with the password from its secret file.
     pub fn own(s: &Settings, engine: Option<String>) -> anyhow::Result<Target> {
-        if s.tls != TlsMode::Off {
-            return Err(Fail::new(
-                "`pgbox migrate` does not speak TLS yet, and this project's server accepts TLS logins only",
-            )
-            .hint("run the migrations with `pgbox psql` for now, or set `[tls] mode = \"off\"` for a development server")
-            .into());
-        }
         let password = crate::secrets::read_password(s)?;
         let mut c = Config::new();
         let host = s.url_host();
@@ -63,21 +63,28 @@ impl Target {
             .user(&s.user)
             .password(password)
             .dbname(&s.database);
-        Ok(Target::with(
-            c,
-            s.database.clone(),
-            Some(OwnServer {
-                settings: s.clone(),
-                engine,
-            }),
-        ))
+        // As `pgbox url` says: the project's CA checked with self-signed TLS.
+        let check = match s.tls {
+            TlsMode::Off => Check::Off,
+            TlsMode::SelfSigned => Check::Verify {
+                full: true,
+                roots: Some(TlsPaths::new(&s.state_dir()).ca_cert()),
+            },
+            TlsMode::Files => Check::Encrypt { required: true },
+        };
+        let own = OwnServer {
+            settings: s.clone(),
+            engine,
+        };
+        Target::with(c, check, s.database.clone(), Some(own))
     }
 
     /// Any server, from a `postgres://` URL or a `key=value` string.
     pub fn url(url: &str) -> anyhow::Result<Target> {
+        let (url, check) = tls::split_url(url)?;
         let c: Config = url.parse().map_err(|e| {
             Fail::new(format!("the database URL is not valid: {e}"))
-                .hint("give `postgres://user@host:port/db` in `--url` or `DATABASE_URL` (the password best in `PGPASSWORD`-free form: the URL's password field, in the environment)")
+                .hint("give `postgres://user:password@host:port/db`, best in `DATABASE_URL` (an argument shows in process listings)")
         })?;
         let db = c
             .get_dbname()
@@ -90,17 +97,34 @@ impl Target {
                 c.password(p);
             }
         }
-        Ok(Target::with(c, db, None))
+        Target::with(c, check, db, None)
     }
 
-    fn with(mut config: Config, db: String, own: Option<OwnServer>) -> Target {
+    fn with(
+        mut config: Config,
+        check: Check,
+        db: String,
+        own: Option<OwnServer>,
+    ) -> anyhow::Result<Target> {
         config
             .application_name("pgbox migrate")
-            .connect_timeout(Duration::from_secs(10));
+            .connect_timeout(Duration::from_secs(10))
+            .ssl_mode(check.ssl_mode());
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
-        Target { config, db, own }
+        let tls = check.connector()?;
+        Ok(Target {
+            config,
+            tls,
+            db,
+            own,
+        })
+    }
+
+    /// The TLS connector (cancel requests need it too).
+    pub fn tls(&self) -> Tls {
+        self.tls.clone()
     }
 
     /// Where the server is, for messages: `host:port/db` (no user, no password).
@@ -124,10 +148,10 @@ impl Target {
     pub async fn connect_to(&self, db: &str) -> anyhow::Result<Client> {
         let mut c = self.config.clone();
         c.dbname(db);
-        let (client, conn) = c.connect(NoTls).await.map_err(|e| {
+        let (client, conn) = c.connect(self.tls.clone()).await.map_err(|e| {
             let hint = match &self.own {
                 Some(_) => "is the server up? `pgbox up` starts it, `pgbox status` shows it".to_string(),
-                None => "check the URL, that the server is reachable and that it accepts this user without TLS".to_string(),
+                None => "check the URL (host, port, user, database, `sslmode`) and that the server is reachable".to_string(),
             };
             Fail::new(format!("cannot connect to `{}`: {e}", self.describe_db(db))).hint(hint)
         })?;

@@ -11,11 +11,12 @@
 use std::time::Instant;
 
 use tokio_postgres::error::ErrorPosition;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::files::Migration;
 use super::sql;
 use super::table::{self, NewRow, Table};
+use super::tls::Tls;
 use crate::cancel::Guard;
 use crate::error::Fail;
 
@@ -39,7 +40,13 @@ pub struct SqlError {
 
 /// Run `m`'s section in `dir` and record (up) or remove (down) its row. Returns the
 /// milliseconds it took.
-pub async fn run(c: &Client, t: &Table, m: &Migration, dir: Direction) -> anyhow::Result<i64> {
+pub async fn run(
+    c: &Client,
+    tls: Tls,
+    t: &Table,
+    m: &Migration,
+    dir: Direction,
+) -> anyhow::Result<i64> {
     let range = match dir {
         Direction::Up => m.up.clone(),
         Direction::Down => m.down.clone().expect("callers check for a down section"),
@@ -50,7 +57,7 @@ pub async fn run(c: &Client, t: &Table, m: &Migration, dir: Direction) -> anyhow
     let guard = Guard::future(
         "cancel the migration statement running on the server",
         async move {
-            let _ = token.cancel_query(NoTls).await;
+            let _ = token.cancel_query(tls).await;
         },
     );
     if !m.no_transaction {

@@ -91,10 +91,7 @@ fn marker(line: &str) -> Option<String> {
 pub type Sections = (Range<usize>, Option<Range<usize>>, bool);
 
 /// Parse one file's text (its name already checked).
-pub fn parse_text(
-    file: &str,
-    text: &str,
-) -> Result<Sections, FileError> {
+pub fn parse_text(file: &str, text: &str) -> Result<Sections, FileError> {
     let mut up_start = 0;
     let mut down: Option<(usize, usize)> = None; // (marker start, body start)
     let mut no_tx = false;

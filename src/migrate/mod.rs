@@ -16,6 +16,7 @@ pub mod report;
 pub mod snapshot;
 pub mod sql;
 pub mod table;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -190,7 +191,7 @@ pub async fn up(env: &Env, o: &UpOptions, p: &Printer) -> anyhow::Result<usize> 
     }
     table::ensure(&work, &env.table).await?;
     for m in &pending {
-        let ms = exec::run(&work, &env.table, m, Direction::Up).await?;
+        let ms = exec::run(&work, env.target.tls(), &env.table, m, Direction::Up).await?;
         p.done(format!(
             "applied {} in {ms} ms{}",
             m.file_name(),
@@ -251,7 +252,7 @@ pub async fn down(env: &Env, o: &DownOptions, p: &Printer) -> anyhow::Result<usi
         return Ok(0);
     }
     for m in &plan {
-        let ms = exec::run(&work, &env.table, m, Direction::Down).await?;
+        let ms = exec::run(&work, env.target.tls(), &env.table, m, Direction::Down).await?;
         p.done(format!("reverted {} in {ms} ms", m.file_name()));
     }
     Ok(plan.len())

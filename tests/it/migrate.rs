@@ -572,3 +572,29 @@ fn new_writes_a_timestamped_file() {
     );
     assert!(text(&out.stderr).contains(&names[0]));
 }
+
+#[test]
+fn tls_servers_are_reached_with_the_projects_ca_and_with_sslmode() {
+    let p = Project::new("mig-tls");
+    p.init(&["--tls", "self-signed"]);
+    p.up();
+    write(&dir(&p), "1_a.sql", "create table a (x int);");
+    // The project's own server: TLS only for host logins, its CA checked.
+    ok(&mut mig(&p, &["up"]));
+    assert_eq!(versions(&p), "1");
+    assert_eq!(
+        p.sql("select count(*) from pg_stat_ssl s join pg_stat_activity a using (pid) where a.application_name = 'pgbox migrate'"),
+        "0",
+        "no session is left behind"
+    );
+    // `pgbox url --with-password` (verify-full against the project's CA) as DATABASE_URL.
+    let url = text(&ok(&mut p.cmd(&["url", "--with-password"])).stdout).trim().to_string();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    write(&dir(&p), "2_b.sql", "create table b (x int);");
+    ok(mig(&p, &["up"]).env("DATABASE_URL", &url));
+    assert_eq!(versions(&p), "1,2");
+    // sslmode=disable is refused by this server (hostnossl reject).
+    let plain = url.split('?').next().unwrap().to_string() + "?sslmode=disable";
+    let err = failed(&run(mig(&p, &["status"]).env("DATABASE_URL", &plain)));
+    assert!(err.contains("cannot connect"), "{err}");
+}
