@@ -137,6 +137,12 @@ fn located(
     } else {
         "nothing of this file was applied: the database is as it was before it".into()
     };
+    // 25001: a statement such as `CREATE INDEX CONCURRENTLY` in a transaction.
+    let state = if db.code().code() == "25001" && !m.no_transaction {
+        format!("put `-- pgbox:no-transaction` at the top of the file to run it outside a transaction; {state}")
+    } else {
+        state
+    };
     let hint = match db.hint() {
         Some(h) => format!("{h}; {state}"),
         None => state,

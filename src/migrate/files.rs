@@ -54,6 +54,12 @@ pub enum FileError {
     DownWithoutUp { file: String },
     #[error("`{file}` has `-- migrate:down` twice (line {line})")]
     TwoDowns { file: String, line: usize },
+    #[error("`{file}:{line}`: `{statement}` ends or starts a transaction, but pgbox runs each file in one transaction of its own")]
+    TransactionControl {
+        file: String,
+        line: usize,
+        statement: String,
+    },
     #[error("`{file}` cannot be read: {reason}")]
     Unreadable { file: String, reason: String },
 }
@@ -128,6 +134,27 @@ pub fn parse_text(file: &str, text: &str) -> Result<Sections, FileError> {
         });
     }
     let down = down.filter(|d| sql::has_code(&text[d.clone()]));
+    if !no_tx {
+        for r in std::iter::once(&up).chain(down.as_ref()) {
+            if let Some(st) = sql::split(&text[r.clone()], r.start)
+                .iter()
+                .find(|st| sql::controls_transaction(st.text))
+            {
+                return Err(FileError::TransactionControl {
+                    file: file.into(),
+                    line: sql::line_col(text, st.offset).0,
+                    statement: st
+                        .text
+                        .split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .trim_end_matches(';')
+                        .to_string(),
+                });
+            }
+        }
+    }
     Ok((up, down, no_tx))
 }
 
@@ -274,6 +301,16 @@ mod tests {
             parse_text("f", "-- migrate:up\n\n-- migrate:down\ndrop table a;"),
             Err(FileError::DownWithoutUp { file: "f".into() })
         );
+        assert!(matches!(
+            parse_text("f", "select 1;\ncommit;\nselect 2;"),
+            Err(FileError::TransactionControl { line: 2, .. })
+        ));
+        assert!(parse_text("f", "-- pgbox:no-transaction\nselect 1;\ncommit;").is_ok());
+        assert!(parse_text(
+            "f",
+            "create function f() returns int begin atomic select 1; end;"
+        )
+        .is_ok());
         assert!(matches!(
             parse_text("f", "select 1;\n-- migrate:down\n-- migrate:down\n"),
             Err(FileError::TwoDowns { line: 3, .. })

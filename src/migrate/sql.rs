@@ -122,6 +122,36 @@ fn push<'a>(out: &mut Vec<Statement<'a>>, sql: &'a str, start: usize, end: usize
     }
 }
 
+/// Whether a statement (as [`split`] returns it) begins or ends a transaction.
+pub fn controls_transaction(statement: &str) -> bool {
+    let mut rest = statement;
+    // Skip leading comments.
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let words: Vec<String> = rest
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(2)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    match words.first().map(String::as_str) {
+        Some("commit" | "rollback" | "end" | "abort") => {
+            !words.get(1).is_some_and(|w| w == "prepared")
+        }
+        Some("begin") => true,
+        Some("start") => words.get(1).is_some_and(|w| w == "transaction"),
+        _ => false,
+    }
+}
+
 /// Whether `sql` holds anything but whitespace, comments and semicolons.
 pub fn has_code(sql: &str) -> bool {
     let mut rest = sql;

@@ -131,6 +131,15 @@ fn a_failing_file_in_the_middle_leaves_the_database_as_before_it() {
     );
     let bad = write(&d, "3_c.sql", &eighty_lines());
     write(&d, "4_d.sql", "create table d (x int);");
+    let dry = ok(&mut mig(&p, &["up", "--dry-run"]));
+    assert_eq!(
+        text(&dry.stdout)
+            .lines()
+            .filter(|l| l.starts_with("would apply"))
+            .count(),
+        4
+    );
+    assert!(!table_exists(&p, "a") && !table_exists(&p, "pgbox.schema_version"));
     let err = failed(&run(&mut mig(&p, &["up"])));
     assert!(err.contains("3_c.sql:40:8`"), "{err}");
     assert!(
@@ -207,7 +216,7 @@ fn ctrl_c_during_a_run_leaves_no_dirty_state() {
 #[test]
 fn each_kind_of_bad_input_is_named_and_nothing_is_applied() {
     let p = ready("mig-bad");
-    let cases: [(&str, &str, &str, &str); 5] = [
+    let cases: [(&str, &str, &str, &str); 6] = [
         (
             "dup",
             "1_again.sql",
@@ -237,6 +246,12 @@ fn each_kind_of_bad_input_is_named_and_nothing_is_applied() {
             "2_x.up.sql",
             "create table x (y int);",
             "`2_x.up.sql`: the name is not",
+        ),
+        (
+            "txn",
+            "2_tx.sql",
+            "create table x (y int);\ncommit;\ncreate table z (y int);",
+            "`2_tx.sql:2`: `commit` ends or starts a transaction",
         ),
     ];
     for (tag, file, body, expected) in cases {
@@ -588,7 +603,9 @@ fn tls_servers_are_reached_with_the_projects_ca_and_with_sslmode() {
         "no session is left behind"
     );
     // `pgbox url --with-password` (verify-full against the project's CA) as DATABASE_URL.
-    let url = text(&ok(&mut p.cmd(&["url", "--with-password"])).stdout).trim().to_string();
+    let url = text(&ok(&mut p.cmd(&["url", "--with-password"])).stdout)
+        .trim()
+        .to_string();
     assert!(url.contains("sslmode=verify-full"), "{url}");
     write(&dir(&p), "2_b.sql", "create table b (x int);");
     ok(mig(&p, &["up"]).env("DATABASE_URL", &url));
