@@ -144,7 +144,7 @@ pub fn controls_transaction(statement: &str) -> bool {
         .collect();
     match words.first().map(String::as_str) {
         Some("commit" | "rollback" | "end" | "abort") => {
-            !words.get(1).is_some_and(|w| w == "prepared")
+            words.get(1).is_none_or(|w| w != "prepared")
         }
         Some("begin") => true,
         Some("start") => words.get(1).is_some_and(|w| w == "transaction"),
