@@ -498,7 +498,7 @@ fn rollback_returns_to_the_snapshot_taken_before_up() {
 }
 
 #[test]
-fn adopt_imports_a_dbmate_history() {
+fn adopt_imports_dbmate_sqlx_and_golang_migrate_histories() {
     let p = ready("mig-adopt");
     let d = dir(&p);
     write(
@@ -526,6 +526,70 @@ fn adopt_imports_a_dbmate_history() {
     ok(&mut mig(&p, &["up"]));
     assert_eq!(versions(&p), "20240101000000,20240102000000,20240103000000");
     assert!(table_exists(&p, "c"));
+    // sqlx: only successful rows, with their dates; a configured table and folder.
+    let toml = p.path().join("pgbox.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("{base}\n[migrations]\ndir = \"sqlx\"\ntable = \"ops.history\"\n"),
+    )
+    .unwrap();
+    let s = p.path().join("sqlx");
+    write(&s, "1_sa.sql", "create table sa (x int);");
+    write(&s, "2_sb.sql", "create table sb (x int);");
+    write(&s, "3_sc.sql", "create table sc (x int);");
+    p.sql("create table sa (x int); create table _sqlx_migrations (version bigint primary key, description text not null, installed_on timestamptz not null default now(), success boolean not null, checksum bytea not null, execution_time bigint not null); insert into _sqlx_migrations values (1, 'sa', '2024-05-01 10:00:00+00', true, '\\x00', 1), (2, 'sb', now(), false, '\\x00', 1)");
+    let out = ok(&mut mig(&p, &["adopt", "--from", "sqlx"]));
+    assert!(
+        text(&out.stderr).contains("imported 1 version(s)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        p.sql("select applied_at = '2024-05-01 10:00:00+00' from ops.history where version = 1"),
+        "t"
+    );
+    ok(&mut mig(&p, &["up"]));
+    assert_eq!(
+        p.sql("select string_agg(version::text, ',' order by version) from ops.history"),
+        "1,2,3"
+    );
+    // golang-migrate: a dirty version is refused; a clean one imports every file up to it.
+    std::fs::write(
+        &toml,
+        format!("{base}\n[migrations]\ndir = \"gm\"\ntable = \"gm.history\"\n"),
+    )
+    .unwrap();
+    let g = p.path().join("gm");
+    write(&g, "1_ga.sql", "create table ga (x int);");
+    write(&g, "2_gb.sql", "create table gb (x int);");
+    write(&g, "3_gc.sql", "create table gc (x int);");
+    p.sql("create table ga (x int); create table gb (x int); create table gm_versions (version bigint primary key, dirty boolean not null); insert into gm_versions values (2, true)");
+    let err = failed(&run(&mut mig(
+        &p,
+        &[
+            "adopt",
+            "--from",
+            "golang-migrate",
+            "--table",
+            "gm_versions",
+        ],
+    )));
+    assert!(err.contains("marks version 2 dirty"), "{err}");
+    p.sql("update gm_versions set dirty = false");
+    ok(&mut mig(
+        &p,
+        &[
+            "adopt",
+            "--from",
+            "golang-migrate",
+            "--table",
+            "gm_versions",
+        ],
+    ));
+    ok(&mut mig(&p, &["up"]));
+    assert_eq!(p.sql("select string_agg(version::text || ':' || duration_ms, ',' order by version) from gm.history").split(',').count(), 3);
+    assert!(table_exists(&p, "gc"));
 }
 
 #[test]
