@@ -85,14 +85,23 @@ pub async fn take(
     p: &Printer,
 ) -> anyhow::Result<()> {
     let db = &target.db;
-    let row = admin
-        .query_one(
-            "select pg_database_size($1::text),
-                    (select count(*) from pg_stat_activity where datname = $1::text and pid <> pg_backend_pid())",
-            &[db],
-        )
-        .await?;
-    let (bytes, others): (i64, i64) = (row.get(0), row.get(1));
+    // The session `up` just closed may linger for a moment: look again for up to
+    // two seconds before deciding that someone else is connected.
+    let (mut bytes, mut others) = (0i64, 0i64);
+    for attempt in 0..20 {
+        let row = admin
+            .query_one(
+                "select pg_database_size($1::text),
+                        (select count(*) from pg_stat_activity where datname = $1::text and pid <> pg_backend_pid())",
+                &[db],
+            )
+            .await?;
+        (bytes, others) = (row.get(0), row.get(1));
+        if others == 0 || bytes > TEMPLATE_MAX_BYTES || attempt == 19 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let taken_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     if bytes <= TEMPLATE_MAX_BYTES && others == 0 {
         match template_copy(admin, target, db).await {
