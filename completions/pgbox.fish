@@ -50,6 +50,7 @@ complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "generate" -d 'Write dep
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "upgrade" -d 'Move the data to a newer PostgreSQL major, with a backup first and a rollback'
+complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "migrate" -d 'Numbered SQL migrations: new, up, status, down, repair, rollback, adopt'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "completions" -d 'Print a shell completion script on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "man" -d 'Print the man page (roff) on stdout'
 complete -c pgbox -n "__fish_pgbox_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -416,6 +417,129 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand upgrade" -s v -l verbose -d 
 complete -c pgbox -n "__fish_pgbox_using_subcommand upgrade" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand upgrade" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pgbox -n "__fish_pgbox_using_subcommand upgrade" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "new" -d 'Write `<dir>/<UTC timestamp>_<name>.sql` with an up and a down section'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "up" -d 'Apply pending migrations in version order, after a snapshot'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "status" -d 'Show each migration: applied or pending, when, how long, checksum (`--json`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "down" -d 'Run down sections, newest first (the last one, or down to `--to`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "repair" -d 'Record the checksums of edited applied files, after showing the diff'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "rollback" -d 'Put the database back to the snapshot taken before the last `up`'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "adopt" -d 'Import the history table of dbmate, sqlx or golang-migrate'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and not __fish_seen_subcommand_from new up status down repair rollback adopt help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from new" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l to -d 'Apply up to and including this version' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l dry-run -d 'Print what would be applied; change nothing'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l no-snapshot -d 'Do not take the snapshot `rollback` returns to'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l to -d 'Revert every migration newer than this version (`0`: all)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l dry-run -d 'Print what would be reverted; change nothing'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -s y -l yes -d 'Confirm without asking'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from repair" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -s y -l yes -d 'Confirm without asking'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from rollback" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l from -d 'The tool whose history table is imported' -r -f -a "dbmate\t''
+sqlx\t''
+golang-migrate\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l table -d 'Its history table [default: `schema_migrations`, for sqlx `_sqlx_migrations`]' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l url -d 'Any PostgreSQL instead of the project\'s server (`postgres://user:pass@host:port/db`); prefer `DATABASE_URL`, which keeps the password out of process listings' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l dir -d 'The migrations folder [default: `[migrations] dir`, else `migrations`]' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from adopt" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "new" -d 'Write `<dir>/<UTC timestamp>_<name>.sql` with an up and a down section'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "up" -d 'Apply pending migrations in version order, after a snapshot'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show each migration: applied or pending, when, how long, checksum (`--json`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "down" -d 'Run down sections, newest first (the last one, or down to `--to`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "repair" -d 'Record the checksums of edited applied files, after showing the diff'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "rollback" -d 'Put the database back to the snapshot taken before the last `up`'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "adopt" -d 'Import the history table of dbmate, sqlx or golang-migrate'
+complete -c pgbox -n "__fish_pgbox_using_subcommand migrate; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand completions" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -436,25 +560,26 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s v -l verbose -d 'Pri
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand man" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "logs" -d 'Show the server\'s log'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "url" -d 'Print the connection string on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "schedule" -d 'Scheduled backups with cron or systemd: install, list, status, remove, run'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "generate" -d 'Write deployment files: compose, podman, quadlet, kube, containerfile, or all'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "upgrade" -d 'Move the data to a newer PostgreSQL major, with a backup first and a rollback'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
-complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "init" -d 'Create pgbox.toml, a generated password and the data folder'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "build" -d 'Build the PostgreSQL image from the embedded templates'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "up" -d 'Start PostgreSQL and wait until it accepts connections'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "down" -d 'Stop PostgreSQL gracefully; data is kept'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "status" -d 'Show the state of this project\'s server (exit 0 only when healthy)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "logs" -d 'Show the server\'s log'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "psql" -d 'Open psql inside the container, or run it with arguments'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "url" -d 'Print the connection string on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "ls" -d 'List every pgbox-managed container on this host'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "backup" -d 'Dump a database to the backup folder; `list`, `verify` and `prune` manage backups'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "restore" -d 'Restore a backup: into a scratch database first, swapped in only on success'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "schedule" -d 'Scheduled backups with cron or systemd: install, list, status, remove, run'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "generate" -d 'Write deployment files: compose, podman, quadlet, kube, containerfile, or all'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "save" -d 'Fallback storage: save the running cluster to pgsql.tar.zst now'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "maintenance" -d 'Stop PostgreSQL but keep the container up for repairs (`on`), or resume (`off`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "upgrade" -d 'Move the data to a newer PostgreSQL major, with a backup first and a rollback'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "migrate" -d 'Numbered SQL migrations: new, up, status, down, repair, rollback, adopt'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "completions" -d 'Print a shell completion script on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "man" -d 'Print the man page (roff) on stdout'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_subcommand_from init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backups: time, database, size, age, verified'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
@@ -463,3 +588,10 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcom
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "status" -d 'Last run, next run and the newest good backup; non-zero when something is wrong'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "remove" -d 'Remove this project\'s crontab entry or timer'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "run" -d 'What the timer runs: backup, verify, prune, record (no TTY, no prompts)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "new" -d 'Write `<dir>/<UTC timestamp>_<name>.sql` with an up and a down section'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "up" -d 'Apply pending migrations in version order, after a snapshot'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "status" -d 'Show each migration: applied or pending, when, how long, checksum (`--json`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "down" -d 'Run down sections, newest first (the last one, or down to `--to`)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "repair" -d 'Record the checksums of edited applied files, after showing the diff'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "rollback" -d 'Put the database back to the snapshot taken before the last `up`'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from migrate" -f -a "adopt" -d 'Import the history table of dbmate, sqlx or golang-migrate'

@@ -42,7 +42,7 @@ impl Recipients {
                 keys.push(parse_recipient(e, None)?);
                 continue;
             }
-            let path = crate::config::absolute(base, Path::new(e));
+            let path = crate::fsutil::absolute(base, Path::new(e));
             let text = std::fs::read_to_string(&path).map_err(|err| {
                 Fail::new(format!(
                     "cannot read the recipients file `{}`: {err}",

@@ -40,6 +40,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     result
 }
 
+/// `p` against `base` unless it is absolute.
+pub fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
 /// Make a rename or a removal in `dir` durable (best effort).
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {

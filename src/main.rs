@@ -17,6 +17,8 @@ mod engine;
 mod error;
 mod fsutil;
 mod lock;
+mod manifest;
+mod migrate;
 mod printer;
 mod probe;
 mod project;

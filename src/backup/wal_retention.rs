@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::retention::{plan, Item, Policy};
+use super::policy::{plan, Item, Policy};
 use super::{base, wal};
 use crate::config::Settings;
 

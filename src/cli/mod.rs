@@ -13,7 +13,9 @@ use crate::config::{StorageMode, TlsMode};
 use crate::printer::ColorChoice;
 
 mod data;
+mod migrate;
 pub use data::*;
+pub use migrate::*;
 
 /// PostgreSQL in a container, with your data safe, in one command.
 #[derive(Debug, Parser)]
@@ -94,6 +96,8 @@ pub enum Command {
     Maintenance(MaintenanceArgs),
     /// Move the data to a newer PostgreSQL major, with a backup first and a rollback
     Upgrade(UpgradeArgs),
+    /// Numbered SQL migrations: new, up, status, down, repair, rollback, adopt
+    Migrate(MigrateArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

@@ -26,7 +26,7 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             Ok(0)
         }
         Some(BackupAction::List(a)) if a.remote => {
-            let (url, rows) = remote::ops::rows(s).await?;
+            let (url, rows) = crate::backup::offsite::rows(s).await?;
             show(rows, &url, s, p)
         }
         Some(BackupAction::List(_)) => {
@@ -39,7 +39,7 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
         }
         Some(BackupAction::Verify(a)) if a.remote => {
             let (engine, id) = (ctx.global.engine.as_deref(), a.identity.as_deref());
-            remote::ops::verify(s, &a.file, a.deep, id, engine, p).await?;
+            crate::backup::offsite::verify(s, &a.file, a.deep, id, engine, p).await?;
             Ok(0)
         }
         Some(BackupAction::Verify(a)) => {
@@ -50,8 +50,10 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             let r = &a.retention;
             let remote = remote::Remote::connect(s)?;
             let (l, d, w, m) = (r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly);
-            let policy = remote::retention::policy(&remote, l, d, w, m);
-            let done = remote::retention::prune(&remote, s, policy, a.yes, a.dry_run, p).await?;
+            let policy = crate::backup::offsite::retention::policy(&remote, l, d, w, m);
+            let done =
+                crate::backup::offsite::retention::prune(&remote, s, policy, a.yes, a.dry_run, p)
+                    .await?;
             Ok(if done { 0 } else { 1 })
         }
         Some(BackupAction::Prune(a)) => prune(a, s, p),

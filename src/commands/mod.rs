@@ -15,6 +15,7 @@ mod init;
 mod logs;
 mod ls;
 mod maintenance;
+mod migrate;
 mod psql;
 mod restore;
 mod save;
@@ -90,6 +91,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Save(a) => save::run(a, ctx).await,
         Command::Maintenance(a) => maintenance::run(a, ctx).await,
         Command::Upgrade(a) => upgrade::run(a, ctx).await,
+        Command::Migrate(a) => migrate::run(a, ctx).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

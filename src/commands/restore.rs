@@ -7,7 +7,6 @@ use super::Ctx;
 use crate::backup::pitr_restore;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::cli::RestoreArgs;
-use crate::remote;
 
 pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
@@ -67,7 +66,9 @@ pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
         engine: ctx.global.engine.clone(),
     };
     let done = match &a.from_remote {
-        Some(which) => remote::ops::restore(&o, which, a.identity.as_deref(), s, p).await?,
+        Some(which) => {
+            crate::backup::offsite::restore(&o, which, a.identity.as_deref(), s, p).await?
+        }
         None => restore::run(&o, s, p).await?,
     };
     Ok(match done {

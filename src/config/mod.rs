@@ -29,6 +29,7 @@ pub const KNOWN_MAJORS: &[(u32, &str)] = &[
 pub const DEFAULT_PORT: u16 = 5432;
 pub const DEFAULT_UID: u32 = 999;
 
+mod check;
 mod dump;
 pub mod edit;
 mod remote;
@@ -168,13 +169,7 @@ pub fn find_config(explicit: Option<&Path>, start: &Path) -> Result<PathBuf, Fai
         .code(EXIT_USAGE))
 }
 
-pub fn absolute(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
+pub use crate::fsutil::absolute;
 
 fn user_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "pgbox").map(|d| d.config_dir().join("config.toml"))
@@ -310,6 +305,9 @@ pub struct Settings {
     pub tls: TlsMode,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `[migrations] dir` (default `migrations`) and `table` (`pgbox.schema_version`).
+    pub migrations_dir: PathBuf,
+    pub migrations_table: String,
 }
 
 impl Settings {
@@ -359,6 +357,7 @@ impl Settings {
         let st = c.storage.unwrap_or_default();
         let bk = c.backup.unwrap_or_default();
         let tls = c.tls.unwrap_or_default();
+        let mig = c.migrations.unwrap_or_default();
         let kb = |s: &Option<String>| {
             s.as_deref()
                 .and_then(|s| parse_bytes(s).ok())
@@ -434,6 +433,11 @@ impl Settings {
             tls: tls.mode.unwrap_or(TlsMode::Off),
             tls_cert: tls.cert.map(|p| absolute(&project_dir, &p)),
             tls_key: tls.key.map(|p| absolute(&project_dir, &p)),
+            migrations_dir: absolute(
+                &project_dir,
+                &mig.dir.unwrap_or_else(|| PathBuf::from("migrations")),
+            ),
+            migrations_table: mig.table.unwrap_or_else(|| "pgbox.schema_version".into()),
             project,
         }
     }

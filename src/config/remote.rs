@@ -3,13 +3,13 @@
 //! recipient is named with its line and column), and resolved into
 //! [`RemoteSettings`]. Credentials are deliberately not keys here: they come from
 //! the AWS environment variables, the AWS profile files, or the private file that
-//! `credentials_file` names (see `crate::remote::credentials`).
+//! `credentials_file` names (read by the store's credentials module).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::schema::de_with;
+use super::check::de_with;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

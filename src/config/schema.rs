@@ -26,6 +26,24 @@ pub struct FileConfig {
     pub backup: Option<BackupSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationsSection>,
+}
+
+/// `[migrations]`: where `pgbox migrate` finds its files and records what ran.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsSection {
+    /// The folder of `<version>_<name>.sql` files, relative to the project folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// The version table, `schema.table` or `table` (in `public`).
+    #[serde(
+        default,
+        deserialize_with = "de_table",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub table: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
@@ -253,16 +271,7 @@ impl fmt::Display for StorageMode {
 
 // ---- value checks, run inside deserialisation so errors carry a position ----
 
-pub(super) fn de_with<'de, D, T, F>(d: D, check: F) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-    F: FnOnce(&T) -> Result<(), String>,
-{
-    let v = T::deserialize(d)?;
-    check(&v).map_err(serde::de::Error::custom)?;
-    Ok(Some(v))
-}
+use super::check::de_with;
 
 fn de_project_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     de_with(d, |s: &String| check_project_name(s))
@@ -304,6 +313,25 @@ fn de_nonempty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 
 fn de_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     de_with(d, |s: &String| check_identifier(s))
+}
+
+fn de_table<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    de_with(d, |s: &String| {
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 63
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        match s.split_once('.') {
+            Some((a, b)) if ok(a) && ok(b) => Ok(()),
+            None if ok(s) => Ok(()),
+            _ => Err(format!(
+                "`{s}` is not a table name (`schema.table` or `table`; lowercase letters, digits, `_`)"
+            )),
+        }
+    })
 }
 
 fn de_bind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

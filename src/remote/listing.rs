@@ -17,9 +17,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use super::Remote;
-use crate::backup::Manifest;
 use crate::config::Settings;
 use crate::error::{Fail, EXIT_USAGE};
+use crate::manifest::Manifest;
 
 /// One backup in the store.
 #[derive(Debug, Clone)]

@@ -6,14 +6,13 @@
 //! without one (an upload that did not finish or did not check out) never counts.
 //! The S3 protocol is `object_store`'s (signing, multipart, retries with back-off);
 //! this module owns the layout, the credentials ([`credentials`]), the streams
-//! ([`upload`], [`fetch`]), the listing ([`listing`]) and retention ([`retention`]).
+//! ([`upload`], [`fetch`]) and the listing ([`listing`]); retention and the
+//! operations that hand a download to verify and restore are `backup::offsite`.
 //! Errors are typed by the store's error kinds, never by their text.
 
 pub mod credentials;
 pub mod fetch;
 pub mod listing;
-pub mod ops;
-pub mod retention;
 pub mod ship;
 pub mod upload;
 

@@ -10,9 +10,9 @@ use tokio::io::AsyncReadExt;
 
 use super::upload::{Upload, Uploaded};
 use super::Remote;
-use crate::backup::Manifest;
 use crate::crypt::Recipients;
 use crate::error::Fail;
+use crate::manifest::Manifest;
 use crate::printer::{size, Printer};
 
 /// Where a backup goes off-site and how it is sealed.

@@ -95,8 +95,8 @@ pub async fn run(
             .transpose()?
         {
             // The store keeps its own history, by `[backup.remote] keep_*`.
-            let pol = crate::remote::retention::policy(&remote, None, None, None, None);
-            crate::remote::retention::prune(&remote, s, pol, true, false, p).await?;
+            let pol = crate::backup::offsite::retention::policy(&remote, None, None, None, None);
+            crate::backup::offsite::retention::prune(&remote, s, pol, true, false, p).await?;
             p.info(format!(
                 "{} schedule run: pruned `{}` by keep-last {} daily {} weekly {} monthly {}",
                 stamp(),

@@ -16,6 +16,7 @@ mod interrupts;
 mod lifecycle;
 mod loud_schedule;
 mod majors;
+mod migrate;
 mod offsite;
 mod offsite_faults;
 mod pitr_archive;

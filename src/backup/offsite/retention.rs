@@ -7,11 +7,11 @@
 
 use object_store::ObjectStoreExt;
 
-use super::listing::{self, RemoteEntry};
-use super::Remote;
 use crate::backup::retention::{doomed_by, Policy};
 use crate::config::Settings;
 use crate::printer::Printer;
+use crate::remote::listing::{self, RemoteEntry};
+use crate::remote::Remote;
 
 /// The remote policy: flags over `[backup.remote]` over the defaults.
 pub fn policy(

@@ -1,20 +1,22 @@
-//! The remote side of `backup list`, `backup verify`, `backup prune` and
-//! `restore`: each resolves the store from pgbox.toml and calls the module that owns
-//! the work ([`super::listing`], [`super::fetch`], [`super::retention`]), handing a
-//! downloaded, checked backup to the same verify and restore as local backups.
+//! The off-site side of `backup list`, `backup verify`, `backup prune` and
+//! `restore`: each resolves the store from pgbox.toml and calls the store module
+//! that owns the work (`remote::listing`, `remote::fetch`, [`retention`]), handing
+//! a downloaded, checked backup to the same verify and restore as local backups.
+
+pub mod retention;
 
 use std::path::Path;
 
 use chrono::Utc;
 
-use super::listing::{self, RemoteEntry};
-use super::{fetch, Remote};
 use crate::backup::listing::Row;
 use crate::backup::restore::RestoreOptions;
 use crate::config::Settings;
 use crate::crypt::Identities;
 use crate::engine::Engine;
 use crate::printer::Printer;
+use crate::remote::listing::{self, RemoteEntry};
+use crate::remote::{fetch, Remote};
 
 /// The remote backups as `backup list` rows (`file` is the object's URL).
 pub async fn rows(s: &Settings) -> anyhow::Result<(String, Vec<Row>)> {
