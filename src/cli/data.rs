@@ -75,6 +75,15 @@ pub enum BackupAction {
     Verify(VerifyArgs),
     /// Delete backups the retention policy does not keep (asks first)
     Prune(PruneArgs),
+    /// Ship every base backup and archived WAL file not yet off-site (PITR)
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// To `[backup.remote]` (encrypted with `encrypt_to`); the only destination
+    #[arg(long, required = true)]
+    pub remote: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -156,8 +165,9 @@ pub struct RestoreArgs {
     pub yes: bool,
 
     /// Restore a backup from `[backup.remote]`: `latest` or a name from
-    /// `pgbox backup list --remote`
-    #[arg(long, value_name = "NAME|latest", conflicts_with_all = ["to_time", "to_lsn", "to_latest"])]
+    /// `pgbox backup list --remote`; with `--to-*`, recover from the base backups
+    /// and WAL shipped by `backup sync --remote` (no name)
+    #[arg(long, value_name = "NAME|latest", num_args = 0..=1, default_missing_value = "latest")]
     pub from_remote: Option<String>,
 
     /// The age identity file (private key) that decrypts an encrypted backup

@@ -57,6 +57,10 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             Ok(if done { 0 } else { 1 })
         }
         Some(BackupAction::Prune(a)) => prune(a, s, p),
+        Some(BackupAction::Sync(_)) => {
+            crate::backup::offsite::pitr::sync(s, p).await?;
+            Ok(0)
+        }
     }
 }
 

@@ -40,8 +40,23 @@ pub async fn run(a: RestoreArgs, ctx: &Ctx<'_>) -> super::Outcome {
             timeout: std::time::Duration::from_secs(a.timeout),
             engine: ctx.global.engine.clone(),
             into_new: a.into_new.then_some(a.port),
+            from: None,
         };
-        return Ok(match pitr_restore::run(&o, s, p).await? {
+        let done = match a.from_remote.as_deref() {
+            None => pitr_restore::run(&o, s, p).await?,
+            Some("latest") => {
+                crate::backup::offsite::pitr::restore(&o, a.identity.as_deref(), s, p).await?
+            }
+            Some(name) => {
+                return Err(crate::error::Fail::new(format!(
+                    "`{name}` names a dump, and `--to-time`, `--to-lsn` and `--to-latest` pick the base backup themselves"
+                ))
+                .hint("pass `--from-remote` without a name to recover from the store")
+                .code(crate::error::EXIT_USAGE)
+                .into())
+            }
+        };
+        return Ok(match done {
             true => 0,
             false => 1,
         });

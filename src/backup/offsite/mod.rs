@@ -3,6 +3,7 @@
 //! that owns the work (`remote::listing`, `remote::fetch`, [`retention`]), handing
 //! a downloaded, checked backup to the same verify and restore as local backups.
 
+pub mod pitr;
 pub mod retention;
 
 use std::path::Path;

@@ -49,6 +49,10 @@ pub struct PitrOptions {
     /// `--into-new`: serve the recovered cluster beside the project's on this port
     /// (Some(None): the first free one after the project's) instead of swapping it in.
     pub into_new: Option<Option<u16>>,
+    /// Recover from this folder (holding `base/` and `wal/` as the backup folder
+    /// does) instead of the project's backup folder: a staging folder that
+    /// `restore --from-remote` downloaded into.
+    pub from: Option<std::path::PathBuf>,
 }
 
 /// Refuse what this cannot do before anything is touched.
@@ -113,19 +117,26 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
     }
     refuse_storage(s, crate::storage::in_effect(s)?.mode)?;
     let copy_port = o.into_new.map(|port| copy::plan(s, port)).transpose()?;
-    let bases = base::list(s)?;
+    let src = {
+        let mut src = s.clone();
+        if let Some(dir) = &o.from {
+            src.backup_dir = dir.clone();
+        }
+        src
+    };
+    let bases = base::list(&src)?;
     if bases.is_empty() {
         return Err(Fail::new(format!(
             "`{}` has no base backup in `{}`: there is nothing to recover from",
             s.project,
-            base::base_dir(s).display()
+            base::base_dir(&src).display()
         ))
         .hint("take one with `pgbox backup --base`; recovery can reach any time after it")
         .into());
     }
     let seg = bases[bases.len() - 1].1.wal_segment_size;
     let archive = {
-        let dir = s.wal_archive_dir();
+        let dir = src.wal_archive_dir();
         tokio::task::spawn_blocking(move || wal::scan(&dir, seg)).await??
     };
     let reach = target::pick(&s.project, &bases, &archive, &o.target)?;
@@ -191,6 +202,7 @@ pub async fn run(o: &PitrOptions, s: &Settings, p: &Printer) -> anyhow::Result<b
         tag: &tag,
         d: &d,
         timeout: o.timeout,
+        archive: src.wal_archive_dir(),
         p,
     };
     if let Err(e) = scratch::build(&job, &sc, from, &o.target).await {

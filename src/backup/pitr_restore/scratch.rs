@@ -11,7 +11,7 @@
 //! timeline's history file is marked ready for the archiver, so the project's
 //! server archives it once it runs on the recovered cluster.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::target::{describe, lsn_text, Target};
@@ -144,6 +144,8 @@ pub struct Job<'a> {
     pub tag: &'a str,
     pub d: &'a Decision,
     pub timeout: Duration,
+    /// The WAL archive recovery reads (the project's, or a staged copy).
+    pub archive: PathBuf,
     pub p: &'a Printer,
 }
 
@@ -165,6 +167,7 @@ pub async fn build(j: &Job<'_>, sc: &Scratch, from: &Path, target: &Target) -> a
     spec.mounts.retain(|m| m.target != "/etc/pgbox/initdb.d");
     for m in &mut spec.mounts {
         if m.target == spec::WAL_ARCHIVE {
+            m.source = MountSource::Bind(j.archive.clone());
             m.read_only = true;
         }
     }
