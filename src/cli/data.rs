@@ -63,7 +63,7 @@ pub struct BackupCreateArgs {
     pub remote_only: bool,
 
     /// Keep the backup here only, even with `[backup.remote]` configured
-    #[arg(long, conflicts_with_all = ["remote_only", "base"])]
+    #[arg(long, conflicts_with = "remote_only")]
     pub local_only: bool,
 }
 

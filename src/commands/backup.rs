@@ -16,6 +16,10 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
     match args.action {
         None if args.create.base => {
             let dir = base::take(ctx.global.engine.as_deref(), s, p).await?;
+            if s.remote.is_some() && !args.create.local_only {
+                // As for dumps: the new base backup (and the WAL) go off-site too.
+                crate::backup::offsite::pitr::sync(s, p).await?;
+            }
             p.data(dir.display().to_string());
             Ok(0)
         }

@@ -77,6 +77,11 @@ pub async fn run(
                 stamp(),
                 base.display()
             ));
+            if s.remote.is_some() {
+                // Shipped before local retention can remove a WAL file the store
+                // does not have yet; a failure fails the run.
+                crate::backup::offsite::pitr::sync(s, p).await?;
+            }
         }
         let pol = retention::policy(s, keep.last, keep.daily, keep.weekly, keep.monthly);
         retention::prune(s, pol, true, false, p)?;

@@ -19,6 +19,7 @@ mod majors;
 mod migrate;
 mod offsite;
 mod offsite_faults;
+mod offsite_pitr;
 mod pitr_archive;
 mod pitr_base;
 mod pitr_into_new;

@@ -106,9 +106,12 @@ async fn read_json<T: serde::de::DeserializeOwned>(r: &Remote, key: &Key) -> any
         .await
         .map_err(|e| r.fail("reading a manifest from", e))?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        Fail::new(format!("`s3://{}/{key}` is not a pgbox manifest: {e}", r.cfg.bucket))
-            .hint("move the damaged manifest object aside")
-            .into()
+        Fail::new(format!(
+            "`s3://{}/{key}` is not a pgbox manifest: {e}",
+            r.cfg.bucket
+        ))
+        .hint("move the damaged manifest object aside")
+        .into()
     })
 }
 
@@ -478,7 +481,9 @@ async fn stage_and_restore(
     p.info(format!(
         "downloading base backup `{}` and {} WAL segment(s) from `{}`",
         chosen.name,
-        need.iter().filter(|(t, n)| archive.segments.get(t).is_some_and(|x| x.contains(n))).count(),
+        need.iter()
+            .filter(|(t, n)| archive.segments.get(t).is_some_and(|x| x.contains(n)))
+            .count(),
         r.cfg.url
     ));
     let dir = base_root.join(&chosen.name);
@@ -489,9 +494,21 @@ async fn stage_and_restore(
             false => format!("{}.age", fs.file),
         };
         let key = r.key(&format!("base/{}/{obj}", chosen.name));
-        download(r, &key, fs, &chosen.encrypted_to, ids, &dir.join(&fs.file), 0o644).await?;
+        download(
+            r,
+            &key,
+            fs,
+            &chosen.encrypted_to,
+            ids,
+            &dir.join(&fs.file),
+            0o644,
+        )
+        .await?;
     }
-    std::fs::write(dir.join(base::META), serde_json::to_vec_pretty(&chosen.meta)?)?;
+    std::fs::write(
+        dir.join(base::META),
+        serde_json::to_vec_pretty(&chosen.meta)?,
+    )?;
     for (t, n) in need {
         let f = format!("{}.zst", wal::file_name(t, n, seg));
         if l.wal.contains_key(&f) {
