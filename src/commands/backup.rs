@@ -55,9 +55,13 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             let remote = remote::Remote::connect(s)?;
             let (l, d, w, m) = (r.keep_last, r.keep_daily, r.keep_weekly, r.keep_monthly);
             let policy = crate::backup::offsite::retention::policy(&remote, l, d, w, m);
-            let done =
+            let mut done =
                 crate::backup::offsite::retention::prune(&remote, s, policy, a.yes, a.dry_run, p)
                     .await?;
+            if done && s.pitr {
+                done = crate::backup::offsite::pitr::prune(&remote, s, policy, a.yes, a.dry_run, p)
+                    .await?;
+            }
             Ok(if done { 0 } else { 1 })
         }
         Some(BackupAction::Prune(a)) => prune(a, s, p),

@@ -102,6 +102,9 @@ pub async fn run(
             // The store keeps its own history, by `[backup.remote] keep_*`.
             let pol = crate::backup::offsite::retention::policy(&remote, None, None, None, None);
             crate::backup::offsite::retention::prune(&remote, s, pol, true, false, p).await?;
+            if s.pitr {
+                crate::backup::offsite::pitr::prune(&remote, s, pol, true, false, p).await?;
+            }
             p.info(format!(
                 "{} schedule run: pruned `{}` by keep-last {} daily {} weekly {} monthly {}",
                 stamp(),
