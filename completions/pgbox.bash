@@ -85,6 +85,9 @@ _pgbox() {
             pgbox__subcmd__backup,prune)
                 cmd="pgbox__subcmd__backup__subcmd__prune"
                 ;;
+            pgbox__subcmd__backup,sync)
+                cmd="pgbox__subcmd__backup__subcmd__sync"
+                ;;
             pgbox__subcmd__backup,verify)
                 cmd="pgbox__subcmd__backup__subcmd__verify"
                 ;;
@@ -96,6 +99,9 @@ _pgbox() {
                 ;;
             pgbox__subcmd__backup__subcmd__help,prune)
                 cmd="pgbox__subcmd__backup__subcmd__help__subcmd__prune"
+                ;;
+            pgbox__subcmd__backup__subcmd__help,sync)
+                cmd="pgbox__subcmd__backup__subcmd__help__subcmd__sync"
                 ;;
             pgbox__subcmd__backup__subcmd__help,verify)
                 cmd="pgbox__subcmd__backup__subcmd__help__subcmd__verify"
@@ -165,6 +171,9 @@ _pgbox() {
                 ;;
             pgbox__subcmd__help__subcmd__backup,prune)
                 cmd="pgbox__subcmd__help__subcmd__backup__subcmd__prune"
+                ;;
+            pgbox__subcmd__help__subcmd__backup,sync)
+                cmd="pgbox__subcmd__help__subcmd__backup__subcmd__sync"
                 ;;
             pgbox__subcmd__help__subcmd__backup,verify)
                 cmd="pgbox__subcmd__help__subcmd__backup__subcmd__verify"
@@ -322,7 +331,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup)
-            opts="-o -q -v -h -V --db --all --format --compress --level --output --verify --base --remote-only --local-only --quiet --verbose --color --json --config --engine --help --version list verify prune help"
+            opts="-o -q -v -h -V --db --all --format --compress --level --output --verify --base --remote-only --local-only --quiet --verbose --color --json --config --engine --help --version list verify prune sync help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,7 +381,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup__subcmd__help)
-            opts="list verify prune help"
+            opts="list verify prune sync help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -414,6 +423,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__backup__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__backup__subcmd__help__subcmd__sync)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -490,6 +513,32 @@ _pgbox() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__backup__subcmd__sync)
+            opts="-q -v -h -V --remote --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -670,7 +719,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__backup)
-            opts="list verify prune"
+            opts="list verify prune sync"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -698,6 +747,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__backup__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__backup__subcmd__sync)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -171,34 +171,35 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s v -l verbose -d 'Prin
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand ls" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l db -d 'Database to dump (default: the project database)' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l format -d 'Dump format (default: pgbox.toml `[backup] format`, else custom)' -r -f -a "custom\t''
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l db -d 'Database to dump (default: the project database)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l format -d 'Dump format (default: pgbox.toml `[backup] format`, else custom)' -r -f -a "custom\t''
 plain\t''
 directory\t''"
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l compress -d 'Compression, applied inside the container (default: pgbox.toml `[backup] compress`, else zstd)' -r -f -a "zstd\t''
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l compress -d 'Compression, applied inside the container (default: pgbox.toml `[backup] compress`, else zstd)' -r -f -a "zstd\t''
 gzip\t''
 none\t''"
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l level -d 'Compression level (zstd 1-19, default 3; gzip 1-9, default 6; or pgbox.toml `[backup] level`)' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s o -l output -d 'Output file or folder (`-` for stdout); default: the backup folder' -r -F
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l level -d 'Compression level (zstd 1-19, default 3; gzip 1-9, default 6; or pgbox.toml `[backup] level`)' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -s o -l output -d 'Output file or folder (`-` for stdout); default: the backup folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l all -d 'The globals (roles) and every database, one file each'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l verify -d 'Verify the new backup with pg_restore --list right away'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l base -d 'A base backup for point-in-time recovery (pg_basebackup, checked with pg_verifybackup) into `<backup dir>/base/`; needs `[backup] pitr = true`'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l remote-only -d 'Stream the dump straight to `[backup.remote]` (encrypted with `encrypt_to`), keeping no local copy'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l local-only -d 'Keep the backup here only, even with `[backup.remote]` configured'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s h -l help -d 'Print help'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -s V -l version -d 'Print version'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "list" -d 'List backups: time, database, size, age, verified'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
-complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l all -d 'The globals (roles) and every database, one file each'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l verify -d 'Verify the new backup with pg_restore --list right away'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l base -d 'A base backup for point-in-time recovery (pg_basebackup, checked with pg_verifybackup) into `<backup dir>/base/`; needs `[backup] pitr = true`'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l remote-only -d 'Stream the dump straight to `[backup.remote]` (encrypted with `encrypt_to`), keeping no local copy'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l local-only -d 'Keep the backup here only, even with `[backup.remote]` configured'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -f -a "list" -d 'List backups: time, database, size, age, verified'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -f -a "sync" -d 'Ship every base backup and archived WAL file not yet off-site (PITR)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and not __fish_seen_subcommand_from list verify prune sync help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from list" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -241,14 +242,26 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subc
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -l json -d 'Machine-readable JSON on stdout, for commands that report'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s h -l help -d 'Print help'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from prune" -s V -l version -d 'Print version'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -l remote -d 'To `[backup.remote]` (encrypted with `encrypt_to`); the only destination'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -s v -l verbose -d 'Print more detail (engine calls, build output)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -l json -d 'Machine-readable JSON on stdout, for commands that report'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from sync" -s V -l version -d 'Print version'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "list" -d 'List backups: time, database, size, age, verified'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "sync" -d 'Ship every base backup and archived WAL file not yet off-site (PITR)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand backup; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l db -d 'Database to replace (default: the one in the backup\'s manifest, else the project database)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l into -d 'Restore into a new database NEW instead, next to the existing ones' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l jobs -d 'Parallel pg_restore jobs (default: the number of CPUs)' -r
-complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l from-remote -d 'Restore a backup from `[backup.remote]`: `latest` or a name from `pgbox backup list --remote`' -r
+complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l from-remote -d 'Restore a backup from `[backup.remote]`: `latest` or a name from `pgbox backup list --remote`; with `--to-*`, recover from the base backups and WAL shipped by `backup sync --remote` (no name)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l identity -d 'The age identity file (private key) that decrypts an encrypted backup' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-time -d 'Point-in-time recovery to this moment (UTC unless a zone is given: `2026-11-27 14:02:00`, `2026-11-27 15:02:00+01:00`); needs `[backup] pitr`' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand restore" -l to-lsn -d 'Point-in-time recovery to this WAL position (`0/3000060`)' -r
@@ -583,6 +596,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand help; and not __fish_seen_su
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "list" -d 'List backups: time, database, size, age, verified'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "verify" -d 'Check a backup\'s checksum and run pg_restore --list on it'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "prune" -d 'Delete backups the retention policy does not keep (asks first)'
+complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from backup" -f -a "sync" -d 'Ship every base backup and archived WAL file not yet off-site (PITR)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "install" -d 'Install a timer (systemd) or crontab entry that backs up, verifies and prunes'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "list" -d 'Every pgbox schedule on this host (this user\'s and the system\'s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "status" -d 'Last run, next run and the newest good backup; non-zero when something is wrong'
