@@ -290,3 +290,56 @@ fn the_store_killed_mid_sync_fails_the_sync_and_the_next_one_completes() {
     assert!(out.status.success(), "{}", both(&out));
     assert_eq!(batches(p), "1,2,3");
 }
+
+#[test]
+fn schedule_run_ships_base_and_wal_and_remote_prune_keeps_the_wal_of_the_kept_base() {
+    let s3 = S3::start();
+    let g = pitr_project("offpitr-sched");
+    let p = &g.p;
+    // The store keeps the last 5 (both runs' base backups fall on one day, which
+    // the default daily policy would thin out at once).
+    configure(p, "", &(s3.toml("s") + "keep_last = 5\n"));
+    p.sql("create table t (batch int not null)");
+
+    // Two scheduled runs, a batch and a WAL switch between them: each ships.
+    let out = run(s3.creds(&mut p.cmd(&["schedule", "run"])));
+    assert!(out.status.success(), "{}", both(&out));
+    sleep1();
+    p.sql("insert into t values (1)");
+    switch_and_archive(p);
+    let out = run(s3.creds(&mut p.cmd(&["schedule", "run"])));
+    assert!(out.status.success(), "{}", both(&out));
+    let bases = |s3: &S3| -> Vec<String> {
+        counted(s3)
+            .into_iter()
+            .filter(|k| k.ends_with("/pgbox-base.json"))
+            .collect()
+    };
+    assert_eq!(bases(&s3).len(), 2, "{:?}", counted(&s3));
+    let wal_before = counted(&s3)
+        .into_iter()
+        .filter(|k| k.starts_with("s/wal/"))
+        .count();
+
+    // Remote prune keeping one: the older base backup goes, and the WAL only it
+    // needed; the newer one still restores to latest.
+    let out =
+        run(s3.creds(&mut p.cmd(&["backup", "prune", "--remote", "--keep-last", "1", "--yes"])));
+    assert!(out.status.success(), "{}", both(&out));
+    let left = bases(&s3);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let wal_after = counted(&s3)
+        .into_iter()
+        .filter(|k| k.starts_with("s/wal/"))
+        .count();
+    assert!(wal_after < wal_before, "{wal_after} < {wal_before}");
+    let out = run(s3.creds(&mut p.cmd(&["restore", "--to-latest", "--from-remote", "--yes"])));
+    assert!(out.status.success(), "{}", both(&out));
+    assert_eq!(batches(p), "1");
+
+    // Wrong credentials: the scheduled run fails.
+    let out = run(s3
+        .creds(&mut p.cmd(&["schedule", "run"]))
+        .env("AWS_SECRET_ACCESS_KEY", "wrong"));
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+}
