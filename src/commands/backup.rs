@@ -18,6 +18,7 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
             let dir = base::take(ctx.global.engine.as_deref(), s, p).await?;
             if s.remote.is_some() && !args.create.local_only {
                 // As for dumps: the new base backup (and the WAL) go off-site too.
+                let _lock = crate::lock::project(&s.state_dir(), &s.project, "backup")?;
                 crate::backup::offsite::pitr::sync(s, p).await?;
             }
             p.data(dir.display().to_string());
@@ -66,6 +67,7 @@ pub async fn run(args: BackupArgs, ctx: &Ctx<'_>) -> super::Outcome {
         }
         Some(BackupAction::Prune(a)) => prune(a, s, p),
         Some(BackupAction::Sync(_)) => {
+            let _lock = crate::lock::project(&s.state_dir(), &s.project, "backup")?;
             crate::backup::offsite::pitr::sync(s, p).await?;
             Ok(0)
         }
