@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::pitr_restore::{enable_pitr, spawn_until_replaying};
 use crate::support::*;
 
 /// A project with `[backup] pitr = true` and `archive_timeout = "10s"`, up; on drop
@@ -38,13 +39,7 @@ impl Drop for Pitr {
 fn pitr_project(tag: &str, init: &[&str]) -> Pitr {
     let p = Project::new(tag);
     p.init(init);
-    let path = p.path().join("pgbox.toml");
-    let toml = std::fs::read_to_string(&path).unwrap().replacen(
-        "[backup]\n",
-        "[backup]\npitr = true\narchive_timeout = \"10s\"\n",
-        1,
-    );
-    std::fs::write(&path, toml).unwrap();
+    enable_pitr(&p);
     p.up();
     Pitr { p }
 }
@@ -317,28 +312,7 @@ fn ctrl_c_during_the_replay_of_into_new_leaves_nothing() {
     let p = &g.p;
     three_batches(p);
     let helper = format!("{}-pitr", p.container());
-    let mut child = p
-        .cmd(&["restore", "--to-latest", "--into-new"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let helper_runs = || {
-        Command::new("docker")
-            .args(["inspect", "-f", "{{.State.Running}}", &helper])
-            .output()
-            .map(|o| text(&o.stdout).trim() == "true")
-            .unwrap_or(false)
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !helper_runs() {
-        assert!(Instant::now() < deadline, "the recovery never started");
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!("restore ended first ({status}): {}", text(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_until_replaying(p, &["restore", "--to-latest", "--into-new"]);
     // SAFETY: kill(2) on a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
@@ -360,18 +334,7 @@ fn an_into_new_killed_during_the_replay_is_cleaned_by_the_next_restore() {
     let p = &g.p;
     three_batches(p);
     let helper = format!("{}-pitr", p.container());
-    let mut child = p
-        .cmd(&["restore", "--to-latest", "--into-new"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !container_exists(&helper) {
-        assert!(Instant::now() < deadline, "the recovery never started");
-        assert!(child.try_wait().unwrap().is_none(), "restore ended first");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until_replaying(p, &["restore", "--to-latest", "--into-new"]);
     // SIGKILL: no guard runs; the restore's record names what it left.
     child.kill().unwrap();
     child.wait().unwrap();

@@ -34,6 +34,13 @@ pub(crate) fn pitr_project(tag: &str) -> Pitr {
 pub(crate) fn pitr_project_with(tag: &str, init: &[&str]) -> Pitr {
     let p = Project::new(tag);
     p.init(init);
+    enable_pitr(&p);
+    p.up();
+    Pitr { p }
+}
+
+/// `[backup] pitr = true` and `archive_timeout = "10s"` in the project's pgbox.toml.
+pub(crate) fn enable_pitr(p: &Project) {
     let path = p.path().join("pgbox.toml");
     let toml = std::fs::read_to_string(&path).unwrap().replacen(
         "[backup]\n",
@@ -41,8 +48,37 @@ pub(crate) fn pitr_project_with(tag: &str, init: &[&str]) -> Pitr {
         1,
     );
     std::fs::write(&path, toml).unwrap();
-    p.up();
-    Pitr { p }
+}
+
+/// Whether the container `name` runs.
+pub(crate) fn runs(name: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()
+        .map(|o| text(&o.stdout).trim() == "true")
+        .unwrap_or(false)
+}
+
+/// `pgbox ARGS` spawned (output piped), returned once the recovery's helper
+/// container `<container>-pitr` runs: the replay has started.
+pub(crate) fn spawn_until_replaying(p: &Project, args: &[&str]) -> std::process::Child {
+    let helper = format!("{}-pitr", p.container());
+    let mut child = p
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !runs(&helper) {
+        assert!(Instant::now() < deadline, "the recovery never started");
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!("{args:?} ended first ({status}): {}", text(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 pub(crate) fn wal_dir(p: &Project) -> PathBuf {
@@ -183,32 +219,14 @@ fn an_interrupted_restore_leaves_the_current_cluster_untouched() {
     let p = &g.p;
     three_batches(p);
     let helper = format!("{}-pitr", p.container());
-    let mut child = p
-        .cmd(&["restore", "--to-latest", "--yes"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let helper_runs = || {
-        Command::new("docker")
-            .args(["inspect", "-f", "{{.State.Running}}", &helper])
-            .output()
-            .map(|o| text(&o.stdout).trim() == "true")
-            .unwrap_or(false)
-    };
-    while !helper_runs() {
-        assert!(Instant::now() < deadline, "the recovery never started");
-        assert!(child.try_wait().unwrap().is_none(), "restore ended first");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_until_replaying(p, &["restore", "--to-latest", "--yes"]);
     // SAFETY: kill(2) on a child this test spawned and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(pgbox_dir_entries(p, "data-pitr-").is_empty());
     assert!(pgbox_dir_entries(p, "data-before-pitr-").is_empty());
-    assert!(!helper_runs(), "the helper container is gone");
+    assert!(!runs(&helper), "the helper container is gone");
     let gone = Command::new("docker")
         .args(["inspect", &helper])
         .stdout(Stdio::null())

@@ -70,26 +70,7 @@ fn a_killed_restore_is_cleaned_by_the_next_one_and_the_project_runs_meanwhile() 
     let g = pitr_project("pitrkill");
     let p = &g.p;
     three_batches(p);
-    let helper = format!("{}-pitr", p.container());
-    let mut child = p
-        .cmd(&["restore", "--to-latest", "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let helper_runs = || {
-        Command::new("docker")
-            .args(["inspect", "-f", "{{.State.Running}}", &helper])
-            .output()
-            .map(|o| text(&o.stdout).trim() == "true")
-            .unwrap_or(false)
-    };
-    while !helper_runs() {
-        assert!(Instant::now() < deadline, "the recovery never started");
-        assert!(child.try_wait().unwrap().is_none(), "restore ended first");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = spawn_until_replaying(p, &["restore", "--to-latest", "--yes"]);
     child.kill().unwrap(); // SIGKILL: no guard runs
     child.wait().unwrap();
     let left = pgbox_dir_entries(p, "data-pitr-");
@@ -255,13 +236,7 @@ impl Drop for Tmpfs {
 fn a_full_archive_disk_fails_loudly_and_catches_up_once_space_returns() {
     let p = Project::new("pitrfull");
     p.init(&[]);
-    let path = p.path().join("pgbox.toml");
-    let toml = std::fs::read_to_string(&path).unwrap().replacen(
-        "[backup]\n",
-        "[backup]\npitr = true\narchive_timeout = \"10s\"\n",
-        1,
-    );
-    std::fs::write(&path, toml).unwrap();
+    enable_pitr(&p);
     // The archive on a small file system of its own (needs root, like direct storage).
     let dir = p.path().join("backups/wal");
     std::fs::create_dir_all(&dir).unwrap();
