@@ -328,7 +328,13 @@ fn a_failed_upload_fails_the_scheduled_run_fires_the_hook_and_keeps_the_backup()
     .unwrap();
     std::fs::remove_file(&hook).unwrap();
     let out = sh(&command);
-    assert!(out.status.success() && !hook.exists(), "{}", both(&out));
+    let log =
+        std::fs::read_to_string(p.path().join("backups/pgbox-schedule.log")).unwrap_or_default();
+    assert!(
+        out.status.success() && !hook.exists(),
+        "{}\nthe schedule log:\n{log}",
+        both(&out)
+    );
     let out = run(&mut p.cmd(&["schedule", "status"]));
     assert!(
         text(&out.stdout).contains(&format!("off-site    s3://{BUCKET}/s/")),
