@@ -218,7 +218,16 @@ async fn create_inner(
             stale.join(", ")
         ));
     }
-    let now = Utc::now();
+    let mut now = Utc::now();
+    if let Some(d) = &dir {
+        // Names carry the second: a backup started in the same second as an earlier
+        // one (two runs back to back) waits for the next second instead of failing.
+        while second_taken(d, &s.project, now) {
+            let rest = 1_000_000_000 - u64::from(now.timestamp_subsec_nanos()).min(999_999_999);
+            tokio::time::sleep(std::time::Duration::from_nanos(rest)).await;
+            now = Utc::now();
+        }
+    }
     let mut written = Vec::new();
     for (db, kind) in targets {
         let format = if kind == "globals" {
@@ -279,6 +288,17 @@ async fn create_inner(
         written.push(path.display().to_string());
     }
     Ok(written)
+}
+
+/// Whether a backup of `project` in `dir` is named for the second of `at`.
+fn second_taken(dir: &Path, project: &str, at: chrono::DateTime<Utc>) -> bool {
+    let mark = format!("-{}.", at.format("%Y%m%dT%H%M%SZ"));
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&format!("{project}-")) && n.contains(&mark)
+        })
+    })
 }
 
 /// Ship a local backup (already verified); a failure says the local copy is kept.

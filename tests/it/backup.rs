@@ -412,3 +412,20 @@ fn backup_all_writes_globals_and_every_database() {
     ok(&mut p.cmd(&["restore", second, "--yes"]));
     assert_eq!(sql_in(&p, "second", "select x from s"), "2");
 }
+
+/// Backups are named to the second: three runs back to back (as a failed and a
+/// retried scheduled run can be) each get their own file instead of "already exists".
+#[test]
+fn backups_back_to_back_each_get_their_own_file() {
+    let p = Project::new("b2b");
+    p.init(&[]);
+    p.up();
+    for _ in 0..3 {
+        ok(&mut p.cmd(&["backup"]));
+    }
+    let dumps: Vec<String> = file_names(&p.path().join("backups"))
+        .into_iter()
+        .filter(|n| n.ends_with(".dump.zst"))
+        .collect();
+    assert_eq!(dumps.len(), 3, "{dumps:?}");
+}
