@@ -6,7 +6,6 @@ use std::path::Path;
 
 use chrono::Utc;
 use object_store::{ObjectStoreExt, PutPayload};
-use tokio::io::AsyncReadExt;
 
 use super::upload::{Upload, Uploaded};
 use super::Remote;
@@ -53,28 +52,11 @@ impl Shipping {
         m: &Manifest,
         p: &Printer,
     ) -> anyhow::Result<Manifest> {
-        let mut up = self.begin(&m.file).await?;
+        let up = self.begin(&m.file).await?;
         let bar = p.bytes_bar("uploading", Some(m.bytes));
-        let read = async {
-            let mut f = tokio::fs::File::open(path).await?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                up.write(&buf[..n]).await?;
-                bar.inc(n as u64);
-            }
-            anyhow::Ok(())
-        }
-        .await;
+        let done = up.send_file(path, |n| bar.inc(n)).await;
         bar.finish_and_clear();
-        if let Err(e) = read {
-            up.abort().await;
-            return Err(e);
-        }
-        let done = up.finish().await?;
+        let done = done?;
         if done.plain.sha256 != m.sha256 || done.plain.bytes != m.bytes {
             let _ = self.remote.store.delete(&done.key).await;
             return Err(Fail::new(format!(

@@ -191,6 +191,36 @@ impl Upload {
         }
     }
 
+    /// Stream the file at `path` into the upload, calling `progress` with each
+    /// chunk's size, then [`finish`](Self::finish); a read or write error aborts
+    /// the upload.
+    pub async fn send_file(
+        mut self,
+        path: &std::path::Path,
+        mut progress: impl FnMut(u64),
+    ) -> anyhow::Result<Uploaded> {
+        use tokio::io::AsyncReadExt;
+        let read = async {
+            let mut f = tokio::fs::File::open(path).await?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                self.write(&buf[..n]).await?;
+                progress(n as u64);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = read {
+            self.abort().await;
+            return Err(e.context(format!("cannot ship `{}`", path.display())));
+        }
+        self.finish().await
+    }
+
     /// Give up: abort the multipart upload.
     pub async fn abort(mut self) {
         self.inflight.abort_all();

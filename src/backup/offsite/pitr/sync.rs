@@ -7,7 +7,6 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path as Key;
-use tokio::io::AsyncReadExt;
 
 use super::{list, object_name, put_json, FileSums, RemoteBase, RemoteWal, BASE_FILES};
 use crate::backup::{base, wal};
@@ -26,25 +25,8 @@ async fn ship_one(
     key: Key,
     file: &str,
 ) -> anyhow::Result<FileSums> {
-    let mut up = Upload::begin(r, key, to).await?;
-    let read = async {
-        let mut f = tokio::fs::File::open(path).await?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            up.write(&buf[..n]).await?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = read {
-        up.abort().await;
-        return Err(e.context(format!("cannot ship `{}`", path.display())));
-    }
-    let done = up.finish().await?;
+    let up = Upload::begin(r, key, to).await?;
+    let done = up.send_file(path, |_| {}).await?;
     Ok(FileSums {
         file: file.to_string(),
         plain: done.plain,
