@@ -204,6 +204,19 @@ pub(super) fn run_watching_ps(cmd: &mut Command) -> (Output, String) {
     (out, seen)
 }
 
+/// No secret (each long enough to search for) appears in any of the places.
+pub(super) fn assert_nowhere(secrets: &[(&str, &str)], places: &[(String, Vec<u8>)]) {
+    for (what, secret) in secrets {
+        assert!(secret.len() >= 16, "{what} is long enough to search for");
+        for (place, bytes) in places {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{what} found in {place}"
+            );
+        }
+    }
+}
+
 pub(super) fn files_under(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let path = e.path();
@@ -386,13 +399,5 @@ fn encrypted_to_two_recipients_each_key_restores_a_wrong_key_is_refused_and_no_s
         .unwrap();
     places.push(("the container's environment".into(), inspect.stdout));
     assert!(places.len() > 6, "{}", places.len());
-    for (what, secret) in secrets {
-        assert!(secret.len() >= 16, "{what} is long enough to search for");
-        for (place, bytes) in &places {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{what} found in {place}"
-            );
-        }
-    }
+    assert_nowhere(&secrets, &places);
 }

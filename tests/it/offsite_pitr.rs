@@ -10,7 +10,7 @@
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::offsite::{age_key, both, configure, files_under, run_watching_ps};
+use super::offsite::{age_key, assert_nowhere, both, configure, files_under, run_watching_ps};
 use super::pitr_restore::{
     batches, pgbox_dir_entries, pitr_project, server_now, sleep1, switch_and_archive,
 };
@@ -221,15 +221,7 @@ fn synced_encrypted_base_and_wal_restore_to_a_time_with_the_local_backups_gone()
     }
     places.push(("pgbox's output".into(), logs.into_bytes()));
     places.push(("process arguments".into(), ps.into_bytes()));
-    for (what, secret) in secrets {
-        assert!(secret.len() >= 16, "{what} is long enough to search for");
-        for (place, bytes) in &places {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{what} found in {place}"
-            );
-        }
-    }
+    assert_nowhere(&secrets, &places);
 }
 
 #[test]

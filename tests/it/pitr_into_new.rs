@@ -5,11 +5,13 @@
 //! `--discard-new` (and `down --purge`) removes it with its data, volume storage
 //! works, and a Ctrl-C during the replay leaves nothing behind.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pitr_restore::{enable_pitr, spawn_until_replaying};
+use crate::pitr_restore::{
+    batches, enable_pitr, pgbox_dir_entries, spawn_until_replaying, switch_and_archive,
+    three_batches, wal_dir,
+};
 use crate::support::*;
 
 /// A project with `[backup] pitr = true` and `archive_timeout = "10s"`, up; on drop
@@ -44,50 +46,7 @@ fn pitr_project(tag: &str, init: &[&str]) -> Pitr {
     Pitr { p }
 }
 
-fn wal_dir(p: &Project) -> PathBuf {
-    p.path().join("backups").join("wal")
-}
-
-/// Switch to a new WAL segment and wait until the finished one is archived.
-fn switch_and_archive(p: &Project) {
-    let seg = p.sql("select pg_walfile_name(pg_switch_wal())");
-    let file = wal_dir(p).join(format!("{seg}.zst"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !file.exists() {
-        assert!(Instant::now() < deadline, "{seg} was never archived");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn sleep1() {
-    std::thread::sleep(Duration::from_secs(1));
-}
-
-/// A base backup, then batches 1, 2, 3 in separate commits, each followed by a WAL
-/// switch; returns a server time (UTC) between the commits of batches 2 and 3.
-fn three_batches(p: &Project) -> String {
-    p.sql("create table t (batch int not null)");
-    ok(&mut p.cmd(&["backup", "--base"]));
-    sleep1();
-    p.sql("insert into t values (1)");
-    switch_and_archive(p);
-    sleep1();
-    p.sql("insert into t values (2)");
-    switch_and_archive(p);
-    sleep1();
-    let mid =
-        p.sql("select to_char(clock_timestamp() at time zone 'utc', 'YYYY-MM-DD HH24:MI:SS.US')");
-    sleep1();
-    p.sql("insert into t values (3)");
-    switch_and_archive(p);
-    mid
-}
-
 const BATCHES: &str = "select string_agg(batch::text, ',' order by batch) from t";
-
-fn batches(p: &Project) -> String {
-    p.sql(BATCHES)
-}
 
 /// The project's server: still on its own data, timeline and container.
 fn assert_project_untouched(p: &Project) {
@@ -125,13 +84,6 @@ fn container_exists(name: &str) -> bool {
         .status()
         .unwrap()
         .success()
-}
-
-fn pgbox_entries(p: &Project, prefix: &str) -> Vec<String> {
-    file_names(&p.path().join(".pgbox"))
-        .into_iter()
-        .filter(|n| n.starts_with(prefix))
-        .collect()
 }
 
 fn scratch_volumes(p: &Project) -> Vec<String> {
@@ -180,7 +132,7 @@ fn later_timelines(p: &Project) -> Vec<String> {
 fn into_new_serves_the_state_at_a_time_beside_the_untouched_project() {
     let g = pitr_project("intonew", &[]);
     let p = &g.p;
-    let mid = three_batches(p);
+    let (mid, _) = three_batches(p);
     // No confirmation: nothing of the project is replaced (stdin is no terminal).
     let url = into_new(p, &["--to-time", &mid]);
     let r = record(p).expect("recovered.json");
@@ -238,7 +190,7 @@ fn one_copy_at_a_time_and_discard_new_removes_it_with_its_data() {
     let url = into_new(p, &["--to-latest", "--port", &port.to_string()]);
     assert!(url.contains(&format!(":{port}/")), "{url}");
     assert_eq!(copy_sql(&url, p, BATCHES), "1,2,3");
-    let folders = pgbox_entries(p, "data-pitr-");
+    let folders = pgbox_dir_entries(p, "data-pitr-");
     assert_eq!(folders.len(), 1, "{folders:?}");
 
     // A second one is refused, pointing at --discard-new; nothing new is made.
@@ -249,7 +201,7 @@ fn one_copy_at_a_time_and_discard_new_removes_it_with_its_data() {
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(pgbox_entries(p, "data-pitr-"), folders);
+    assert_eq!(pgbox_dir_entries(p, "data-pitr-"), folders);
     assert_eq!(copy_sql(&url, p, BATCHES), "1,2,3");
     assert!(record(p).is_some());
 
@@ -264,7 +216,7 @@ fn one_copy_at_a_time_and_discard_new_removes_it_with_its_data() {
         "the copy's container is gone"
     );
     assert!(
-        pgbox_entries(p, "data-pitr-").is_empty(),
+        pgbox_dir_entries(p, "data-pitr-").is_empty(),
         "its folder is gone"
     );
     assert!(record(p).is_none(), "its record is gone");
@@ -275,7 +227,7 @@ fn one_copy_at_a_time_and_discard_new_removes_it_with_its_data() {
     assert_eq!(copy_sql(&url, p, BATCHES), "1,2,3");
     ok(&mut p.cmd(&["down", "--purge", "--yes"]));
     assert!(!container_exists(&copy_name(p)));
-    assert!(pgbox_entries(p, "data-pitr-").is_empty());
+    assert!(pgbox_dir_entries(p, "data-pitr-").is_empty());
     assert!(record(p).is_none());
 }
 
@@ -283,7 +235,7 @@ fn one_copy_at_a_time_and_discard_new_removes_it_with_its_data() {
 fn into_new_works_with_volume_storage() {
     let g = pitr_project("intonewvol", &["--storage", "volume"]);
     let p = &g.p;
-    let mid = three_batches(p);
+    let (mid, _) = three_batches(p);
     let url = into_new(p, &["--to-time", &mid]);
     assert_eq!(copy_sql(&url, p, BATCHES), "1,2");
     let vols = scratch_volumes(p);
@@ -319,7 +271,7 @@ fn ctrl_c_during_the_replay_of_into_new_leaves_nothing() {
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(!container_exists(&helper), "`{helper}` was removed");
     assert!(!container_exists(&copy_name(p)), "no copy runs");
-    assert!(pgbox_entries(p, "data-pitr-").is_empty());
+    assert!(pgbox_dir_entries(p, "data-pitr-").is_empty());
     assert!(record(p).is_none());
     assert!(!p.path().join(".pgbox/pitr-restore.json").exists());
     assert_project_untouched(p);
@@ -343,7 +295,7 @@ fn an_into_new_killed_during_the_replay_is_cleaned_by_the_next_restore() {
     let url = into_new(p, &["--to-latest"]);
     assert_eq!(copy_sql(&url, p, BATCHES), "1,2,3");
     // Only the new copy's folder is left, and it is recorded as the copy's.
-    let folders = pgbox_entries(p, "data-pitr-");
+    let folders = pgbox_dir_entries(p, "data-pitr-");
     assert_eq!(folders.len(), 1, "{folders:?}");
     let location = record(p).unwrap()["location"].as_str().unwrap().to_string();
     assert!(location.ends_with(&folders[0]), "{location} {folders:?}");
