@@ -34,6 +34,15 @@ pub fn tls_params(s: &Settings) -> Option<String> {
 
 /// `postgresql://user[:password]@host:port/db`
 pub fn url(s: &Settings, password: Option<&str>) -> String {
+    url_at(s, s.port, password)
+}
+
+/// The same URL through the pooler (`[pooler] port`).
+pub fn pooled_url(s: &Settings, password: Option<&str>) -> String {
+    url_at(s, s.pooler.port, password)
+}
+
+fn url_at(s: &Settings, port: u16, password: Option<&str>) -> String {
     let auth = match password {
         Some(p) => format!("{}:{}", percent_encode(&s.user), percent_encode(p)),
         None => percent_encode(&s.user),
@@ -42,7 +51,7 @@ pub fn url(s: &Settings, password: Option<&str>) -> String {
     format!(
         "postgresql://{auth}@{}:{}/{}{query}",
         s.url_host(),
-        s.port,
+        port,
         percent_encode(&s.database)
     )
 }

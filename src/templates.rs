@@ -51,6 +51,9 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "deploy/quadlet.volume.j2",
     "postgres/pg_hba.conf.j2",
     "pgbox.toml.j2",
+    "pooler/Containerfile.j2",
+    "pooler/entrypoint.sh",
+    "pooler/pgbouncer.ini.j2",
 ];
 
 /// The text of a template: the project's override when present, else the embedded one.
@@ -137,20 +140,43 @@ impl ImageContext {
                 });
             }
         }
-        let mut h = Sha256::new();
-        for f in &files {
-            h.update(f.path.as_bytes());
-            h.update([0]);
-            h.update(f.mode.to_le_bytes());
-            h.update((f.body.len() as u64).to_le_bytes());
-            h.update(&f.body);
-        }
-        let hex = crate::digest::hex(&h.finalize()[..6]);
         Ok(ImageContext {
+            tag: format!("pgbox-postgres:{}-{}", s.pg_version, content_hash(&files)),
             files,
-            tag: format!("pgbox-postgres:{}-{hex}", s.pg_version),
         })
     }
+
+    /// The pooler's image: `pooler/Containerfile.j2` and its entrypoint, from `base`,
+    /// tagged `pgbox-pooler:<hash>` (the PostgreSQL major does not enter it).
+    pub fn pooler(s: &Settings, base: &str) -> anyhow::Result<ImageContext> {
+        #[derive(Serialize)]
+        struct Vars<'a> {
+            pgbox_version: &'a str,
+            base_image: &'a str,
+        }
+        let vars = Vars {
+            pgbox_version: env!("CARGO_PKG_VERSION"),
+            base_image: base,
+        };
+        let dir = Some(s.project_dir.as_path());
+        let files = vec![
+            ContextFile {
+                path: "Containerfile".into(),
+                body: render(dir, "pooler/Containerfile.j2", &vars)?.into_bytes(),
+                mode: 0o644,
+            },
+            ContextFile {
+                path: "entrypoint.sh".into(),
+                body: render(dir, "pooler/entrypoint.sh", &vars)?.into_bytes(),
+                mode: 0o755,
+            },
+        ];
+        Ok(ImageContext {
+            tag: format!("pgbox-pooler:{}", content_hash(&files)),
+            files,
+        })
+    }
+
 
     /// The build context as an uncompressed tar archive.
     pub fn tar(&self) -> anyhow::Result<Vec<u8>> {
@@ -165,6 +191,19 @@ impl ImageContext {
         }
         Ok(b.into_inner()?)
     }
+}
+
+/// 12 hex digits of a hash over every file's path, mode and body.
+fn content_hash(files: &[ContextFile]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.path.as_bytes());
+        h.update([0]);
+        h.update(f.mode.to_le_bytes());
+        h.update((f.body.len() as u64).to_le_bytes());
+        h.update(&f.body);
+    }
+    crate::digest::hex(&h.finalize()[..6])
 }
 
 #[cfg(test)]

@@ -246,6 +246,10 @@ pub struct StatusArgs {}
 
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
+    /// Whose log: the server's (default) or the pooler's
+    #[arg(value_enum, default_value = "server")]
+    pub service: LogService,
+
     /// Keep following the log
     #[arg(short, long)]
     pub follow: bool,
@@ -313,6 +317,19 @@ pub struct UrlArgs {
     /// Include the password in the URL
     #[arg(long)]
     pub with_password: bool,
+
+    /// The URL through the pooler (`[pooler]` in pgbox.toml)
+    #[arg(long)]
+    pub pooled: bool,
+}
+
+/// The containers `pgbox logs` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogService {
+    /// PostgreSQL
+    Server,
+    /// PgBouncer
+    Pooler,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::container::{ctl, psql};
+use crate::pooler;
 use crate::engine::{ContainerInfo, Engine, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
 
 /// The label the image carries with its PostgreSQL major (templates/image/Containerfile.j2).
@@ -24,6 +25,12 @@ struct Row {
     pg_major: Option<u32>,
     /// The running server's exact version (e.g. `17.6`); None when it does not answer.
     server_version: Option<String>,
+    /// `server`, or `pooler` for a project's PgBouncer.
+    role: String,
+}
+
+fn is_pooler(c: &ContainerInfo) -> bool {
+    c.labels.get(pooler::LABEL_ROLE).map(String::as_str) == Some(pooler::ROLE_POOLER)
 }
 
 /// The image's major: its label, else the `pgbox-postgres:<major>-<hash>` tag.
@@ -39,7 +46,7 @@ fn image_major(c: &ContainerInfo) -> Option<u32> {
 
 /// The exact version of the server in a running container, or None.
 async fn running_version(engine: &Engine, c: &ContainerInfo) -> Option<String> {
-    if !c.running {
+    if !c.running || is_pooler(c) {
         return None;
     }
     let (server, _) = ctl::versions(engine, &c.name).await.ok()?;
@@ -66,10 +73,14 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
         .zip(versions)
         .map(|(c, server_version)| Row {
             project: c.labels.get(LABEL_PROJECT).cloned().unwrap_or_default(),
-            pg_major: server_version
-                .as_deref()
-                .and_then(psql::major_of)
-                .or_else(|| image_major(&c)),
+            role: if is_pooler(&c) { "pooler" } else { "server" }.into(),
+            pg_major: match is_pooler(&c) {
+                true => None,
+                false => server_version
+                    .as_deref()
+                    .and_then(psql::major_of)
+                    .or_else(|| image_major(&c)),
+            },
             server_version,
             container: c.name,
             state: c.state,
@@ -78,7 +89,7 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
             config: c.labels.get(LABEL_CONFIG).cloned().unwrap_or_default(),
         })
         .collect();
-    rows.sort_by(|a, b| a.project.cmp(&b.project));
+    rows.sort_by(|a, b| (&a.project, &a.role).cmp(&(&b.project, &b.role)));
     if p.json() {
         p.data(serde_json::to_string_pretty(&rows)?);
         return Ok(0);
@@ -100,10 +111,13 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
     ));
     for r in rows {
         // The exact version of a running server, else the image's major.
-        let version = r
-            .server_version
-            .or_else(|| r.pg_major.map(|m| m.to_string()))
-            .unwrap_or_else(|| "-".into());
+        let version = match r.role.as_str() {
+            "pooler" => "pgbouncer".into(),
+            _ => r
+                .server_version
+                .or_else(|| r.pg_major.map(|m| m.to_string()))
+                .unwrap_or_else(|| "-".into()),
+        };
         p.data(format!(
             "{:<w$}{:<10}{:<11}{:<12}{:<22}{}",
             r.project,

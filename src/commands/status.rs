@@ -20,8 +20,14 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
     for w in &report.warnings {
         p.warn(w);
     }
+    // The pooler's section, beside the server's report (`[pooler]`).
+    let pooler = crate::pooler::status::status(engine, s).await?;
     if p.json() {
-        p.data(serde_json::to_string_pretty(&report)?);
+        let mut json = serde_json::to_value(&report)?;
+        if let (Some(obj), Some(pl)) = (json.as_object_mut(), &pooler) {
+            obj.insert("pooler".into(), serde_json::to_value(pl)?);
+        }
+        p.data(serde_json::to_string_pretty(&json)?);
     } else {
         let dash = || "-".to_string();
         let rows = [
@@ -109,10 +115,18 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
         for (k, v) in rows {
             p.data(format!("{k:<11}{v}"));
         }
+        for (k, v) in pooler.iter().flat_map(|pl| pl.rows()) {
+            p.data(format!("{k:<11}{v}"));
+        }
     }
     // A failing WAL archive is an error: point-in-time recovery silently stops otherwise.
     if report.archive.as_ref().is_some_and(|a| a.failing) {
         return Ok(1);
     }
-    Ok(if report.ready { 0 } else { EXIT_UNHEALTHY })
+    let pooler_down = pooler.is_some_and(|pl| !pl.ready);
+    Ok(if report.ready && !pooler_down {
+        0
+    } else {
+        EXIT_UNHEALTHY
+    })
 }

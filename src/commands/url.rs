@@ -15,6 +15,16 @@ pub fn run(args: UrlArgs, ctx: &Ctx<'_>) -> super::Outcome {
     } else {
         None
     };
-    p.data(connection::url(s, password.as_deref()));
+    if args.pooled {
+        if !s.pooler.enabled {
+            return Err(crate::error::Fail::new("the pooler is not enabled")
+                .hint("set `enabled = true` under `[pooler]` in pgbox.toml, then run `pgbox up`")
+                .code(crate::error::EXIT_USAGE)
+                .into());
+        }
+        p.data(connection::pooled_url(s, password.as_deref()));
+    } else {
+        p.data(connection::url(s, password.as_deref()));
+    }
     Ok(0)
 }

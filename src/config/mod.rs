@@ -308,6 +308,32 @@ pub struct Settings {
     /// `[migrations] dir` (default `migrations`) and `table` (`pgbox.schema_version`).
     pub migrations_dir: PathBuf,
     pub migrations_table: String,
+    /// `[pooler]`: the PgBouncer container (off unless `enabled = true`).
+    pub pooler: PoolerSettings,
+}
+
+/// `[pooler]`, resolved: defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolerSettings {
+    pub enabled: bool,
+    pub mode: PoolMode,
+    pub pool_size: u32,
+    pub max_client_conn: u32,
+    pub port: u16,
+}
+
+pub const DEFAULT_POOLER_PORT: u16 = 6432;
+
+impl PoolerSettings {
+    fn resolve(p: PoolerSection) -> PoolerSettings {
+        PoolerSettings {
+            enabled: p.enabled.unwrap_or(false),
+            mode: p.mode.unwrap_or(PoolMode::Transaction),
+            pool_size: p.pool_size.unwrap_or(20),
+            max_client_conn: p.max_client_conn.unwrap_or(200),
+            port: p.port.unwrap_or(DEFAULT_POOLER_PORT),
+        }
+    }
 }
 
 impl Settings {
@@ -325,6 +351,7 @@ impl Settings {
         if s.base_image.is_empty() {
             return Err(unknown_major(s.pg_version, Some(&path)));
         }
+        s.check_pooler()?;
         Ok(s)
     }
 
@@ -358,6 +385,7 @@ impl Settings {
         let bk = c.backup.unwrap_or_default();
         let tls = c.tls.unwrap_or_default();
         let mig = c.migrations.unwrap_or_default();
+        let pooler = PoolerSettings::resolve(c.pooler.unwrap_or_default());
         let kb = |s: &Option<String>| {
             s.as_deref()
                 .and_then(|s| parse_bytes(s).ok())
@@ -438,8 +466,43 @@ impl Settings {
                 &mig.dir.unwrap_or_else(|| PathBuf::from("migrations")),
             ),
             migrations_table: mig.table.unwrap_or_else(|| "pgbox.schema_version".into()),
+            pooler,
             project,
         }
+    }
+
+    /// `[pooler]` against the rest: its port must not be the server's, and its
+    /// pools must leave the server room for pgbox's own sessions.
+    pub fn check_pooler(&self) -> Result<(), Fail> {
+        let p = &self.pooler;
+        if !p.enabled {
+            return Ok(());
+        }
+        if p.port == self.port {
+            return Err(Fail::new(format!(
+                "`[pooler] port` is `{}`, the server's own port in `{}`",
+                p.port,
+                self.config_path.display()
+            ))
+            .hint(format!(
+                "give the pooler another port, e.g. `port = {DEFAULT_POOLER_PORT}` under `[pooler]`, or remove it for the default"
+            ))
+            .code(EXIT_USAGE));
+        }
+        // PostgreSQL keeps 3 connections for superusers; pgbox needs 2 of its own
+        // (the pooler's lookup session and psql from pgbox).
+        let room = self.max_connections.saturating_sub(5);
+        if p.pool_size > room {
+            return Err(Fail::new(format!(
+                "`[pooler] pool_size` is `{}` but `max_connections` `{}` leaves room for {room}",
+                p.pool_size, self.max_connections
+            ))
+            .hint(format!(
+                "set `pool_size = {room}` or less under `[pooler]`, or raise `max_connections` under `[postgres]`"
+            ))
+            .code(EXIT_USAGE));
+        }
+        Ok(())
     }
 
     pub fn state_dir(&self) -> PathBuf {

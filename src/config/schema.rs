@@ -28,6 +28,56 @@ pub struct FileConfig {
     pub tls: Option<TlsSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<MigrationsSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerSection>,
+}
+
+/// `[pooler]`: a PgBouncer container beside the server (see `crate::pooler`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolerSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<PoolMode>,
+    /// Server connections per (database, user) pair.
+    #[serde(
+        default,
+        deserialize_with = "de_connections",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_size: Option<u32>,
+    /// Client connections the pooler accepts in all.
+    #[serde(
+        default,
+        deserialize_with = "de_connections",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_client_conn: Option<u32>,
+    /// Published on `[network] bind`; 6432 by default.
+    #[serde(
+        default,
+        deserialize_with = "de_port",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub port: Option<u16>,
+}
+
+/// PgBouncer's `pool_mode`: a server connection per transaction, or per client session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    Transaction,
+    Session,
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolMode::Transaction => "transaction",
+            PoolMode::Session => "session",
+        })
+    }
 }
 
 /// `[migrations]`: where `pgbox migrate` finds its files and records what ran.

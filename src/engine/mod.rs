@@ -8,6 +8,7 @@ mod container;
 mod discover;
 mod exec;
 mod image;
+mod network;
 mod volume;
 
 use std::collections::HashMap;

@@ -84,6 +84,13 @@ pub async fn down(
         }
     }
 
+    // The pooler holds no state: it goes first, so no client spins on a stopping server.
+    if crate::pooler::remove(engine, s).await? {
+        p.done(format!(
+            "stopped and removed the pooler `{}`",
+            crate::pooler::container_name(s)
+        ));
+    }
     let container = engine.inspect(&name).await?;
     if let Some(c) = &container {
         spec::check_ownership(s, &c.labels)?;
@@ -109,6 +116,7 @@ pub async fn down(
         if args.rm || args.purge {
             engine.remove_container(&name, false).await?;
             p.done(format!("removed container `{name}`"));
+            crate::pooler::remove_network(engine, s).await?;
         }
     } else {
         p.info(format!("`{name}` does not exist; nothing to stop"));

@@ -140,6 +140,7 @@ pub async fn up_locked(
         started.elapsed().as_secs_f64(),
         decision.mode
     ));
+    crate::pooler::up(engine, s, p, true).await?;
     p.data(connection::url(s, None));
     Ok(())
 }
@@ -205,18 +206,27 @@ impl Running<'_> {
                 p.done("applied the changed settings with a reload");
             } else {
                 let what = reload.pending_restart.join(", ");
+                // Pooled clients wait through the restart instead of failing.
+                let paused = crate::pooler::admin::Pause::begin(s, None).await;
                 let bar = p.spinner(format!("restarting PostgreSQL to apply {what}"));
                 let r = engine
                     .stop_container(name, spec::stop_timeout(self.mode))
                     .await;
                 bar.finish_and_clear();
-                r?;
-                self.start().await?;
+                let started = match r {
+                    Ok(()) => self.start().await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Some(paused) = paused {
+                    paused.end().await;
+                }
+                started?;
                 p.done(format!("restarted PostgreSQL to apply {what}"));
             }
         }
         self.settle().await?;
         p.info(format!("PostgreSQL for `{}` is already running", s.project));
+        crate::pooler::up(engine, s, p, false).await?;
         p.data(connection::url(s, None));
         Ok(())
     }

@@ -301,6 +301,10 @@ async fn swap(
         ),
     };
     let swap = swap_sql(target, &renames);
+    // Pooled clients wait through the swap; their next server connection is to the
+    // restored database, none to the renamed one (see `pooler::admin::Pause`).
+    let paused = crate::pooler::admin::Pause::begin(s, Some(target)).await;
+    let swapped: anyhow::Result<()> = async {
     let mut tries = 0;
     loop {
         let out = psql::sql(engine, c, s, "postgres", &swap).await;
@@ -325,6 +329,13 @@ async fn swap(
             }
         }
     }
+    Ok(())
+    }
+    .await;
+    if let Some(paused) = paused {
+        paused.end().await;
+    }
+    swapped?;
     let old = match old {
         Some(o) if req.drop_old => {
             psql::sql(
