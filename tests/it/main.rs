@@ -25,6 +25,7 @@ mod pitr_base;
 mod pitr_into_new;
 mod pitr_restore;
 mod pitr_safety;
+mod pooler;
 mod restore_safety;
 mod s3_support;
 mod schedule;
