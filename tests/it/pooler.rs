@@ -113,9 +113,10 @@ impl Pooled {
         }
         let image = docker(&["inspect", "-f", "{{.Config.Image}}", &self.p.container()]);
         let network = format!("{}-net", self.p.container());
-        let mount = format!("{}:/pgpass:ro", pgpass.display());
+        // The project folder, for the pgpass file and any pgbench script in it.
+        let mount = format!("{}:/bench:ro", self.p.path().display());
         let mut v = vec![
-            "run", "--rm", "--network", &network, "-v", &mount, "-e", "PGPASSFILE=/pgpass",
+            "run", "--rm", "--network", &network, "-v", &mount, "-e", "PGPASSFILE=/bench/.test-pgpass",
             "--entrypoint", "timeout", image.trim(), "180", "pgbench", "-n", "-h", &pooler,
             "-p", "6432", "-U", &user,
         ];
@@ -299,7 +300,6 @@ fn psql_through_the_pooled_url_with_the_right_and_a_wrong_password_and_no_plaint
 fn a_server_restart_during_pgbench_through_the_pooler_loses_no_client() {
     let t = Pooled::new("poolrst", 40, "pool_size = 10\n");
     t.p.up();
-    t.write_pgpass();
     t.pgbench_init();
 
     // A restart pgbox makes (a setting that needs one, applied by `up`): the pooler is
@@ -349,19 +349,14 @@ fn a_server_restart_during_pgbench_through_the_pooler_loses_no_client() {
 fn a_restore_swap_while_clients_are_connected_through_the_pooler() {
     let t = Pooled::new("poolrest", 100, "pool_size = 10\n");
     t.p.up();
-    t.write_pgpass();
     t.p.sql("create table t (x int); insert into t select generate_series(1, 3)");
     ok(&mut t.p.cmd(&["backup"]));
     t.p.sql("insert into t select generate_series(4, 5)");
-    let script = t.exec(
-        Some("select count(*) from t;\n"),
-        &["sh", "-c", "cat > /tmp/count.sql"],
-    );
-    assert!(script.status.success());
+    std::fs::write(t.p.path().join("count.sql"), "select count(*) from t;\n").unwrap();
 
     let bench = std::thread::scope(|scope| {
         let bench = scope.spawn(|| {
-            t.pgbench_pooled(&["-c", "10", "-j", "2", "-T", "25", "-f", "/tmp/count.sql"])
+            t.pgbench_pooled(&["-c", "10", "-j", "2", "-T", "25", "-f", "/bench/count.sql"])
         });
         std::thread::sleep(Duration::from_secs(4));
         ok(&mut t.p.cmd(&["restore", "latest", "--yes"]));
