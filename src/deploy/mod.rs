@@ -65,6 +65,17 @@ struct Vars<'a> {
     stop_seconds: u64,
     memory_limit: Option<String>,
     out_dir: String,
+    /// `[pooler]` on: the PgBouncer container beside the server.
+    pooler: Option<PoolerVars>,
+}
+
+#[derive(Serialize)]
+struct PoolerVars {
+    name: String,
+    image: String,
+    ports: Vec<String>,
+    port: u16,
+    network: String,
 }
 
 fn env_name(e: DeployEnv) -> &'static str {
@@ -162,6 +173,17 @@ pub fn files(
         stop_seconds: stop,
         memory_limit: s.memory_limit.map(|b| format!("{}m", b >> 20)),
         out_dir: out,
+        pooler: s.pooler.enabled.then(|| PoolerVars {
+            name: format!("{name}-pooler"),
+            image: format!("localhost/pgbox-{}-pooler:{env_s}", s.project),
+            ports: if env == DeployEnv::Dev || publish {
+                vec![format!("{}:{}:6432", s.bind, s.pooler.port)]
+            } else {
+                Vec::new()
+            },
+            port: s.pooler.port,
+            network: format!("{name}-net"),
+        }),
     };
     let with_env = |vars: &mut Vars, secret_file: &str| {
         let mut e = environment.clone();
@@ -213,6 +235,47 @@ pub fn files(
             body: render("quadlet.volume", &vars)?.into_bytes(),
             mode: 0o644,
         });
+        if s.pooler.enabled {
+            out.push(GenFile {
+                path: format!("{name}-pooler.container"),
+                body: render("quadlet.pooler.container", &vars)?.into_bytes(),
+                mode: 0o644,
+            });
+            out.push(GenFile {
+                path: format!("{name}.network"),
+                body: render("quadlet.network", &vars)?.into_bytes(),
+                mode: 0o644,
+            });
+        }
+    }
+    // The pooler's image and configuration: by name on the network (compose, quadlet),
+    // on localhost in the pod (kube). Its role is set up once with secrets/pooler/setup.sql.
+    if s.pooler.enabled && kind != GenerateKind::Containerfile {
+        for f in ImageContext::pooler(s, crate::pooler::BASE_IMAGE)?.files {
+            let text = String::from_utf8_lossy(&f.body).into_owned();
+            out.push(GenFile {
+                path: format!("pooler/{}", f.path),
+                body: with_header(&text, &shared).into_bytes(),
+                mode: f.mode,
+            });
+        }
+        let ini = |host: &str| -> anyhow::Result<Vec<u8>> {
+            Ok(format!("; {shared}\n{}", crate::pooler::render_ini(s, host)?).into_bytes())
+        };
+        if want(GenerateKind::Compose) || want(GenerateKind::Quadlet) {
+            out.push(GenFile {
+                path: "pooler/conf/pgbouncer.ini".into(),
+                body: ini(&name)?,
+                mode: 0o644,
+            });
+        }
+        if want(GenerateKind::Kube) {
+            out.push(GenFile {
+                path: "pooler/kube/pgbouncer.ini".into(),
+                body: ini("localhost")?,
+                mode: 0o644,
+            });
+        }
     }
     // Everything but the bare recipe also needs the rendered configuration.
     if kind != GenerateKind::Containerfile {

@@ -101,9 +101,16 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
                 secret_path(&out_dir).display()
             ));
         }
+        if s.pooler.enabled && ensure_pooler_secret(s, &out_dir)? {
+            p.info(format!(
+                "generated the pooler role's password in `{}` and its one-time setup in `{}` (mode 600)",
+                out_dir.join("secrets/pooler/auth").display(),
+                out_dir.join("secrets/pooler/setup.sql").display()
+            ));
+        }
         if crate::fsutil::gitignore_once(
             &out_dir,
-            "# Never commit the password or the data.\nsecrets/postgres_password\ndata/\n",
+            "# Never commit the password or the data.\nsecrets/postgres_password\nsecrets/pooler/\ndata/\n",
         )? {
             written += 1;
         }
@@ -137,6 +144,36 @@ fn apply(plan: &[(PathBuf, GenFile, Change)], p: &Printer) -> anyhow::Result<(us
         written += 1;
     }
     Ok((same, written))
+}
+
+/// The pooler's auth file (`"pgbox_pooler" "<password>"`) and `setup.sql`, which
+/// creates its role and lookup function with the password as a SCRAM verifier (the
+/// password itself is in no SQL): created once, mode 600. True if created now.
+fn ensure_pooler_secret(s: &Settings, out_dir: &Path) -> anyhow::Result<bool> {
+    let dir = out_dir.join("secrets/pooler");
+    let (auth, setup) = (dir.join("auth"), dir.join("setup.sql"));
+    if auth.exists() && setup.exists() {
+        return Ok(false);
+    }
+    crate::fsutil::private_dir(&out_dir.join("secrets"), 0o700)?;
+    crate::fsutil::private_dir(&dir, 0o700)?;
+    let user = crate::pooler::AUTH_USER;
+    let password = match std::fs::read_to_string(&auth) {
+        Ok(text) => text
+            .trim_end()
+            .strip_prefix(&format!("\"{user}\" \""))
+            .and_then(|r| r.strip_suffix('"'))
+            .map(str::to_string)
+            .ok_or_else(|| Fail::new(format!("`{}` is not `\"{user}\" \"PASSWORD\"`", auth.display())))?,
+        Err(_) => {
+            let pw = crate::secrets::generate_password();
+            crate::fsutil::write_atomic(&auth, format!("\"{user}\" \"{pw}\"\n").as_bytes(), 0o600)?;
+            pw
+        }
+    };
+    let sql = crate::pooler::auth::sql(s, &crate::scram::verifier(&password));
+    crate::fsutil::write_atomic(&setup, sql.as_bytes(), 0o600)?;
+    Ok(true)
 }
 
 /// The environment's password file, created once (mode 600). True if created now.

@@ -16,8 +16,9 @@ use crate::engine::Engine;
 
 use super::AUTH_USER;
 
-/// The SQL that creates or refreshes the role and the function.
-fn sql(s: &Settings, verifier: &str) -> String {
+/// The SQL that creates or refreshes the role and the function (psql; `generate`
+/// writes it for deployments without pgbox).
+pub fn sql(s: &Settings, verifier: &str) -> String {
     let role = psql::ident(AUTH_USER);
     let user = psql::lit(&s.user);
     let role_lit = psql::lit(AUTH_USER);

@@ -124,8 +124,8 @@ struct IniVars<'a> {
     tls: bool,
 }
 
-/// `pgbouncer.ini` for these settings.
-pub fn render_ini(s: &Settings) -> anyhow::Result<String> {
+/// `pgbouncer.ini` for these settings, reaching the server at `server_host`.
+pub fn render_ini(s: &Settings, server_host: &str) -> anyhow::Result<String> {
     let p = &s.pooler;
     templates::render(
         Some(&s.project_dir),
@@ -133,7 +133,7 @@ pub fn render_ini(s: &Settings) -> anyhow::Result<String> {
         IniVars {
             pgbox_version: env!("CARGO_PKG_VERSION"),
             project: &s.project,
-            server_host: s.container_name(),
+            server_host: server_host.to_string(),
             auth_user: AUTH_USER,
             mode: p.mode.to_string(),
             pool_size: p.pool_size,
@@ -145,7 +145,7 @@ pub fn render_ini(s: &Settings) -> anyhow::Result<String> {
 
 /// Write the rendered ini when it differs; true if it changed.
 fn write_ini(s: &Settings) -> anyhow::Result<bool> {
-    let body = render_ini(s)?;
+    let body = render_ini(s, &s.container_name())?;
     let dir = conf_dir(s);
     let path = dir.join("pgbouncer.ini");
     if std::fs::read_to_string(&path).is_ok_and(|old| old == body) {

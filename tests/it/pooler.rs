@@ -532,3 +532,117 @@ fn bad_pooler_settings_are_clear_errors() {
         .output();
     drop(taken);
 }
+
+/// `docker-compose down -v` on drop, and the images the run built.
+struct ComposeDown(std::path::PathBuf, Vec<String>);
+
+impl Drop for ComposeDown {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .args(["down", "-v"])
+            .current_dir(&self.0)
+            .output();
+        for image in &self.1 {
+            let _ = Command::new("docker").args(["rmi", image]).output();
+        }
+    }
+}
+
+#[test]
+fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_runs() {
+    let t = Pooled::new("poolgen", 100, "");
+    let out_dir = t.p.path().join("deploy");
+    let out_s = out_dir.display().to_string();
+    ok(&mut t.p.cmd(&["generate", "all", "-o", &out_s]));
+    let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap();
+    let name = format!("pgbox-{}-dev", t.p.name);
+
+    let compose = read("compose.yaml");
+    assert!(compose.contains("\n  pooler:\n"), "{compose}");
+    assert!(
+        compose.contains(&format!("\"127.0.0.1:{}:6432\"", t.pooler_port)),
+        "{compose}"
+    );
+    assert!(compose.contains("condition: service_healthy"));
+    let kube = read("kube.yaml");
+    assert!(kube.contains("- name: pooler"), "{kube}");
+    assert!(kube.contains(&format!("hostPort: {}", t.pooler_port)), "{kube}");
+    assert!(read("pooler/kube/pgbouncer.ini").contains("* = host=localhost port=5432"));
+    assert!(read(&format!("{name}-pooler.container")).contains(&format!("Network={name}.network")));
+    assert!(read(&format!("{name}.container")).contains(&format!("Network={name}.network")));
+    assert!(read(&format!("{name}.network")).contains("[Network]"));
+    assert!(read("pooler/conf/pgbouncer.ini").contains(&format!("* = host={name} port=5432")));
+
+    // The pooler role's password only in its auth file; setup.sql carries its verifier.
+    use std::os::unix::fs::PermissionsExt;
+    let auth = read("secrets/pooler/auth");
+    let pw = auth.trim_end().rsplit('"').nth(1).unwrap().to_string();
+    assert_eq!(pw.len(), 32, "{auth}");
+    let setup = read("secrets/pooler/setup.sql");
+    assert!(setup.contains("PASSWORD 'SCRAM-SHA-256$4096:"), "{setup}");
+    for f in ["secrets/pooler/auth", "secrets/pooler/setup.sql"] {
+        let mode = std::fs::metadata(out_dir.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let mut stack = vec![out_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.ends_with("secrets/pooler/auth") {
+                let body = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&body).contains(&pw),
+                    "the pooler's password in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(read(".gitignore").contains("secrets/pooler/"));
+
+    // The compose file runs: set up the role once, then psql through the pooler.
+    let _down = ComposeDown(
+        out_dir.clone(),
+        vec![
+            format!("localhost/pgbox-{}:pg15-dev", t.p.name),
+            format!("localhost/pgbox-{}-pooler:dev", t.p.name),
+        ],
+    );
+    let compose = |args: &[&str], stdin: Option<std::fs::File>| {
+        let mut c = Command::new("docker-compose");
+        c.args(args).current_dir(&out_dir);
+        if let Some(f) = stdin {
+            c.stdin(f);
+        }
+        let o = c.output().expect("docker-compose");
+        assert!(o.status.success(), "docker-compose {args:?}: {}", text(&o.stderr));
+        o
+    };
+    compose(&["up", "-d"], None);
+    let server = name.clone();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while docker(&["inspect", "-f", "{{.State.Health.Status}}", &server]).trim() != "healthy" {
+        assert!(Instant::now() < deadline, "the server never became healthy");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let setup = std::fs::File::open(out_dir.join("secrets/pooler/setup.sql")).unwrap();
+    let db = t.db();
+    compose(
+        &["exec", "-T", "postgres", "psql", "-U", &db, "-d", "postgres"],
+        Some(setup),
+    );
+    let password = read("secrets/postgres_password").trim_end().to_string();
+    let url = format!("postgresql://{db}@127.0.0.1:{}/{db}", t.pooler_port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = host_psql(&url, &password, "select current_user");
+        if out.status.success() {
+            assert_eq!(text(&out.stdout).trim(), db);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&out.stderr));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
