@@ -1289,7 +1289,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__logs)
-            opts="-f -n -t -q -v -h -V --follow --tail --timestamps --quiet --verbose --color --json --config --engine --help --version"
+            opts="-f -n -t -q -v -h -V --follow --tail --timestamps --quiet --verbose --color --json --config --engine --help --version server pooler"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2341,7 +2341,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__url)
-            opts="-q -v -h -V --with-password --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --with-password --pooled --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

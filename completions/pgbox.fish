@@ -139,7 +139,7 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s t -l timestamps -d 
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -l json -d 'Machine-readable JSON on stdout, for commands that report'
-complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s h -l help -d 'Print help'
+complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pgbox -n "__fish_pgbox_using_subcommand logs" -s V -l version -d 'Print version'
 complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l db -d 'Database to connect to (default: the project database); must come first' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand psql" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
@@ -156,6 +156,7 @@ never\t''"
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l config -d 'Use this pgbox.toml instead of searching upwards from the current folder' -r -F
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l engine -d 'Container engine: `docker`, `podman`, or an address such as `unix:///run/podman/podman.sock`' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l with-password -d 'Include the password in the URL'
+complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l pooled -d 'The URL through the pooler (`[pooler]` in pgbox.toml)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -s v -l verbose -d 'Print more detail (engine calls, build output)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand url" -l json -d 'Machine-readable JSON on stdout, for commands that report'

@@ -179,7 +179,6 @@ impl ImageContext {
         })
     }
 
-
     /// The build context as an uncompressed tar archive.
     pub fn tar(&self) -> anyhow::Result<Vec<u8>> {
         let mut b = tar::Builder::new(Vec::new());

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::container::{ctl, psql};
-use crate::pooler;
 use crate::engine::{ContainerInfo, Engine, LABEL_CONFIG, LABEL_PORT, LABEL_PROJECT};
+use crate::pooler;
 
 /// The label the image carries with its PostgreSQL major (templates/image/Containerfile.j2).
 const LABEL_PG_MAJOR: &str = "org.pgbox.pg-major";

@@ -164,7 +164,12 @@ fn ensure_pooler_secret(s: &Settings, out_dir: &Path) -> anyhow::Result<bool> {
             .strip_prefix(&format!("\"{user}\" \""))
             .and_then(|r| r.strip_suffix('"'))
             .map(str::to_string)
-            .ok_or_else(|| Fail::new(format!("`{}` is not `\"{user}\" \"PASSWORD\"`", auth.display())))?,
+            .ok_or_else(|| {
+                Fail::new(format!(
+                    "`{}` is not `\"{user}\" \"PASSWORD\"`",
+                    auth.display()
+                ))
+            })?,
         Err(_) => {
             let pw = crate::secrets::generate_password();
             crate::fsutil::write_atomic(&auth, format!("\"{user}\" \"{pw}\"\n").as_bytes(), 0o600)?;

@@ -84,8 +84,12 @@ pub fn ensure_secret(s: &Settings) -> anyhow::Result<String> {
     crate::fsutil::private_dir(dir.parent().expect("secrets folder"), 0o700)?;
     crate::fsutil::private_dir(dir, 0o700)?;
     let pw = crate::secrets::generate_password();
-    crate::fsutil::write_atomic(&path, format!("\"{AUTH_USER}\" \"{pw}\"\n").as_bytes(), 0o600)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    crate::fsutil::write_atomic(
+        &path,
+        format!("\"{AUTH_USER}\" \"{pw}\"\n").as_bytes(),
+        0o600,
+    )
+    .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(pw)
 }
 
@@ -93,8 +97,11 @@ pub fn ensure_secret(s: &Settings) -> anyhow::Result<String> {
 pub fn read_secret(s: &Settings) -> anyhow::Result<String> {
     let path = secret_path(s);
     let text = std::fs::read_to_string(&path).map_err(|e| {
-        Fail::new(format!("cannot read the pooler's auth file `{}`: {e}", path.display()))
-            .hint("`pgbox up` creates it when `[pooler] enabled = true`")
+        Fail::new(format!(
+            "cannot read the pooler's auth file `{}`: {e}",
+            path.display()
+        ))
+        .hint("`pgbox up` creates it when `[pooler] enabled = true`")
     })?;
     let line = text.lines().next().unwrap_or_default();
     let pw = line
@@ -384,7 +391,11 @@ async fn announce(s: &Settings, p: &Printer, started: bool) -> anyhow::Result<()
     }
     let what = format!(
         "{} pools `{}` on port {} ({} mode, pool_size {})",
-        if version.is_empty() { "PgBouncer" } else { &version },
+        if version.is_empty() {
+            "PgBouncer"
+        } else {
+            &version
+        },
         s.project,
         s.pooler.port,
         s.pooler.mode,
@@ -395,7 +406,10 @@ async fn announce(s: &Settings, p: &Printer, started: bool) -> anyhow::Result<()
     } else {
         p.info(what);
     }
-    p.info(format!("pooled: {}", crate::connection::pooled_url(s, None)));
+    p.info(format!(
+        "pooled: {}",
+        crate::connection::pooled_url(s, None)
+    ));
     Ok(())
 }
 
@@ -409,7 +423,9 @@ pub async fn remove(engine: &Engine, s: &Settings) -> anyhow::Result<bool> {
     };
     crate::container::spec::check_ownership(s, &c.labels)?;
     if c.running {
-        engine.stop_container(&name, Duration::from_secs(10)).await?;
+        engine
+            .stop_container(&name, Duration::from_secs(10))
+            .await?;
     }
     engine.remove_container(&name, true).await?;
     Ok(true)

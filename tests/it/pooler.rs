@@ -78,11 +78,7 @@ impl Pooled {
         let line = format!("*:*:*:{}:{}\n", self.user(), self.p.password());
         let out = self.exec(
             Some(&line),
-            &[
-                "sh",
-                "-c",
-                "umask 077; cat > /tmp/pgbox-test.pgpass",
-            ],
+            &["sh", "-c", "umask 077; cat > /tmp/pgbox-test.pgpass"],
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
@@ -104,6 +100,7 @@ impl Pooled {
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
+                .truncate(true)
                 .write(true)
                 .mode(0o600)
                 .open(&pgpass)
@@ -116,9 +113,26 @@ impl Pooled {
         // The project folder, for the pgpass file and any pgbench script in it.
         let mount = format!("{}:/bench:ro", self.p.path().display());
         let mut v = vec![
-            "run", "--rm", "--network", &network, "-v", &mount, "-e", "PGPASSFILE=/bench/.test-pgpass",
-            "--entrypoint", "timeout", image.trim(), "180", "pgbench", "-n", "-h", &pooler,
-            "-p", "6432", "-U", &user,
+            "run",
+            "--rm",
+            "--network",
+            &network,
+            "-v",
+            &mount,
+            "-e",
+            "PGPASSFILE=/bench/.test-pgpass",
+            "--entrypoint",
+            "timeout",
+            image.trim(),
+            "180",
+            "pgbench",
+            "-n",
+            "-h",
+            &pooler,
+            "-p",
+            "6432",
+            "-U",
+            &user,
         ];
         v.extend_from_slice(args);
         v.push(&db);
@@ -161,7 +175,9 @@ fn assert_all_succeeded(out: &Output, want: Option<u32>) {
     );
     if let Some(n) = want {
         assert!(
-            o.contains(&format!("number of transactions actually processed: {n}/{n}")),
+            o.contains(&format!(
+                "number of transactions actually processed: {n}/{n}"
+            )),
             "{o}"
         );
     }
@@ -187,7 +203,18 @@ fn a_hundred_pgbench_clients_share_a_server_of_twenty_connections() {
     let direct = t.exec(
         None,
         &[
-            "pgbench", "-n", "-h", "127.0.0.1", "-U", &user, "-c", "100", "-j", "4", "-t", "1",
+            "pgbench",
+            "-n",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            &user,
+            "-c",
+            "100",
+            "-j",
+            "4",
+            "-t",
+            "1",
             &db,
         ],
     );
@@ -233,11 +260,18 @@ fn psql_through_the_pooled_url_with_the_right_and_a_wrong_password_and_no_plaint
     let t = Pooled::new("poolpw", 100, "");
     t.p.up();
     let url = t.pooled_url();
-    assert!(url.ends_with(&format!(":{}/{}", t.pooler_port, t.db())), "{url}");
+    assert!(
+        url.ends_with(&format!(":{}/{}", t.pooler_port, t.db())),
+        "{url}"
+    );
     let password = t.p.password();
 
     // Right password: SCRAM with PgBouncer, then PgBouncer's SCRAM with the server.
-    let out = host_psql(&url, &password, "select current_user || ' ' || inet_server_port()");
+    let out = host_psql(
+        &url,
+        &password,
+        "select current_user || ' ' || inet_server_port()",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), format!("{} 5432", t.user()));
 
@@ -478,7 +512,11 @@ fn bad_pooler_settings_are_clear_errors() {
     let path = p.path().join("pgbox.toml");
     let base = std::fs::read_to_string(&path).unwrap();
 
-    std::fs::write(&path, format!("{base}\n[pooler]\nenabled = true\nmode = \"transacton\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{base}\n[pooler]\nenabled = true\nmode = \"transacton\"\n"),
+    )
+    .unwrap();
     let out = run(&mut p.cmd(&["up"]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -486,7 +524,10 @@ fn bad_pooler_settings_are_clear_errors() {
         err.contains("unknown variant `transacton`, expected `transaction` or `session`"),
         "{err}"
     );
-    assert!(err.contains("pgbox.toml:"), "names the file and line: {err}");
+    assert!(
+        err.contains("pgbox.toml:"),
+        "names the file and line: {err}"
+    );
 
     std::fs::write(
         &path,
@@ -497,7 +538,10 @@ fn bad_pooler_settings_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
-        err.contains(&format!("`[pooler] port` is `{}`, the server's own port", p.port)),
+        err.contains(&format!(
+            "`[pooler] port` is `{}`, the server's own port",
+            p.port
+        )),
         "{err}"
     );
 
@@ -524,7 +568,9 @@ fn bad_pooler_settings_are_clear_errors() {
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
-        err.contains(&format!("the pooler's port `{port}` on `127.0.0.1` is already in use")),
+        err.contains(&format!(
+            "the pooler's port `{port}` on `127.0.0.1` is already in use"
+        )),
         "{err}"
     );
     let _ = Command::new("docker")
@@ -566,7 +612,10 @@ fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_run
     assert!(compose.contains("condition: service_healthy"));
     let kube = read("kube.yaml");
     assert!(kube.contains("- name: pooler"), "{kube}");
-    assert!(kube.contains(&format!("hostPort: {}", t.pooler_port)), "{kube}");
+    assert!(
+        kube.contains(&format!("hostPort: {}", t.pooler_port)),
+        "{kube}"
+    );
     assert!(read("pooler/kube/pgbouncer.ini").contains("* = host=localhost port=5432"));
     assert!(read(&format!("{name}-pooler.container")).contains(&format!("Network={name}.network")));
     assert!(read(&format!("{name}.container")).contains(&format!("Network={name}.network")));
@@ -581,7 +630,10 @@ fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_run
     let setup = read("secrets/pooler/setup.sql");
     assert!(setup.contains("PASSWORD 'SCRAM-SHA-256$4096:"), "{setup}");
     for f in ["secrets/pooler/auth", "secrets/pooler/setup.sql"] {
-        let mode = std::fs::metadata(out_dir.join(f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(out_dir.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
     let mut stack = vec![out_dir.clone()];
@@ -617,7 +669,11 @@ fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_run
             c.stdin(f);
         }
         let o = c.output().expect("docker-compose");
-        assert!(o.status.success(), "docker-compose {args:?}: {}", text(&o.stderr));
+        assert!(
+            o.status.success(),
+            "docker-compose {args:?}: {}",
+            text(&o.stderr)
+        );
         o
     };
     compose(&["up", "-d"], None);
@@ -630,7 +686,9 @@ fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_run
     let setup = std::fs::File::open(out_dir.join("secrets/pooler/setup.sql")).unwrap();
     let db = t.db();
     compose(
-        &["exec", "-T", "postgres", "psql", "-U", &db, "-d", "postgres"],
+        &[
+            "exec", "-T", "postgres", "psql", "-U", &db, "-d", "postgres",
+        ],
         Some(setup),
     );
     let password = read("secrets/postgres_password").trim_end().to_string();
