@@ -704,3 +704,42 @@ fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_run
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn with_tls_the_pooler_requires_it_from_clients_and_uses_it_to_the_server() {
+    let p = Project::new("pooltls");
+    p.init(&["--tls", "self-signed"]);
+    let pooler_port = free_port();
+    let path = p.path().join("pgbox.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{toml}\n[pooler]\nenabled = true\nport = {pooler_port}\n"),
+    )
+    .unwrap();
+    let _cleanup = Pooled { p, pooler_port };
+    let t = &_cleanup;
+    t.p.up();
+    let url = t.pooled_url();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    // Verified against the project's CA, and TLS again from the pooler to the server.
+    let out = host_psql(
+        &url,
+        &t.p.password(),
+        "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "t");
+    let plain = format!(
+        "postgresql://{}@127.0.0.1:{pooler_port}/{}?sslmode=disable",
+        t.user(),
+        t.db()
+    );
+    let out = host_psql(&plain, &t.p.password(), "select 1");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("SSL required"),
+        "{}",
+        text(&out.stderr)
+    );
+}
