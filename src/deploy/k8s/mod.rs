@@ -846,6 +846,112 @@ pub const GITIGNORE: &str = "# The app's password: never commit it.\nsecret-app.
 mod tests {
     use super::*;
 
+    /// The JSON schema of `kind` from tests/schemas/ (CloudNativePG 1.25.x, Kubernetes 1.30).
+    fn validator(kind: &str) -> jsonschema::Validator {
+        let file = match kind {
+            "Cluster" => "cnpg-1.25-cluster.json",
+            "Pooler" => "cnpg-1.25-pooler.json",
+            "ScheduledBackup" => "cnpg-1.25-scheduledbackup.json",
+            "Secret" => "k8s-1.30-secret.json",
+            "ConfigMap" => "k8s-1.30-configmap.json",
+            "Job" => "k8s-1.30-job.json",
+            other => panic!("no schema for {other}"),
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/schemas")
+            .join(file);
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::validator_for(&schema).unwrap()
+    }
+
+    fn errors(v: &Value) -> Vec<String> {
+        let kind = v["kind"].as_str().unwrap();
+        validator(kind)
+            .iter_errors(v)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    }
+
+    fn settings(toml: &str) -> Settings {
+        let path = std::path::Path::new("/work/shop/pgbox.toml");
+        let layer = crate::config::parse_file(path, toml).unwrap();
+        Settings::resolve(path, &[layer])
+    }
+
+    #[test]
+    fn the_pooler_is_valid_and_a_wrong_mode_is_rejected() {
+        let s = settings("[project]\nname = \"shop\"\n");
+        for mode in [PoolMode::Transaction, PoolMode::Session] {
+            let p = pooler(
+                &s,
+                "prod",
+                &PoolerInput {
+                    mode,
+                    pool_size: 20,
+                    max_client_conn: 200,
+                },
+            );
+            assert_eq!(errors(&p), Vec::<String>::new());
+        }
+        let p = pooler(
+            &s,
+            "prod",
+            &PoolerInput {
+                mode: PoolMode::Transaction,
+                pool_size: 20,
+                max_client_conn: 200,
+            },
+        );
+        insta::assert_snapshot!("k8s_pooler", yaml::to_yaml(&p));
+        let mut wrong = p.clone();
+        wrong["spec"]["pgbouncer"]["poolMode"] = json!("statement");
+        assert!(
+            errors(&wrong).iter().any(|e| e.contains("statement")),
+            "{:?}",
+            errors(&wrong)
+        );
+        let mut wrong = p.clone();
+        wrong["spec"]["pgbouncer"]["poolSize"] = json!(20);
+        assert!(!errors(&wrong).is_empty());
+        let mut wrong = p;
+        wrong["spec"]["pgbouncer"]["parameters"]["default_pool_size"] = json!(20);
+        assert!(!errors(&wrong).is_empty(), "parameters are strings");
+    }
+
+    #[test]
+    fn instances_is_a_parameter_and_zero_is_rejected() {
+        let s = settings("[project]\nname = \"shop\"\n");
+        let (params, _) = parameters(&s).unwrap();
+        let c = cluster(&s, "dev", 3, &params, None);
+        assert_eq!(c["spec"]["instances"], 3);
+        assert_eq!(errors(&c), Vec::<String>::new());
+        let c = cluster(&s, "dev", 0, &params, None);
+        assert!(!errors(&c).is_empty());
+    }
+
+    #[test]
+    fn managed_parameters_are_left_out_and_the_rest_kept() {
+        let s = settings("[project]\nname = \"shop\"\n[backup]\npitr = true\n[tls]\nmode = \"self-signed\"\n[postgres.settings]\nport = 5433\nrandom_page_cost = 1.1\n");
+        let (params, left_out) = parameters(&s).unwrap();
+        for m in MANAGED_PARAMETERS {
+            assert!(!params.contains_key(*m), "{m}");
+        }
+        for m in [
+            "archive_mode",
+            "archive_command",
+            "ssl",
+            "ssl_cert_file",
+            "port",
+            "hba_file",
+        ] {
+            assert!(left_out.iter().any(|l| l == m), "{m}: {left_out:?}");
+        }
+        assert_eq!(params["random_page_cost"], "1.1");
+        assert_eq!(params["archive_timeout"], "60");
+        let set: Vec<String> = unmapped_settings(&s).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(set, ["[tls] mode", "[backup] pitr"]);
+    }
+
     #[test]
     fn every_schedule_form_becomes_six_fields() {
         for (expr, want) in [

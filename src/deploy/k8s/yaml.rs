@@ -159,7 +159,16 @@ mod tests {
         let y = to_yaml(&v);
         assert_eq!(
             y,
-            "apiVersion: \"v1\"\nn: 1\n\"yes\": \"on\"\nlist:\n  - a: \"1\"\n    b:\n      c: true\n  - \"x\"\n  - []\nempty: {}\nscript: |\n  #!/bin/sh\n  echo 'a: b'\n    indented\n"
+            "apiVersion: \"v1\"\nempty: {}\nlist:\n  - a: \"1\"\n    b:\n      c: true\n  - \"x\"\n  - []\n\"n\": 1\nscript: |\n  #!/bin/sh\n  echo 'a: b'\n    indented\n\"yes\": \"on\"\n"
+        );
+        // A YAML parser reads back exactly the value.
+        let back: Value = serde_yaml::from_str(&y).unwrap();
+        assert_eq!(back, v);
+        let script = json!({"s": crate::deploy::k8s::restore_script().unwrap()});
+        assert!(is_block(script["s"].as_str().unwrap()));
+        assert_eq!(
+            serde_yaml::from_str::<Value>(&to_yaml(&script)).unwrap(),
+            script
         );
     }
 }
