@@ -601,6 +601,7 @@ struct ReadmeVars<'a> {
     schedule_from: &'a str,
     cron6: &'a str,
     backup_file: &'a str,
+    backup_path: String,
     has_backup: bool,
     source_host: &'a str,
     source_password_file: String,
@@ -731,6 +732,15 @@ pub fn render(i: &Input, password: &str) -> anyhow::Result<Output> {
             } else {
                 &backup_file
             },
+            backup_path: s
+                .backup_dir
+                .join(if backup_file.is_empty() {
+                    "BACKUP_FILE"
+                } else {
+                    &backup_file
+                })
+                .display()
+                .to_string(),
             has_backup: !backup_file.is_empty(),
             source_host: &i.source_host,
             source_password_file: s.secret_path().display().to_string(),
