@@ -238,7 +238,8 @@ fn k8s_wrong_fields_are_rejected_by_the_schemas() {
     let mut restore = objects(&out.join("restore-job.yaml"));
     let job = restore.remove(1);
     let cm = restore.remove(0);
-    let cases: Vec<(&str, Value, fn(&mut Value))> = vec![
+    type Breaker = fn(&mut Value);
+    let cases: Vec<(&str, Value, Breaker)> = vec![
         ("a misspelt initdb field", cluster.clone(), |v| {
             v["spec"]["bootstrap"]["initdb"]["checksums"] = json!(true)
         }),
