@@ -4,7 +4,9 @@
 //! The plan compares every file with what is on disk before anything is written,
 //! so a refused (changed) file or an unreadable one stops the run with the folder
 //! untouched. Each environment gets its own password file, created once and never
-//! printed; a `.gitignore` keeps it and the data out of version control.
+//! printed; a `.gitignore` keeps it and the data out of version control. `k8s`
+//! goes through the same plan; its password lives in the Secret's own file
+//! (`secret-app.yaml`, mode 0600), written once, after its `.gitignore` line.
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +58,13 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
         .map(|v| v.get_name().to_string())
         .unwrap_or_default();
     let k8s = a.what == GenerateKind::K8s;
+    if a.backup.is_some() && !k8s {
+        return Err(Fail::new(format!(
+            "`--backup` applies to `generate k8s`, not `{what}`"
+        ))
+        .code(EXIT_USAGE)
+        .into());
+    }
     let out_dir = a.output.clone().unwrap_or_else(|| {
         let folder = if k8s {
             format!("k8s-{env}")

@@ -313,6 +313,9 @@ fn k8s_bad_input_is_refused_and_nothing_is_half_written() {
     );
     assert_eq!(read(&file), "mine\n");
 
+    let wrong_kind = run(pgbox(d.path()).args(["generate", "compose", "--backup", "latest"]));
+    assert_eq!(wrong_kind.status.code(), Some(2));
+    assert!(text(&wrong_kind.stderr).contains("`--backup` applies to `generate k8s`"));
     let missing = run(pgbox(d.path()).args(["generate", "k8s", "--backup", "nope.dump"]));
     assert_eq!(missing.status.code(), Some(2));
     assert!(
@@ -563,4 +566,41 @@ fn k8s_restore_job_script_restores_a_pgbox_backup_and_checks_row_counts() {
             && log.contains("1 tables differ from the backup"),
         "{log}"
     );
+}
+
+/// The ScheduledBackup carries the installed pgbox schedule, in six fields; one
+/// cron cannot express is refused before anything is written.
+#[test]
+fn k8s_scheduled_backup_follows_the_installed_schedule() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("pgbox.toml"), TOML).unwrap();
+    std::fs::create_dir_all(d.path().join(".pgbox")).unwrap();
+    let record = |expr: &str| {
+        std::fs::write(
+            d.path().join(".pgbox/schedule.json"),
+            json!({
+                "mechanism": "cron", "system": false, "expression": expr, "cron": null,
+                "on_calendar": null, "files": [], "installed_at": "2026-11-27T00:00:00Z",
+            })
+            .to_string(),
+        )
+        .unwrap();
+    };
+    record("Mon *-*-01 02:00");
+    let refused = run(pgbox(d.path()).args(["generate", "k8s"]));
+    assert_eq!(refused.status.code(), Some(2));
+    let err = text(&refused.stderr);
+    assert!(
+        err.contains("the schedule `Mon *-*-01 02:00` (the installed pgbox schedule) cannot be written as CloudNativePG's cron"),
+        "{err}"
+    );
+    assert!(!d.path().join("deploy").exists(), "nothing written");
+
+    record("Mon..Fri 03:30");
+    let out = PathBuf::from(text(&ok(pgbox(d.path()).args(["generate", "k8s"])).stdout).trim());
+    let sb = objects(&out.join("scheduled-backup.yaml")).remove(0);
+    assert_eq!(sb["spec"]["schedule"], "0 30 3 * * 1-5");
+    assert_eq!(errors(&sb), Vec::<String>::new());
+    assert!(read(&out.join("README.md"))
+        .contains("`Mon..Fri 03:30` (the installed pgbox schedule) as `0 30 3 * * 1-5`"));
 }
