@@ -32,6 +32,15 @@ case "$BACKUP_FILE" in
 *.dump | *.dump.zst | *.dump.gz) ;;
 *) fail "$BACKUP_FILE is not a custom-format pgbox backup (.dump, .dump.zst, .dump.gz); pg_restore -j needs one (pgbox backup --format custom)" ;;
 esac
+# An image without zstd takes the backup decompressed on the workstation instead.
+case "$BACKUP_FILE" in
+*.zst)
+    if ! command -v zstd >/dev/null 2>&1; then
+        BACKUP_FILE=${BACKUP_FILE%.zst}
+        log "this image has no zstd: decompress the backup first (zstd -d) and copy $BACKUP_FILE instead"
+    fi
+    ;;
+esac
 file="$IMPORT_DIR/$BACKUP_FILE"
 
 log "waiting for $file and $IMPORT_DIR/.ready (kubectl cp the backup, then touch .ready)"
@@ -58,8 +67,6 @@ export PGPASSFILE
 # pg_restore -j needs a seekable custom-format file: decompress pgbox's outer layer.
 case "$BACKUP_FILE" in
 *.zst)
-    command -v zstd >/dev/null 2>&1 ||
-        fail "this image has no zstd: decompress first (zstd -d $BACKUP_FILE) and copy the .dump"
     zstd -q -dc "$file" >"$work/backup.dump" || fail "cannot decompress $BACKUP_FILE"
     dump="$work/backup.dump"
     ;;

@@ -460,7 +460,7 @@ fn k8s_restore_job_script_restores_a_pgbox_backup_and_checks_row_counts() {
     docker(&["exec", &ctr, "chown", "-R", "postgres:postgres", "/tmp/k8s"]);
     docker(&["exec", &ctr, "chmod", "0400", "/tmp/k8s/app/password"]);
 
-    let run_script = |wait: &str, db: &str| {
+    let run_script = |wait: &str, db: &str, extra: &[&str]| {
         let mut c = Command::new("docker");
         c.args(["exec", "-u", "postgres"]);
         for (k, v) in &job_env {
@@ -476,11 +476,14 @@ fn k8s_restore_job_script_restores_a_pgbox_backup_and_checks_row_counts() {
             };
             c.args(["-e", &format!("{k}={v}")]);
         }
+        for e in extra {
+            c.args(["-e", e]);
+        }
         c.args([&ctr, "sh", "/tmp/k8s/restore.sh"]);
         run(&mut c)
     };
     // Before `.ready` the Job waits, then gives up.
-    let early = run_script("1", "appdb");
+    let early = run_script("1", "appdb", &[]);
     assert!(!early.status.success());
     assert!(
         text(&early.stdout).contains("no /tmp/k8s/import/.ready after 1s"),
@@ -496,7 +499,7 @@ fn k8s_restore_job_script_restores_a_pgbox_backup_and_checks_row_counts() {
         "/tmp/k8s/import/.ready",
     ]);
 
-    let done = run_script("3600", "appdb");
+    let done = run_script("3600", "appdb", &[]);
     let log = format!("{}{}", text(&done.stdout), text(&done.stderr));
     assert!(done.status.success(), "{log}");
     assert!(
@@ -530,7 +533,7 @@ fn k8s_restore_job_script_restores_a_pgbox_backup_and_checks_row_counts() {
     assert_eq!(owner.trim(), "appowner", "restored as the app's owner");
 
     // A second run refuses a database that already has tables.
-    let again = run_script("3600", "appdb");
+    let again = run_script("3600", "appdb", &[]);
     assert!(!again.status.success());
     assert!(
         text(&again.stdout).contains("already has 4 tables"),
@@ -558,12 +561,49 @@ fn k8s_restore_job_script_restores_a_pgbox_backup_and_checks_row_counts() {
            END LOOP; END $$; \
          CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION public.arm()",
     ]));
-    let lossy = run_script("3600", "appdb2");
+    let lossy = run_script("3600", "appdb2", &[]);
     let log = text(&lossy.stdout);
     assert!(!lossy.status.success(), "{log}");
     assert!(
         log.contains("mismatch: sales.t has 76 rows, the backup has 77")
             && log.contains("1 tables differ from the backup"),
+        "{log}"
+    );
+
+    // An image without zstd: the Job asks for the decompressed file under the
+    // name without `.zst`, and restores it. PATH here hides zstd from the script.
+    let plain = name.trim_end_matches(".zst").to_string();
+    docker(&[
+        "exec",
+        "-u",
+        "postgres",
+        &ctr,
+        "zstd",
+        "-q",
+        "-d",
+        &format!("/tmp/k8s/import/{name}"),
+        "-o",
+        &format!("/tmp/k8s/import/{plain}"),
+    ]);
+    docker(&[
+        "exec", &ctr, "sh", "-c",
+        "mkdir -p /tmp/k8s/nozstd && for d in $(echo \"$PATH\" | tr ':' ' '); do for f in \"$d\"/*; do n=$(basename \"$f\"); [ \"$n\" = zstd ] || [ -e /tmp/k8s/nozstd/\"$n\" ] || ln -s \"$f\" /tmp/k8s/nozstd/\"$n\"; done; done",
+    ]);
+    dst.sql("CREATE DATABASE appdb3 OWNER appowner");
+    ok(&mut dst.cmd(&[
+        "psql",
+        "--db",
+        "appdb3",
+        "-X",
+        "-c",
+        "CREATE EXTENSION pgcrypto",
+    ]));
+    let no_zstd = run_script("3600", "appdb3", &["PATH=/tmp/k8s/nozstd"]);
+    let log = format!("{}{}", text(&no_zstd.stdout), text(&no_zstd.stderr));
+    assert!(no_zstd.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("this image has no zstd: decompress the backup first (zstd -d) and copy {plain} instead"))
+            && log.contains("ok: 4 tables, 5377 rows, counts match the backup"),
         "{log}"
     );
 }
