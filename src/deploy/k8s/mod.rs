@@ -606,6 +606,7 @@ struct ReadmeVars<'a> {
     source_host: &'a str,
     source_password_file: String,
     managed: Vec<String>,
+    user_managed: Vec<String>,
     no_equivalent: Vec<(&'a str, &'a str)>,
     set_unmapped: Vec<(String, String)>,
     instances: u32,
@@ -745,6 +746,12 @@ pub fn render(i: &Input, password: &str) -> anyhow::Result<Output> {
             source_host: &i.source_host,
             source_password_file: s.secret_path().display().to_string(),
             managed,
+            user_managed: s
+                .pg_settings
+                .iter()
+                .filter(|(k, _)| MANAGED_PARAMETERS.contains(&k.as_str()))
+                .map(|(k, _)| k.clone())
+                .collect(),
             no_equivalent: NO_EQUIVALENT.to_vec(),
             set_unmapped: unmapped,
             instances: i.instances,
