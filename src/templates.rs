@@ -49,6 +49,8 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "deploy/kube.yaml.j2",
     "deploy/quadlet.container.j2",
     "deploy/quadlet.volume.j2",
+    "deploy/k8s-restore.sh",
+    "deploy/k8s-README.md.j2",
     "postgres/pg_hba.conf.j2",
     "pgbox.toml.j2",
 ];
