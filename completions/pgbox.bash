@@ -667,7 +667,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__generate)
-            opts="-o -q -v -h -V --env --output --force --publish --quiet --verbose --color --json --config --engine --help --version compose podman quadlet kube containerfile all"
+            opts="-o -q -v -h -V --env --output --force --publish --backup --quiet --verbose --color --json --config --engine --help --version compose podman quadlet kube containerfile all k8s"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -682,6 +682,10 @@ _pgbox() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

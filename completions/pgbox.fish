@@ -375,7 +375,8 @@ complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_su
 complete -c pgbox -n "__fish_pgbox_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -l env -d 'Environment: isolated names, volumes, ports and password per environment' -r -f -a "dev\t''
 prod\t''"
-complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s o -l output -d 'Output folder (default: deploy/<env> in the project folder)' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -s o -l output -d 'Output folder (default: deploy/<env>, for k8s deploy/k8s-<env>, in the project folder)' -r -F
+complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -l backup -d 'k8s: the pgbox backup the restore Job loads: a file or `latest` (default: the newest)' -r
 complete -c pgbox -n "__fish_pgbox_using_subcommand generate" -l color -d 'When to use colours on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -51,6 +51,8 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "deploy/quadlet.volume.j2",
     "deploy/quadlet.pooler.container.j2",
     "deploy/quadlet.network.j2",
+    "deploy/k8s-restore.sh",
+    "deploy/k8s-README.md.j2",
     "postgres/pg_hba.conf.j2",
     "pgbox.toml.j2",
     "pooler/Containerfile.j2",

@@ -231,7 +231,7 @@ pub struct GenerateArgs {
     /// Environment: isolated names, volumes, ports and password per environment
     #[arg(long, value_enum, default_value = "dev")]
     pub env: DeployEnv,
-    /// Output folder (default: deploy/<env> in the project folder)
+    /// Output folder (default: deploy/<env>, for k8s deploy/k8s-<env>, in the project folder)
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Overwrite files that differ (a summary of the changes is shown)
@@ -240,6 +240,9 @@ pub struct GenerateArgs {
     /// Publish the port in prod too (dev always publishes it on the bind address)
     #[arg(long)]
     pub publish: bool,
+    /// k8s: the pgbox backup the restore Job loads: a file or `latest` (default: the newest)
+    #[arg(long, value_name = "FILE")]
+    pub backup: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

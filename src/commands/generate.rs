@@ -22,6 +22,7 @@ pub fn run(a: GenerateArgs, ctx: &Ctx<'_>) -> super::Outcome {
         publish: a.publish,
         output,
         force: a.force,
+        backup: a.backup,
     };
     let out_dir = write(s, options, p)?;
     p.data(out_dir.display().to_string());

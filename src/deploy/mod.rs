@@ -4,8 +4,10 @@
 //! They come from the same settings and templates as `pgbox up`: the same image
 //! context, entrypoint, rendered configuration, environment, health check, stop
 //! timeout and log rotation. Each environment (dev, prod) gets its own names,
-//! volume, port and password, so the two never share data.
+//! volume, port and password, so the two never share data. `k8s` is the odd one:
+//! CloudNativePG manifests for a move to Kubernetes (see [`k8s`]).
 
+pub mod k8s;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -25,7 +27,10 @@ pub enum GenerateKind {
     Quadlet,
     Kube,
     Containerfile,
+    // Everything above; not k8s, which goes to its own folder.
     All,
+    // CloudNativePG manifests, the restore Job and their README (`deploy::k8s`).
+    K8s,
 }
 
 /// The environment generated files are for: names, volumes, ports and passwords differ.

@@ -4,7 +4,9 @@
 //! The plan compares every file with what is on disk before anything is written,
 //! so a refused (changed) file or an unreadable one stops the run with the folder
 //! untouched. Each environment gets its own password file, created once and never
-//! printed; a `.gitignore` keeps it and the data out of version control.
+//! printed; a `.gitignore` keeps it and the data out of version control. `k8s`
+//! goes through the same plan; its password lives in the Secret's own file
+//! (`secret-app.yaml`, mode 0600), written once, after its `.gitignore` line.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +24,8 @@ pub struct GenerateOptions {
     pub output: Option<PathBuf>,
     /// Overwrite files that differ from what pgbox would write.
     pub force: bool,
+    /// k8s: the backup the restore Job loads (a file or `latest`; default the newest).
+    pub backup: Option<String>,
 }
 
 enum Change {
@@ -53,15 +57,46 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
     let what = clap::ValueEnum::to_possible_value(&a.what)
         .map(|v| v.get_name().to_string())
         .unwrap_or_default();
-    let out_dir = a
-        .output
-        .clone()
-        .unwrap_or_else(|| s.project_dir.join("deploy").join(env));
+    let k8s = a.what == GenerateKind::K8s;
+    if a.backup.is_some() && !k8s {
+        return Err(Fail::new(format!(
+            "`--backup` applies to `generate k8s`, not `{what}`"
+        ))
+        .code(EXIT_USAGE)
+        .into());
+    }
+    let out_dir = a.output.clone().unwrap_or_else(|| {
+        let folder = if k8s {
+            format!("k8s-{env}")
+        } else {
+            env.to_string()
+        };
+        s.project_dir.join("deploy").join(folder)
+    });
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(Fail::new(format!(
+            "`{}` is not a folder; nothing was written",
+            out_dir.display()
+        ))
+        .hint("pass `-o` a folder (it is created when missing)")
+        .code(EXIT_USAGE)
+        .into());
+    }
     let command = format!(
         "pgbox generate {what} --env {env}{}",
         if a.publish { " --publish" } else { "" }
     );
-    let files = files(s, a.what, a.env, a.publish, &out_dir, &command)?;
+    let mut k8s_secret = None;
+    let files = if k8s {
+        let out = super::k8s::files(s, a.env, a.backup.as_deref(), &command)?;
+        for w in &out.warnings {
+            p.warn(w);
+        }
+        k8s_secret = Some(out.secret);
+        out.files
+    } else {
+        files(s, a.what, a.env, a.publish, &out_dir, &command)?
+    };
 
     let mut plan = Vec::new();
     let mut refused = Vec::new();
@@ -92,6 +127,35 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
         .hint("pass `--force` to overwrite them (commit or back them up first if you edited them)")
         .code(EXIT_USAGE)
         .into());
+    }
+    if let Some(secret) = k8s_secret {
+        // The .gitignore and the Secret before the rest: the password never sits
+        // in the folder unignored.
+        crate::fsutil::private_dir(&out_dir, 0o755)?;
+        let mut written = usize::from(ensure_ignored(&out_dir, super::k8s::GITIGNORE, p)?);
+        let path = out_dir.join(&secret.path);
+        if path.exists() {
+            p.detail(format!(
+                "kept `{}` (the password is never regenerated)",
+                path.display()
+            ));
+        } else {
+            crate::fsutil::write_atomic(&path, &secret.body, secret.mode)?;
+            p.info(format!(
+                "generated a new {env} password in `{}` (mode 600, git-ignored)",
+                path.display()
+            ));
+            written += 1;
+        }
+        let (same, w) = apply(&plan, p)?;
+        p.done(format!(
+            "k8s files (CloudNativePG {}.x) for `{}` ({env}) in `{}`: {} written, {same} unchanged",
+            super::k8s::CNPG_RELEASE,
+            s.project,
+            out_dir.display(),
+            written + w
+        ));
+        return Ok(out_dir);
     }
     let (same, mut written) = apply(&plan, p)?;
     if a.what != GenerateKind::Containerfile {
@@ -194,5 +258,42 @@ fn ensure_password(out_dir: &Path) -> anyhow::Result<bool> {
         format!("{}\n", crate::secrets::generate_password()).as_bytes(),
         0o600,
     )?;
+    Ok(true)
+}
+
+/// Make sure `.gitignore` in `dir` ignores every line of `text`: written when
+/// missing, the missing lines appended to the user's own. True if it changed.
+fn ensure_ignored(dir: &Path, text: &str, p: &Printer) -> anyhow::Result<bool> {
+    let path = dir.join(".gitignore");
+    let old = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+            return Ok(true);
+        }
+        Err(e) => return Err(Fail::new(format!("cannot read `{}`: {e}", path.display())).into()),
+    };
+    let have: Vec<&str> = old.lines().map(str::trim).collect();
+    let missing: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty() && !have.contains(l))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    let mut new = old.clone();
+    if !new.is_empty() && !new.ends_with('\n') {
+        new.push('\n');
+    }
+    for l in &missing {
+        new.push_str(l);
+        new.push('\n');
+    }
+    crate::fsutil::write_atomic(&path, new.as_bytes(), 0o644)?;
+    p.info(format!(
+        "added {} to `{}`",
+        missing.join(", "),
+        path.display()
+    ));
     Ok(true)
 }

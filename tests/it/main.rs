@@ -13,6 +13,7 @@ mod e2e;
 mod fallback_safety;
 mod generate;
 mod interrupts;
+mod k8s;
 mod lifecycle;
 mod loud_schedule;
 mod majors;

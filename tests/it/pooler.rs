@@ -743,3 +743,24 @@ fn with_tls_the_pooler_requires_it_from_clients_and_uses_it_to_the_server() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn generate_k8s_renders_a_cloudnativepg_pooler_from_the_pooler_settings() {
+    let t = Pooled::new(
+        "poolk8s",
+        100,
+        "mode = \"session\"\npool_size = 12\nmax_client_conn = 300\n",
+    );
+    let out_dir = t.p.path().join("k8s-out");
+    let out_s = out_dir.display().to_string();
+    ok(&mut t.p.cmd(&["generate", "k8s", "-o", &out_s]));
+    let pooler = std::fs::read_to_string(out_dir.join("pooler.yaml")).unwrap();
+    for want in [
+        "kind: \"Pooler\"",
+        "poolMode: \"session\"",
+        "default_pool_size: \"12\"",
+        "max_client_conn: \"300\"",
+    ] {
+        assert!(pooler.contains(want), "{want}:\n{pooler}");
+    }
+}
