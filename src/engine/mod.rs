@@ -8,6 +8,7 @@ mod container;
 mod discover;
 mod exec;
 mod image;
+mod stats;
 mod volume;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use bollard::Docker;
 use thiserror::Error;
 
 pub use exec::{ExecOutput, ExecSpec};
+pub use stats::{cpu_percent, Sample as ContainerSample};
 
 /// Label keys pgbox puts on what it creates.
 pub const LABEL_PROJECT: &str = "org.pgbox.project";

@@ -1,0 +1,760 @@
+//! `pgbox metrics`: a Prometheus endpoint in the foreground.
+//!
+//! Shared metrics carry postgres_exporter 0.11's names, types, HELP texts and
+//! labels (including its constant `server="host:port"` label), so dashboards made
+//! for the exporter read them: `pg_up`, `pg_stat_database_*`,
+//! `pg_stat_database_conflicts_*`, `pg_stat_activity_*`, `pg_locks_count`,
+//! `pg_settings_*`, `pg_database_size_bytes`, `pg_stat_bgwriter_*_total`,
+//! `pg_stat_archiver_*` and `pg_static`. What only pgbox knows is `pgbox_*`:
+//! backups, the schedule's last run, the archive's lag, the container.
+//!
+//! One session is kept open between scrapes (connecting with TLS and SCRAM would
+//! eat most of a scrape's budget) and opened again after an error; a scrape that
+//! cannot reach the server answers `pg_up 0` and pgbox's own metrics. Scrapes are
+//! served one at a time. The HTTP side is a few lines on a TCP listener: GET of
+//! `/metrics`, nothing else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::prom::{self, Family, Kind};
+use super::{facts, Source};
+use crate::error::{Fail, EXIT_USAGE};
+use crate::printer::Printer;
+
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Allow an address other than loopback (the endpoint has no authentication).
+    pub allow_remote: bool,
+}
+
+/// The listen address is loopback, or the user said they mean it.
+pub fn check_listen(o: &Options) -> Result<(), Fail> {
+    if o.listen.ip().is_loopback() || o.allow_remote {
+        return Ok(());
+    }
+    Err(Fail::new(format!(
+        "`{}` is not a loopback address: the metrics (database names, settings, sizes) would be open to the network without authentication",
+        o.listen
+    ))
+    .hint("bind to 127.0.0.1 and scrape through a tunnel or a local Prometheus, or pass `--allow-remote` to mean it")
+    .code(EXIT_USAGE))
+}
+
+struct State {
+    src: Source,
+    client: Option<Client>,
+    boxes: tokio::sync::watch::Receiver<Option<super::Container>>,
+    server_label: String,
+}
+
+/// Serve until the process is stopped.
+pub async fn serve(src: Source, o: &Options, p: &Printer) -> anyhow::Result<()> {
+    check_listen(o)?;
+    let listener = TcpListener::bind(o.listen).await.map_err(|e| {
+        Fail::new(format!("cannot listen on `{}`: {e}", o.listen))
+            .hint("another exporter may use the port; pick another with `--listen 127.0.0.1:PORT`")
+    })?;
+    let s = &src.settings;
+    let server_label = format!(
+        "{}:{}",
+        s.url_host().trim_start_matches('[').trim_end_matches(']'),
+        s.port
+    );
+    p.info(format!(
+        "serving metrics of `{}` on http://{}/metrics (Ctrl-C stops)",
+        s.project,
+        listener.local_addr()?
+    ));
+    let boxes = src.sampler(Duration::from_secs(5));
+    let state = Arc::new(Mutex::new(State {
+        src,
+        client: None,
+        boxes,
+        server_label,
+    }));
+    loop {
+        let (sock, _) = listener.accept().await?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = handle(sock, state).await;
+        });
+    }
+}
+
+async fn handle(mut sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = sock.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .map_err(|_| std::io::ErrorKind::TimedOut)??;
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let mut st = state.lock().await;
+            ("200 OK", prom::CONTENT_TYPE, scrape(&mut st).await)
+        }
+        ("GET", "/") => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            "<html><body><a href=\"/metrics\">metrics</a></body></html>\n".to_string(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        ),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(reply.as_bytes()).await?;
+    sock.shutdown().await
+}
+
+/// One scrape: the server's families (or `pg_up 0`), then pgbox's.
+async fn scrape(st: &mut State) -> String {
+    let started = Instant::now();
+    if st.client.as_ref().is_none_or(|c| c.is_closed()) {
+        st.client = st.src.connect().await.ok();
+        if let Some(c) = &st.client {
+            let _ = c
+                .batch_execute("set statement_timeout = '5s'; set lock_timeout = '1s'")
+                .await;
+        }
+    }
+    let mut fams = Vec::new();
+    let mut up = Family::new(
+        "pg_up",
+        Kind::Gauge,
+        "Whether the last scrape of metrics from PostgreSQL was able to connect to the server (1 for yes, 0 for no).",
+    );
+    let server = match &st.client {
+        Some(c) => server_families(c, &st.server_label).await,
+        None => Err(anyhow::anyhow!("not connected")),
+    };
+    let sample = st.boxes.borrow().clone();
+    match server {
+        Ok(f) => {
+            up.add(&[], 1.0);
+            fams.push(up);
+            fams.extend(f);
+        }
+        Err(_) => {
+            st.client = None;
+            up.add(&[], 0.0);
+            fams.push(up);
+        }
+    }
+    fams.extend(pgbox_families(st, sample));
+    let mut d = Family::new(
+        "pgbox_scrape_duration_seconds",
+        Kind::Gauge,
+        "How long this scrape took",
+    );
+    d.add(
+        &[("project", &st.src.settings.project)],
+        started.elapsed().as_secs_f64(),
+    );
+    fams.push(d);
+    prom::render(&fams)
+}
+
+/// HELP and type of the columns postgres_exporter 0.11 knows; other columns of the
+/// same views are exported as it does, untyped with "Unknown metric from VIEW".
+const STAT_DATABASE: &[(&str, Kind, &str)] = &[
+    ("numbackends", Kind::Gauge, "Number of backends currently connected to this database. This is the only column in this view that returns a value reflecting current state; all other columns return the accumulated values since the last reset."),
+    ("xact_commit", Kind::Counter, "Number of transactions in this database that have been committed"),
+    ("xact_rollback", Kind::Counter, "Number of transactions in this database that have been rolled back"),
+    ("blks_read", Kind::Counter, "Number of disk blocks read in this database"),
+    ("blks_hit", Kind::Counter, "Number of times disk blocks were found already in the buffer cache, so that a read was not necessary (this only includes hits in the PostgreSQL buffer cache, not the operating system's file system cache)"),
+    ("tup_returned", Kind::Counter, "Number of rows returned by queries in this database"),
+    ("tup_fetched", Kind::Counter, "Number of rows fetched by queries in this database"),
+    ("tup_inserted", Kind::Counter, "Number of rows inserted by queries in this database"),
+    ("tup_updated", Kind::Counter, "Number of rows updated by queries in this database"),
+    ("tup_deleted", Kind::Counter, "Number of rows deleted by queries in this database"),
+    ("conflicts", Kind::Counter, "Number of queries canceled due to conflicts with recovery in this database. (Conflicts occur only on standby servers; see pg_stat_database_conflicts for details.)"),
+    ("temp_files", Kind::Counter, "Number of temporary files created by queries in this database. All temporary files are counted, regardless of why the temporary file was created (e.g., sorting or hashing), and regardless of the log_temp_files setting."),
+    ("temp_bytes", Kind::Counter, "Total amount of data written to temporary files by queries in this database. All temporary files are counted, regardless of why the temporary file was created, and regardless of the log_temp_files setting."),
+    ("deadlocks", Kind::Counter, "Number of deadlocks detected in this database"),
+    ("blk_read_time", Kind::Counter, "Time spent reading data file blocks by backends in this database, in milliseconds"),
+    ("blk_write_time", Kind::Counter, "Time spent writing data file blocks by backends in this database, in milliseconds"),
+    ("stats_reset", Kind::Counter, "Time at which these statistics were last reset"),
+];
+
+const STAT_DATABASE_CONFLICTS: &[(&str, Kind, &str)] = &[
+    (
+        "confl_tablespace",
+        Kind::Counter,
+        "Number of queries in this database that have been canceled due to dropped tablespaces",
+    ),
+    (
+        "confl_lock",
+        Kind::Counter,
+        "Number of queries in this database that have been canceled due to lock timeouts",
+    ),
+    (
+        "confl_snapshot",
+        Kind::Counter,
+        "Number of queries in this database that have been canceled due to old snapshots",
+    ),
+    (
+        "confl_bufferpin",
+        Kind::Counter,
+        "Number of queries in this database that have been canceled due to pinned buffers",
+    ),
+    (
+        "confl_deadlock",
+        Kind::Counter,
+        "Number of queries in this database that have been canceled due to deadlocks",
+    ),
+];
+
+const BGWRITER: &[(&str, &str)] = &[
+    ("checkpoints_timed", "Number of scheduled checkpoints that have been performed"),
+    ("checkpoints_req", "Number of requested checkpoints that have been performed"),
+    ("checkpoint_write_time", "Total amount of time that has been spent in the portion of checkpoint processing where files are written to disk, in milliseconds"),
+    ("checkpoint_sync_time", "Total amount of time that has been spent in the portion of checkpoint processing where files are synchronized to disk, in milliseconds"),
+    ("buffers_checkpoint", "Number of buffers written during checkpoints"),
+    ("buffers_clean", "Number of buffers written by the background writer"),
+    ("maxwritten_clean", "Number of times the background writer stopped a cleaning scan because it had written too many buffers"),
+    ("buffers_backend", "Number of buffers written directly by a backend"),
+    ("buffers_backend_fsync", "Number of times a backend had to execute its own fsync call (normally the background writer handles those even when the backend does its own write)"),
+    ("buffers_alloc", "Number of buffers allocated"),
+    ("stats_reset", "Time at which these statistics were last reset"),
+];
+
+/// Rows of a simple query as (column names, rows of optional text).
+async fn table(c: &Client, sql: &str) -> anyhow::Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+    let mut cols = Vec::new();
+    let mut rows = Vec::new();
+    for m in c.simple_query(sql).await? {
+        match m {
+            SimpleQueryMessage::RowDescription(d) => {
+                cols = d.iter().map(|c| c.name().to_string()).collect()
+            }
+            SimpleQueryMessage::Row(r) => {
+                if cols.is_empty() {
+                    cols = r.columns().iter().map(|c| c.name().to_string()).collect();
+                }
+                rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => {}
+        }
+    }
+    Ok((cols, rows))
+}
+
+/// A value as the exporter reads it: a number, a boolean, a timestamp (epoch
+/// seconds), or NaN for NULL.
+fn number(v: Option<&str>) -> f64 {
+    let Some(v) = v else { return f64::NAN };
+    if let Ok(n) = v.parse::<f64>() {
+        return n;
+    }
+    match v {
+        "t" | "on" | "true" => return 1.0,
+        "f" | "off" | "false" => return 0.0,
+        _ => {}
+    }
+    DateTime::parse_from_str(&format!("{v}00"), "%Y-%m-%d %H:%M:%S%.f%z")
+        .or_else(|_| DateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f%:z"))
+        .map_or(f64::NAN, |t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+/// `view`'s rows as families named `prefix` + column, labelled by `labels` columns.
+fn view_families(
+    prefix: &str,
+    view: &str,
+    known: &[(&str, Kind, &str)],
+    labels: &[&str],
+    server: &str,
+    (cols, rows): &(Vec<String>, Vec<Vec<Option<String>>>),
+) -> Vec<Family> {
+    let mut out = Vec::new();
+    for (i, col) in cols.iter().enumerate() {
+        if labels.contains(&col.as_str()) {
+            continue;
+        }
+        let (kind, help) = known
+            .iter()
+            .find(|k| k.0 == col)
+            .map(|k| (k.1, k.2.to_string()))
+            .unwrap_or((Kind::Untyped, format!("Unknown metric from {view}")));
+        let mut f = Family::new(format!("{prefix}{col}"), kind, help);
+        for r in rows {
+            let mut l: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|name| {
+                    let j = cols.iter().position(|c| c == name);
+                    (*name, j.and_then(|j| r[j].as_deref()).unwrap_or(""))
+                })
+                .collect();
+            l.push(("server", server));
+            f.add(&l, number(r[i].as_deref()));
+        }
+        out.push(f);
+    }
+    out
+}
+
+const ACTIVITY_SQL: &str = "select d.datname, t.state, coalesce(count, 0) as count,
+    coalesce(max_tx_duration, 0) as max_tx_duration
+  from (values ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
+               ('fastpath function call'), ('disabled')) as t(state)
+  cross join pg_database d
+  left join (select datname, state, count(*) as count,
+                    max(extract(epoch from now() - xact_start))::float8 as max_tx_duration
+               from pg_stat_activity group by datname, state) a
+    on t.state = a.state and d.datname = a.datname";
+
+const LOCKS_SQL: &str = "select d.datname, t.mode, coalesce(count, 0) as count
+  from (values ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'), ('shareupdateexclusivelock'),
+               ('sharelock'), ('sharerowexclusivelock'), ('exclusivelock'), ('accessexclusivelock'),
+               ('sireadlock')) as t(mode)
+  cross join pg_database d
+  left join (select database, lower(mode) as mode, count(*) as count from pg_locks
+              where database is not null group by database, lower(mode)) l
+    on t.mode = l.mode and d.oid = l.database";
+
+const SETTINGS_SQL: &str = "select name, setting, coalesce(unit, ''), short_desc, vartype
+  from pg_settings where vartype in ('bool', 'integer', 'real')";
+
+/// One `pg_settings` row as the exporter names and converts it.
+fn setting(
+    name: &str,
+    setting: &str,
+    unit: &str,
+    desc: &str,
+    vartype: &str,
+) -> Option<(String, String, f64)> {
+    let name = name.replace('.', "_");
+    if vartype == "bool" {
+        return Some((
+            name,
+            desc.to_string(),
+            if setting == "on" { 1.0 } else { 0.0 },
+        ));
+    }
+    let v: f64 = setting.parse().ok()?;
+    let (suffix, factor) = match unit {
+        "" => return Some((name, desc.to_string(), v)),
+        "ms" => ("seconds", 0.001),
+        "s" => ("seconds", 1.0),
+        "min" => ("seconds", 60.0),
+        "h" => ("seconds", 3600.0),
+        "d" => ("seconds", 86_400.0),
+        "B" => ("bytes", 1.0),
+        "kB" => ("bytes", 1024.0),
+        "MB" => ("bytes", 1024.0 * 1024.0),
+        "GB" => ("bytes", 1024.0 * 1024.0 * 1024.0),
+        "TB" => ("bytes", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        "8kB" => ("bytes", 8192.0),
+        "16kB" => ("bytes", 16384.0),
+        "32kB" => ("bytes", 32768.0),
+        "16MB" => ("bytes", 16.0 * 1024.0 * 1024.0),
+        "32MB" => ("bytes", 32.0 * 1024.0 * 1024.0),
+        "64MB" => ("bytes", 64.0 * 1024.0 * 1024.0),
+        _ => return None,
+    };
+    let v = if v == -1.0 { v } else { v * factor };
+    let help = format!(
+        "{desc} [Units converted to {}.]",
+        if suffix == "seconds" {
+            "seconds"
+        } else {
+            "bytes"
+        }
+    );
+    Some((format!("{name}_{suffix}"), help, v))
+}
+
+async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>> {
+    let sv: &[(&str, &str)] = &[("server", server)];
+    let mut out = Vec::new();
+    let stat_db = table(c, "select * from pg_stat_database").await?;
+    out.extend(view_families(
+        "pg_stat_database_",
+        "pg_stat_database",
+        STAT_DATABASE,
+        &["datid", "datname"],
+        server,
+        &stat_db,
+    ));
+    let confl = table(c, "select * from pg_stat_database_conflicts").await?;
+    out.extend(view_families(
+        "pg_stat_database_conflicts_",
+        "pg_stat_database_conflicts",
+        STAT_DATABASE_CONFLICTS,
+        &["datid", "datname"],
+        server,
+        &confl,
+    ));
+
+    let mut count = Family::new(
+        "pg_stat_activity_count",
+        Kind::Gauge,
+        "number of connections in this state",
+    );
+    let mut maxtx = Family::new(
+        "pg_stat_activity_max_tx_duration",
+        Kind::Gauge,
+        "max duration in seconds any active transaction has been running",
+    );
+    for r in c.query(ACTIVITY_SQL, &[]).await? {
+        let (db, state): (String, String) = (r.get(0), r.get(1));
+        let l = [
+            ("datname", db.as_str()),
+            ("state", state.as_str()),
+            ("server", server),
+        ];
+        count.add(&l, r.get::<_, i64>(2) as f64);
+        maxtx.add(&l, r.get(3));
+    }
+    out.extend([count, maxtx]);
+
+    let mut locks = Family::new("pg_locks_count", Kind::Gauge, "Number of locks");
+    for r in c.query(LOCKS_SQL, &[]).await? {
+        let (db, mode): (String, String) = (r.get(0), r.get(1));
+        locks.add(
+            &[("datname", &db), ("mode", &mode), ("server", server)],
+            r.get::<_, i64>(2) as f64,
+        );
+    }
+    out.push(locks);
+
+    for r in c.query(SETTINGS_SQL, &[]).await? {
+        let (n, v, u, d, t): (String, String, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        if let Some((name, help, value)) = setting(&n, &v, &u, &d, &t) {
+            let mut f = Family::new(format!("pg_settings_{name}"), Kind::Gauge, help);
+            f.add(sv, value);
+            out.push(f);
+        }
+    }
+
+    let mut size = Family::new(
+        "pg_database_size_bytes",
+        Kind::Gauge,
+        "Disk space used by the database",
+    );
+    for r in c
+        .query(
+            "select datname::text, pg_database_size(oid)::float8 from pg_database",
+            &[],
+        )
+        .await?
+    {
+        let db: String = r.get(0);
+        size.add(&[("datname", &db), ("server", server)], r.get(1));
+    }
+    out.push(size);
+
+    let version: i32 = c
+        .query_one("select current_setting('server_version_num')::int4", &[])
+        .await?
+        .get(0);
+    if version < 170000 {
+        // PostgreSQL 17 moved the checkpoint columns to pg_stat_checkpointer.
+        let (cols, rows) = table(c, "select * from pg_stat_bgwriter").await?;
+        if let Some(r) = rows.first() {
+            for (col, help) in BGWRITER {
+                if let Some(i) = cols.iter().position(|c| c == col) {
+                    let mut f = Family::new(
+                        format!("pg_stat_bgwriter_{col}_total"),
+                        Kind::Counter,
+                        *help,
+                    );
+                    f.add(sv, number(r[i].as_deref()));
+                    out.push(f);
+                }
+            }
+        }
+    }
+
+    let a = c
+        .query_one(
+            "select archived_count::float8, failed_count::float8,
+                    extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver",
+            &[],
+        )
+        .await?;
+    let mut f = Family::new(
+        "pg_stat_archiver_archived_count",
+        Kind::Counter,
+        "Number of WAL files that have been successfully archived",
+    );
+    f.add(sv, a.get(0));
+    out.push(f);
+    let mut f = Family::new(
+        "pg_stat_archiver_failed_count",
+        Kind::Counter,
+        "Number of failed attempts for archiving WAL files",
+    );
+    f.add(sv, a.get(1));
+    out.push(f);
+    let mut f = Family::new(
+        "pg_stat_archiver_last_archive_age",
+        Kind::Gauge,
+        "Time in seconds since last WAL segment was successfully archived",
+    );
+    f.add(sv, a.get::<_, Option<f64>>(2).unwrap_or(f64::NAN));
+    out.push(f);
+
+    let full: String = c.query_one("select version()", &[]).await?.get(0);
+    let short = format!("{}.{}.0", version / 10000, version % 10000);
+    let mut f = Family::new(
+        "pg_static",
+        Kind::Untyped,
+        "Version string as reported by postgres",
+    );
+    f.add(
+        &[
+            ("server", server),
+            ("short_version", &short),
+            ("version", &full),
+        ],
+        1.0,
+    );
+    out.push(f);
+
+    // Not in exporter 0.11; named as its later `stat_user_tables` collector names them.
+    let mut live = Family::new(
+        "pg_stat_user_tables_n_live_tup",
+        Kind::Gauge,
+        "Estimated number of live rows",
+    );
+    let mut dead = Family::new(
+        "pg_stat_user_tables_n_dead_tup",
+        Kind::Gauge,
+        "Estimated number of dead rows",
+    );
+    for r in c
+        .query(
+            "select current_database()::text, schemaname::text, relname::text, n_live_tup::float8, n_dead_tup::float8
+               from pg_stat_user_tables order by n_dead_tup desc limit 200",
+            &[],
+        )
+        .await?
+    {
+        let (d, sch, rel): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        let l = [("datname", d.as_str()), ("schemaname", &sch), ("relname", &rel), ("server", server)];
+        live.add(&l, r.get(3));
+        dead.add(&l, r.get(4));
+    }
+    out.extend([live, dead]);
+
+    // The archive's lag and the wraparound ratio, for pgbox's own families.
+    let w = c
+        .query_one(
+            "select (select max(age(datfrozenxid))::float8 / 2147483648 from pg_database where datallowconn),
+                    (select extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver
+                      where current_setting('archive_mode') <> 'off'),
+                    (select coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
+                       from pg_stat_archiver where current_setting('archive_mode') <> 'off'),
+                    (select sum(pg_database_size(oid)) from pg_database)::float8
+                      + coalesce((select sum(size) from pg_ls_waldir()), 0)::float8",
+            &[],
+        )
+        .await?;
+    let mut f = Family::new(
+        "pgbox_xid_wraparound_ratio",
+        Kind::Gauge,
+        "Oldest transaction ID age over the 2^31 wraparound limit (0 to 1)",
+    );
+    f.add(sv, w.get::<_, Option<f64>>(0).unwrap_or(0.0));
+    out.push(f);
+    if let Some(lag) = w.get::<_, Option<f64>>(1) {
+        let mut f = Family::new(
+            "pgbox_archive_lag_seconds",
+            Kind::Gauge,
+            "Seconds since the last WAL segment was archived ([backup] pitr)",
+        );
+        f.add(sv, lag);
+        out.push(f);
+    }
+    if let Some(failing) = w.get::<_, Option<bool>>(2) {
+        let mut f = Family::new(
+            "pgbox_archive_failing",
+            Kind::Gauge,
+            "1 when the newest WAL archiving attempt failed",
+        );
+        f.add(sv, f64::from(u8::from(failing)));
+        out.push(f);
+    }
+    let mut f = Family::new(
+        "pgbox_data_bytes",
+        Kind::Gauge,
+        "Bytes the data location holds: all databases and the WAL",
+    );
+    f.add(sv, w.get::<_, Option<f64>>(3).unwrap_or(f64::NAN));
+    out.push(f);
+    Ok(out)
+}
+
+fn pgbox_families(st: &mut State, sample: Option<super::Container>) -> Vec<Family> {
+    let project = st.src.settings.project.clone();
+    let pl: &[(&str, &str)] = &[("project", &project)];
+    let f = facts::read(&st.src.settings);
+    let mut out = Vec::new();
+    if let Some(b) = &f.newest_backup {
+        let mut x = Family::new(
+            "pgbox_backup_last_success_timestamp_seconds",
+            Kind::Gauge,
+            "When the newest good database backup was made (unix seconds)",
+        );
+        x.add(pl, b.created_at as f64);
+        out.push(x);
+        let mut x = Family::new(
+            "pgbox_backup_age_seconds",
+            Kind::Gauge,
+            "Age of the newest good database backup",
+        );
+        x.add(pl, b.age_s as f64);
+        out.push(x);
+        let mut x = Family::new(
+            "pgbox_backup_last_verified",
+            Kind::Gauge,
+            "1 when the newest backup was verified by a test restore",
+        );
+        x.add(pl, f64::from(u8::from(b.verified)));
+        out.push(x);
+    }
+    let mut x = Family::new(
+        "pgbox_backup_present",
+        Kind::Gauge,
+        "1 when the project has at least one good database backup",
+    );
+    x.add(pl, f64::from(u8::from(f.newest_backup.is_some())));
+    out.push(x);
+    if let Some(r) = &f.last_run {
+        let result = if r.ok { "ok" } else { "failed" };
+        let mut x = Family::new(
+            "pgbox_schedule_last_run_timestamp_seconds",
+            Kind::Gauge,
+            "When the last scheduled backup run ended (unix seconds), by result",
+        );
+        x.add(
+            &[("project", &project), ("result", result)],
+            r.finished_at as f64,
+        );
+        out.push(x);
+        let mut x = Family::new(
+            "pgbox_schedule_last_run_success",
+            Kind::Gauge,
+            "1 when the last scheduled backup run succeeded",
+        );
+        x.add(pl, f64::from(u8::from(r.ok)));
+        out.push(x);
+    }
+    if let Some(c) = sample {
+        let mut x = Family::new(
+            "pgbox_container_memory_usage_bytes",
+            Kind::Gauge,
+            "Memory the server's container uses, without the inactive page cache",
+        );
+        x.add(pl, c.mem_used_bytes as f64);
+        out.push(x);
+        if let Some(l) = c.mem_limit_bytes {
+            let mut x = Family::new(
+                "pgbox_container_memory_limit_bytes",
+                Kind::Gauge,
+                "The container's memory limit (pgbox.toml `memory`)",
+            );
+            x.add(pl, l as f64);
+            out.push(x);
+        }
+        if let Some(cpu) = c.cpu_percent {
+            let mut x = Family::new(
+                "pgbox_container_cpu_percent",
+                Kind::Gauge,
+                "CPU the container used since the previous scrape, in percent of one core",
+            );
+            x.add(pl, cpu);
+            out.push(x);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_named_and_converted_as_the_exporter_does() {
+        assert_eq!(
+            setting("shared_buffers", "16384", "8kB", "Sets buffers.", "integer"),
+            Some((
+                "shared_buffers_bytes".into(),
+                "Sets buffers. [Units converted to bytes.]".into(),
+                134_217_728.0
+            ))
+        );
+        assert_eq!(
+            setting("checkpoint_timeout", "300", "s", "d", "integer").map(|s| (s.0, s.2)),
+            Some(("checkpoint_timeout_seconds".into(), 300.0))
+        );
+        assert_eq!(
+            setting("vacuum_cost_delay", "2", "ms", "d", "real")
+                .unwrap()
+                .2,
+            0.002
+        );
+        assert_eq!(
+            setting("log_min_duration_statement", "-1", "ms", "d", "integer")
+                .unwrap()
+                .2,
+            -1.0
+        );
+        assert_eq!(setting("autovacuum", "on", "", "d", "bool").unwrap().2, 1.0);
+        assert_eq!(
+            setting("pg_stat_statements.max", "5000", "", "d", "integer")
+                .unwrap()
+                .0,
+            "pg_stat_statements_max"
+        );
+        assert_eq!(setting("x", "1", "furlong", "d", "integer"), None);
+    }
+
+    #[test]
+    fn view_values_read_like_the_exporter() {
+        assert_eq!(number(Some("12")), 12.0);
+        assert!(number(None).is_nan());
+        assert_eq!(number(Some("2026-11-28 05:10:22.5+00")), 1_795_842_622.5);
+    }
+
+    #[test]
+    fn a_public_listen_address_needs_the_flag() {
+        let o = |a: &str, allow| Options {
+            listen: a.parse().unwrap(),
+            allow_remote: allow,
+        };
+        assert!(check_listen(&o("127.0.0.1:9187", false)).is_ok());
+        assert!(check_listen(&o("[::1]:9187", false)).is_ok());
+        assert!(check_listen(&o("0.0.0.0:9187", false)).is_err());
+        assert!(check_listen(&o("0.0.0.0:9187", true)).is_ok());
+    }
+}
