@@ -139,11 +139,6 @@ async fn scrape(st: &mut State) -> String {
     let started = Instant::now();
     if st.client.as_ref().is_none_or(|c| c.is_closed()) {
         st.client = st.src.connect().await.ok();
-        if let Some(c) = &st.client {
-            let _ = c
-                .batch_execute("set statement_timeout = '5s'; set lock_timeout = '1s'")
-                .await;
-        }
     }
     let mut fams = Vec::new();
     let mut up = Family::new(

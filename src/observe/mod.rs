@@ -62,9 +62,13 @@ impl Source {
         })
     }
 
-    /// A session in the project's database.
+    /// A session in the project's database that never waits long: a look must
+    /// not queue behind a lock a user's session holds.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        self.target.connect().await
+        let c = self.target.connect().await?;
+        c.batch_execute("set lock_timeout = '1s'; set statement_timeout = '5s'")
+            .await?;
+        Ok(c)
     }
 
     /// The container's counters now; None without an engine or a running container.

@@ -192,14 +192,20 @@ const SERVER_SQL: &str = "select current_setting('server_version'),
       + coalesce((select sum(size) from pg_ls_waldir()), 0)::int8
   from pg_stat_activity";
 
-const TABLES_SQL: &str =
-    "select schemaname::text, relname::text, pg_total_relation_size(relid)::int8,
+/// Sizes come from `relpages` (as of the last vacuum or analyze), not from
+/// `pg_total_relation_size`, which waits for a lock on the table: a look at a
+/// server where a session holds a table's ACCESS EXCLUSIVE lock must not hang.
+const TABLES_SQL: &str = "select schemaname::text, relname::text,
+    ((select coalesce(sum(c.relpages), 0) from pg_class c
+       where c.oid = s.relid or c.oid = (select reltoastrelid from pg_class where oid = s.relid)
+          or c.oid in (select indexrelid from pg_index where indrelid = s.relid))
+     * current_setting('block_size')::int8)::int8 as bytes,
     n_live_tup, n_dead_tup,
     coalesce(n_dead_tup::float8 / nullif(n_live_tup + n_dead_tup, 0), 0)::float8,
     extract(epoch from greatest(last_vacuum, last_autovacuum))::float8,
     extract(epoch from greatest(last_analyze, last_autoanalyze))::float8
-  from pg_stat_user_tables
-  order by pg_total_relation_size(relid) desc, n_dead_tup desc limit $1";
+  from pg_stat_user_tables s
+  order by bytes desc, n_live_tup + n_dead_tup desc limit $1";
 
 /// The blocked sessions (waiting on a lock) and who blocks each; pg_blocking_pids
 /// is only asked for sessions that wait on a lock, as it takes the lock manager's locks.

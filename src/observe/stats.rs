@@ -231,7 +231,7 @@ pub fn print(r: &Report, p: &Printer) -> anyhow::Result<()> {
         p.data("largest tables");
         p.data(format!(
             "  {:<32} {:>9} {:>10} {:>10} {:>6}  {:<14} {:<14}",
-            "table", "size", "live", "dead", "dead%", "last vacuum", "last analyze"
+            "table", "size~", "live", "dead", "dead%", "last vacuum", "last analyze"
         ));
         for t in &s.tables {
             p.data(format!(

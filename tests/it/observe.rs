@@ -72,25 +72,30 @@ fn metrics(p: &Project) -> (Bg, String) {
 /// SQL through psql in the server's container, in the background (a session that
 /// stays open while the test looks at it).
 fn session(p: &Project, sql: &str) -> Bg {
+    let (user, db) = user_db(p);
+    let c = p.container();
+    let args = [
+        "exec", "-u", "postgres", &c, "psql", "-X", "-U", &user, "-d", &db, "-c", sql,
+    ];
     Bg(Command::new("docker")
-        .args([
-            "exec",
-            "-u",
-            "postgres",
-            &p.container(),
-            "psql",
-            "-X",
-            "-U",
-            &p.name,
-            "-d",
-            &p.name,
-            "-c",
-            sql,
-        ])
+        .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap())
+}
+
+/// The user and database `pgbox url` names.
+fn user_db(p: &Project) -> (String, String) {
+    let url = text(&ok(&mut p.cmd(&["url"])).stdout);
+    let rest = url
+        .trim()
+        .trim_start_matches("postgresql://")
+        .trim_start_matches("postgres://");
+    let (user, rest) = rest.split_once('@').unwrap();
+    let db = rest.split_once('/').unwrap().1.split('?').next().unwrap();
+    (user.to_string(), db.to_string())
 }
 
 fn stats_json(p: &Project) -> serde_json::Value {
@@ -136,10 +141,11 @@ fn stats_under_pgbench_load_shows_transactions_per_second() {
     p.init(&[]);
     p.up();
     let c = p.container();
+    let (user, db) = user_db(&p);
     let bench = |args: &[&str]| {
         let mut cmd = Command::new("docker");
-        cmd.args(["exec", "-u", "postgres", &c, "pgbench", "-U", &p.name]);
-        cmd.args(args).arg(&p.name);
+        cmd.args(["exec", "-u", "postgres", &c, "pgbench", "-U", &user]);
+        cmd.args(args).arg(&db);
         cmd
     };
     ok(&mut bench(&["-i", "-s", "1", "-q"]));
@@ -259,17 +265,16 @@ fn shared_metrics_agree_with_postgres_exporter_in_name_type_and_labels() {
     p.up();
     let (_m, url) = metrics(&p);
     let port = free_port();
+    let (user, db) = user_db(&p);
     // The password goes in the environment, never in an argument.
     let exporter = Bg(Command::new("/usr/bin/prometheus-postgres-exporter")
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .env(
             "DATA_SOURCE_NAME",
             format!(
-                "postgresql://{}:{}@127.0.0.1:{}/{}?sslmode=disable",
-                p.name,
+                "postgresql://{user}:{}@127.0.0.1:{}/{db}?sslmode=disable",
                 p.password(),
                 p.port,
-                p.name
             ),
         )
         .stdout(Stdio::null())
@@ -404,10 +409,18 @@ impl Tmux {
         self.cmd(&["capture-pane", "-p", "-t", "top"])
     }
     fn wait(&self, what: &str, secs: u64) -> String {
-        until(&format!("`{what}` on the screen"), secs, || {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
             let s = self.screen();
-            s.contains(what).then_some(s)
-        })
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "no `{what}` on the screen after {secs}s:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 }
 
@@ -433,7 +446,7 @@ fn top_in_tmux_renders_sorts_quits_and_ctrl_c_restores_the_terminal() {
         p.path().join(".test-xdg").display()
     );
     let script = format!(
-        "{env} '{b}' top; echo TOP1-EXIT=$?; {env} '{b}' top; echo TOP2-EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | tr '\\n' ' '; echo; sleep 120",
+        "{env} '{b}' top; echo TOP1-EXIT=$?; read -r _; {env} '{b}' top; echo TOP2-EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | tr '\\n' ' '; echo; sleep 120",
         b = bin.display()
     );
     let t = Tmux(format!("pgbox-test-{}", std::process::id()));
@@ -448,8 +461,8 @@ fn top_in_tmux_renders_sorts_quits_and_ctrl_c_restores_the_terminal() {
         "50",
         &script,
     ]);
-    let s = t.wait("sort: duration", 30);
-    t.wait("pg_sleep(120)", 15);
+    t.wait("sort: duration", 30);
+    let s = t.wait("pg_sleep(120)", 15);
     assert!(s.contains("connections") && s.contains("pid"), "{s}");
     t.cmd(&["send-keys", "-t", "top", "s"]);
     t.wait("sort: state", 10);
@@ -459,6 +472,7 @@ fn top_in_tmux_renders_sorts_quits_and_ctrl_c_restores_the_terminal() {
         !s.contains("sort: state"),
         "the alternate screen is gone after q:\n{s}"
     );
+    t.cmd(&["send-keys", "-t", "top", "Enter"]);
     t.wait("sort: duration", 30);
     t.cmd(&["send-keys", "-t", "top", "C-c"]);
     let s = t.wait("TOP2-EXIT=130", 10);
