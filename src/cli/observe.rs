@@ -19,4 +19,8 @@ pub struct MetricsArgs {
     /// Allow a non-loopback `--listen` address (the endpoint has no authentication)
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Print a systemd unit that runs this endpoint as a service, and exit
+    #[arg(long)]
+    pub systemd_unit: bool,
 }

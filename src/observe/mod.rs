@@ -14,6 +14,7 @@ pub mod facts;
 pub mod metrics;
 pub mod prom;
 pub mod sample;
+pub mod service;
 pub mod stats;
 pub mod top;
 
