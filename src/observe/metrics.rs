@@ -334,6 +334,22 @@ const LOCKS_SQL: &str = "select d.datname, t.mode, coalesce(count, 0) as count
               where database is not null group by database, lower(mode)) l
     on t.mode = l.mode and d.oid = l.database";
 
+const ARCHIVER_SQL: &str = "select archived_count::float8, failed_count::float8,
+    extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver";
+
+const USER_TABLES_SQL: &str = "select current_database()::text, schemaname::text, relname::text,
+    n_live_tup::float8, n_dead_tup::float8
+  from pg_stat_user_tables order by n_dead_tup desc limit 200";
+
+/// The wraparound ratio, the archive's lag and health, and the data location's size.
+const OWN_SQL: &str = "select (select max(age(datfrozenxid))::float8 / 2147483648 from pg_database where datallowconn),
+    (select extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver
+      where current_setting('archive_mode') <> 'off'),
+    (select coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
+       from pg_stat_archiver where current_setting('archive_mode') <> 'off'),
+    (select sum(pg_database_size(oid)) from pg_database)::float8
+      + coalesce((select sum(size) from pg_ls_waldir()), 0)::float8";
+
 const SETTINGS_SQL: &str = "select name, setting, coalesce(unit, ''), short_desc, vartype
   from pg_settings where vartype in ('bool', 'integer', 'real')";
 
@@ -389,7 +405,36 @@ fn setting(
 async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>> {
     let sv: &[(&str, &str)] = &[("server", server)];
     let mut out = Vec::new();
-    let stat_db = table(c, "select * from pg_stat_database").await?;
+    let q = |sql: &'static str| async move { c.query(sql, &[]).await.map_err(anyhow::Error::from) };
+    let q1 =
+        |sql: &'static str| async move { c.query_one(sql, &[]).await.map_err(anyhow::Error::from) };
+    // All queries go out at once: tokio-postgres pipelines them on the one session,
+    // so a scrape costs about one round trip rather than a dozen.
+    let (
+        stat_db,
+        confl,
+        activity,
+        lock_rows,
+        settings,
+        sizes,
+        bgwriter,
+        archiver,
+        version,
+        tables,
+        own,
+    ) = tokio::try_join!(
+        table(c, "select * from pg_stat_database"),
+        table(c, "select * from pg_stat_database_conflicts"),
+        q(ACTIVITY_SQL),
+        q(LOCKS_SQL),
+        q(SETTINGS_SQL),
+        q("select datname::text, pg_database_size(oid)::float8 from pg_database"),
+        table(c, "select * from pg_stat_bgwriter"),
+        q1(ARCHIVER_SQL),
+        q1("select current_setting('server_version_num')::int4, version()"),
+        q(USER_TABLES_SQL),
+        q1(OWN_SQL),
+    )?;
     out.extend(view_families(
         "pg_stat_database_",
         "pg_stat_database",
@@ -398,7 +443,6 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
         server,
         &stat_db,
     ));
-    let confl = table(c, "select * from pg_stat_database_conflicts").await?;
     out.extend(view_families(
         "pg_stat_database_conflicts_",
         "pg_stat_database_conflicts",
@@ -418,7 +462,7 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
         Kind::Gauge,
         "max duration in seconds any active transaction has been running",
     );
-    for r in c.query(ACTIVITY_SQL, &[]).await? {
+    for r in activity {
         let (db, state): (String, String) = (r.get(0), r.get(1));
         let l = [
             ("datname", db.as_str()),
@@ -431,7 +475,7 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
     out.extend([count, maxtx]);
 
     let mut locks = Family::new("pg_locks_count", Kind::Gauge, "Number of locks");
-    for r in c.query(LOCKS_SQL, &[]).await? {
+    for r in lock_rows {
         let (db, mode): (String, String) = (r.get(0), r.get(1));
         locks.add(
             &[("datname", &db), ("mode", &mode), ("server", server)],
@@ -440,7 +484,7 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
     }
     out.push(locks);
 
-    for r in c.query(SETTINGS_SQL, &[]).await? {
+    for r in settings {
         let (n, v, u, d, t): (String, String, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         if let Some((name, help, value)) = setting(&n, &v, &u, &d, &t) {
@@ -455,25 +499,16 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
         Kind::Gauge,
         "Disk space used by the database",
     );
-    for r in c
-        .query(
-            "select datname::text, pg_database_size(oid)::float8 from pg_database",
-            &[],
-        )
-        .await?
-    {
+    for r in sizes {
         let db: String = r.get(0);
         size.add(&[("datname", &db), ("server", server)], r.get(1));
     }
     out.push(size);
 
-    let version: i32 = c
-        .query_one("select current_setting('server_version_num')::int4", &[])
-        .await?
-        .get(0);
-    if version < 170000 {
-        // PostgreSQL 17 moved the checkpoint columns to pg_stat_checkpointer.
-        let (cols, rows) = table(c, "select * from pg_stat_bgwriter").await?;
+    // PostgreSQL 17 moved the checkpoint columns to pg_stat_checkpointer: only the
+    // columns the view has are exported.
+    {
+        let (cols, rows) = &bgwriter;
         if let Some(r) = rows.first() {
             for (col, help) in BGWRITER {
                 if let Some(i) = cols.iter().position(|c| c == col) {
@@ -489,13 +524,7 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
         }
     }
 
-    let a = c
-        .query_one(
-            "select archived_count::float8, failed_count::float8,
-                    extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver",
-            &[],
-        )
-        .await?;
+    let a = archiver;
     let mut f = Family::new(
         "pg_stat_archiver_archived_count",
         Kind::Counter,
@@ -518,7 +547,7 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
     f.add(sv, a.get::<_, Option<f64>>(2).unwrap_or(f64::NAN));
     out.push(f);
 
-    let full: String = c.query_one("select version()", &[]).await?.get(0);
+    let (version, full): (i32, String) = (version.get(0), version.get(1));
     let short = format!("{}.{}.0", version / 10000, version % 10000);
     let mut f = Family::new(
         "pg_static",
@@ -546,34 +575,21 @@ async fn server_families(c: &Client, server: &str) -> anyhow::Result<Vec<Family>
         Kind::Gauge,
         "Estimated number of dead rows",
     );
-    for r in c
-        .query(
-            "select current_database()::text, schemaname::text, relname::text, n_live_tup::float8, n_dead_tup::float8
-               from pg_stat_user_tables order by n_dead_tup desc limit 200",
-            &[],
-        )
-        .await?
-    {
+    for r in tables {
         let (d, sch, rel): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        let l = [("datname", d.as_str()), ("schemaname", &sch), ("relname", &rel), ("server", server)];
+        let l = [
+            ("datname", d.as_str()),
+            ("schemaname", &sch),
+            ("relname", &rel),
+            ("server", server),
+        ];
         live.add(&l, r.get(3));
         dead.add(&l, r.get(4));
     }
     out.extend([live, dead]);
 
     // The archive's lag and the wraparound ratio, for pgbox's own families.
-    let w = c
-        .query_one(
-            "select (select max(age(datfrozenxid))::float8 / 2147483648 from pg_database where datallowconn),
-                    (select extract(epoch from now() - last_archived_time)::float8 from pg_stat_archiver
-                      where current_setting('archive_mode') <> 'off'),
-                    (select coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
-                       from pg_stat_archiver where current_setting('archive_mode') <> 'off'),
-                    (select sum(pg_database_size(oid)) from pg_database)::float8
-                      + coalesce((select sum(size) from pg_ls_waldir()), 0)::float8",
-            &[],
-        )
-        .await?;
+    let w = own;
     let mut f = Family::new(
         "pgbox_xid_wraparound_ratio",
         Kind::Gauge,
