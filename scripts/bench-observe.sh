@@ -70,9 +70,13 @@ for _ in $(seq "$n"); do
     curl -fs -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$eport/metrics" >>"$work/exporter.ms"
 done
 median() { sort -n "$1" | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m*1000}'; }
+fastest() { sort -n "$1" | awk 'NR == 1 {printf "%.1f", $1*1000}'; }
 pm=$(median "$work/pgbox.ms")
 em=$(median "$work/exporter.ms")
+echo "load average while scraping: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "scrape, idle server ($n each): pgbox metrics ${pm} ms, postgres_exporter ${em} ms (median), ratio pgbox/exporter $(awk -v a="$pm" -v b="$em" 'BEGIN {printf "%.2f", a/b}')"
+echo "fastest scrape: pgbox metrics $(fastest "$work/pgbox.ms") ms, postgres_exporter $(fastest "$work/exporter.ms") ms"
+echo "pgbox's own timing of its last scrape: $(curl -fs "http://127.0.0.1:$mport/metrics" | awk '/^pgbox_scrape_duration_seconds/ {printf "%.1f ms", $2*1000}')"
 echo "metrics families: pgbox $(curl -fs "http://127.0.0.1:$mport/metrics" | grep -c '^# TYPE'), exporter $(curl -fs "http://127.0.0.1:$eport/metrics" | grep -c '^# TYPE')"
 echo "pgbox metrics RSS: $(awk '/VmRSS/ {print $2, $3}' "/proc/$metrics_pid/status")"
 
