@@ -10,6 +10,7 @@
 //! module only shows.
 
 pub mod advice;
+pub mod exporter;
 pub mod facts;
 pub mod metrics;
 pub mod prom;
