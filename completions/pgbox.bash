@@ -49,6 +49,9 @@ _pgbox() {
             pgbox,man)
                 cmd="pgbox__subcmd__man"
                 ;;
+            pgbox,metrics)
+                cmd="pgbox__subcmd__metrics"
+                ;;
             pgbox,migrate)
                 cmd="pgbox__subcmd__migrate"
                 ;;
@@ -64,8 +67,14 @@ _pgbox() {
             pgbox,schedule)
                 cmd="pgbox__subcmd__schedule"
                 ;;
+            pgbox,stats)
+                cmd="pgbox__subcmd__stats"
+                ;;
             pgbox,status)
                 cmd="pgbox__subcmd__status"
+                ;;
+            pgbox,top)
+                cmd="pgbox__subcmd__top"
                 ;;
             pgbox,up)
                 cmd="pgbox__subcmd__up"
@@ -139,6 +148,9 @@ _pgbox() {
             pgbox__subcmd__help,man)
                 cmd="pgbox__subcmd__help__subcmd__man"
                 ;;
+            pgbox__subcmd__help,metrics)
+                cmd="pgbox__subcmd__help__subcmd__metrics"
+                ;;
             pgbox__subcmd__help,migrate)
                 cmd="pgbox__subcmd__help__subcmd__migrate"
                 ;;
@@ -154,8 +166,14 @@ _pgbox() {
             pgbox__subcmd__help,schedule)
                 cmd="pgbox__subcmd__help__subcmd__schedule"
                 ;;
+            pgbox__subcmd__help,stats)
+                cmd="pgbox__subcmd__help__subcmd__stats"
+                ;;
             pgbox__subcmd__help,status)
                 cmd="pgbox__subcmd__help__subcmd__status"
+                ;;
+            pgbox__subcmd__help,top)
+                cmd="pgbox__subcmd__help__subcmd__top"
                 ;;
             pgbox__subcmd__help,up)
                 cmd="pgbox__subcmd__help__subcmd__up"
@@ -305,7 +323,7 @@ _pgbox() {
 
     case "${cmd}" in
         pgbox)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help"
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate stats top metrics completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -709,7 +727,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help)
-            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help"
+            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate stats top metrics completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -919,6 +937,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__metrics)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1170,7 +1202,35 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__help__subcmd__stats)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__top)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1385,6 +1445,36 @@ _pgbox() {
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__metrics)
+            opts="-q -v -h -V --listen --allow-remote --systemd-unit --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -2242,7 +2332,59 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__stats)
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__status)
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__top)
             opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

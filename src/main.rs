@@ -19,6 +19,7 @@ mod fsutil;
 mod lock;
 mod manifest;
 mod migrate;
+mod observe;
 mod pooler;
 mod printer;
 mod probe;

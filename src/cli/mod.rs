@@ -14,8 +14,10 @@ use crate::printer::ColorChoice;
 
 mod data;
 mod migrate;
+mod observe;
 pub use data::*;
 pub use migrate::*;
+pub use observe::*;
 
 /// PostgreSQL in a container, with your data safe, in one command.
 #[derive(Debug, Parser)]
@@ -98,6 +100,12 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Numbered SQL migrations: new, up, status, down, repair, rollback, adopt
     Migrate(MigrateArgs),
+    /// One screen on the server: load, sizes, vacuum, top queries, locks, backups, advice
+    Stats(StatsArgs),
+    /// A live view of sessions and queries, refreshed every second
+    Top(TopArgs),
+    /// Serve Prometheus metrics (postgres_exporter names plus `pgbox_*`) in the foreground
+    Metrics(MetricsArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout

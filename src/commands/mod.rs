@@ -15,12 +15,15 @@ mod init;
 mod logs;
 mod ls;
 mod maintenance;
+mod metrics;
 mod migrate;
 mod psql;
 mod restore;
 mod save;
 mod schedule;
+mod stats;
 mod status;
+mod top;
 mod up;
 mod upgrade;
 mod url;
@@ -92,6 +95,9 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Maintenance(a) => maintenance::run(a, ctx).await,
         Command::Upgrade(a) => upgrade::run(a, ctx).await,
         Command::Migrate(a) => migrate::run(a, ctx).await,
+        Command::Stats(_) => stats::run(ctx).await,
+        Command::Top(_) => top::run(ctx).await,
+        Command::Metrics(a) => metrics::run(a, ctx).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

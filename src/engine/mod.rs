@@ -9,6 +9,7 @@ mod discover;
 mod exec;
 mod image;
 mod network;
+mod stats;
 mod volume;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use bollard::Docker;
 use thiserror::Error;
 
 pub use exec::{ExecOutput, ExecSpec};
+pub use stats::{cpu_percent, Sample as ContainerSample};
 
 /// Label keys pgbox puts on what it creates.
 pub const LABEL_PROJECT: &str = "org.pgbox.project";

@@ -122,6 +122,16 @@ impl Target {
         })
     }
 
+    /// The same server as another client: `application_name` as `pg_stat_activity`
+    /// shows it, and how long a connection attempt may take (`pgbox stats`, `top`
+    /// and `metrics` reuse this connection code).
+    pub fn named(mut self, application_name: &str, connect_timeout: Duration) -> Target {
+        self.config
+            .application_name(application_name)
+            .connect_timeout(connect_timeout);
+        self
+    }
+
     /// The TLS connector (cancel requests need it too).
     pub fn tls(&self) -> Tls {
         self.tls.clone()

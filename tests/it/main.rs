@@ -18,6 +18,7 @@ mod lifecycle;
 mod loud_schedule;
 mod majors;
 mod migrate;
+mod observe;
 mod offsite;
 mod offsite_faults;
 mod offsite_pitr;
