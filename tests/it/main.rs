@@ -17,6 +17,7 @@ mod lifecycle;
 mod loud_schedule;
 mod majors;
 mod migrate;
+mod perf;
 mod offsite;
 mod offsite_faults;
 mod offsite_pitr;
