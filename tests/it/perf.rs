@@ -41,9 +41,21 @@ fn status_shows_every_field_on_every_path(eng: Eng) {
     // The state comes from the entrypoint's file, not from readiness: a state other
     // than RUNNING while the server answers is shown as it is.
     let c = p.container();
-    p.cli(&["exec", &c, "sh", "-c", "echo STOPPING > /tmp/container-state"]);
+    p.cli(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "echo STOPPING > /tmp/container-state",
+    ]);
     let (_, v) = status_json(&p);
-    p.cli(&["exec", &c, "sh", "-c", "echo RUNNING > /tmp/container-state"]);
+    p.cli(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "echo RUNNING > /tmp/container-state",
+    ]);
     assert_running(&p, &v, "STOPPING");
 
     // The port refuses this password: the exec still gives the state and the version.
