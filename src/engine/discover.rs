@@ -182,7 +182,7 @@ pub async fn try_connect(address: &str) -> Result<(Docker, Option<Identity>), Re
                 minor_version: *minor,
             }
         }
-        _ => API_DEFAULT_VERSION.clone(),
+        _ => *API_DEFAULT_VERSION,
     };
     let docker = match unix {
         Some(path) => Docker::connect_with_unix(path, probe_timeout, &version).map_err(other)?,
