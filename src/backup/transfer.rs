@@ -156,12 +156,17 @@ pub async fn list_items(
     c: &str,
     remote: &Remote,
 ) -> anyhow::Result<(u64, Vec<String>)> {
-    let out = engine
-        .exec_capture(
-            c,
-            &spec(&["pg_restore", "--list", &remote.path], "postgres"),
-        )
-        .await?;
+    // Both read the archive only: side by side, one exec's latency instead of two.
+    let list_spec = spec(&["pg_restore", "--list", &remote.path], "postgres");
+    let schema_spec = spec(
+        &["pg_restore", "--schema-only", "--file=-", &remote.path],
+        "postgres",
+    );
+    let (out, schema) = tokio::join!(
+        engine.exec_capture(c, &list_spec),
+        engine.exec_capture(c, &schema_spec)
+    );
+    let (out, schema) = (out?, schema);
     if out.code != 0 {
         return Err(Fail::new(format!(
             "pg_restore cannot read the backup: {}",
@@ -175,16 +180,7 @@ pub async fn list_items(
         .lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
         .count();
-    let schema = engine
-        .exec_capture(
-            c,
-            &spec(
-                &["pg_restore", "--schema-only", "--file=-", &remote.path],
-                "postgres",
-            ),
-        )
-        .await?;
-    Ok((items as u64, schema_roles(&schema)?))
+    Ok((items as u64, schema_roles(&schema?)?))
 }
 
 /// The roles of a `pg_restore --schema-only` run, which must have succeeded: a

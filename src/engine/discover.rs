@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bollard::{Docker, API_DEFAULT_VERSION};
+use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
+
+use super::ping::{self, Identity};
 
 use crate::error::{Fail, EXIT_NO_ENGINE, EXIT_USAGE};
 
@@ -147,22 +149,50 @@ fn check_socket(path: &str) -> Result<(), Refusal> {
     }
 }
 
-/// Connect to one address and negotiate the API version; `Err` says why not.
-pub async fn try_connect(address: &str) -> Result<Docker, Refusal> {
+/// Connect to one address and negotiate the API version; `Err` says why not. The
+/// engine's identity comes from one `GET /_ping` (see `ping`); None when its
+/// headers lack it, and then the version was negotiated through `/version`.
+pub async fn try_connect(address: &str) -> Result<(Docker, Option<Identity>), Refusal> {
     let probe_timeout = 5;
     let other = |e: bollard::errors::Error| Refusal::Other(e.to_string());
-    let docker = if let Some(path) = address.strip_prefix("unix://") {
+    let unix = address.strip_prefix("unix://");
+    if let Some(path) = unix {
         check_socket(path)?;
-        Docker::connect_with_unix(path, probe_timeout, API_DEFAULT_VERSION).map_err(other)?
-    } else if address.starts_with("tcp://") || address.starts_with("http://") {
-        Docker::connect_with_http(address, probe_timeout, API_DEFAULT_VERSION).map_err(other)?
-    } else {
+    } else if !(address.starts_with("tcp://") || address.starts_with("http://")) {
         return Err(Refusal::Other(
             "unsupported address scheme (use unix://, tcp:// or http://)".into(),
         ));
+    }
+    let identity = ping::identify(address, Duration::from_secs(probe_timeout))
+        .await
+        .map_err(Refusal::Other)?;
+    // The engine's API version when it is older than bollard's, as `negotiate_version` does.
+    let version = match &identity {
+        Some(Identity {
+            api: (major, minor),
+            ..
+        }) if (*major, *minor)
+            < (
+                API_DEFAULT_VERSION.major_version,
+                API_DEFAULT_VERSION.minor_version,
+            ) =>
+        {
+            ClientVersion {
+                major_version: *major,
+                minor_version: *minor,
+            }
+        }
+        _ => *API_DEFAULT_VERSION,
     };
-    let docker = docker.negotiate_version().await.map_err(other)?;
-    Ok(docker.with_timeout(Duration::from_secs(600)))
+    let docker = match unix {
+        Some(path) => Docker::connect_with_unix(path, probe_timeout, &version).map_err(other)?,
+        None => Docker::connect_with_http(address, probe_timeout, &version).map_err(other)?,
+    };
+    let docker = match identity {
+        Some(_) => docker,
+        None => docker.negotiate_version().await.map_err(other)?,
+    };
+    Ok((docker.with_timeout(Duration::from_secs(600)), identity))
 }
 
 /// The hint for sockets this user may not open: the group to join, or another engine.
@@ -190,13 +220,13 @@ fn permission_hint(denied: &[(&Candidate, &Refusal)]) -> String {
 }
 
 /// Try candidates in order; the first that answers wins.
-pub async fn connect(choice: Option<&str>) -> Result<(Docker, Candidate), Fail> {
+pub async fn connect(choice: Option<&str>) -> Result<(Docker, Candidate, Option<Identity>), Fail> {
     let docker_host = std::env::var("DOCKER_HOST").ok();
     let list = candidates(choice, docker_host.as_deref())?;
     let mut failed = Vec::new();
     for cand in list {
         match try_connect(&cand.address).await {
-            Ok(d) => return Ok((d, cand)),
+            Ok((d, identity)) => return Ok((d, cand, identity)),
             Err(why) => failed.push((cand, why)),
         }
     }

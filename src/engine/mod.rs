@@ -9,6 +9,7 @@ mod discover;
 mod exec;
 mod image;
 mod network;
+mod ping;
 mod stats;
 mod volume;
 
@@ -173,7 +174,15 @@ pub enum WaitError {
 impl Engine {
     /// Discover and connect (see `discover` for the order).
     pub async fn connect(choice: Option<&str>) -> Result<Engine, crate::error::Fail> {
-        let (docker, cand) = discover::connect(choice).await?;
+        let (docker, cand, identity) = discover::connect(choice).await?;
+        if let Some(id) = identity {
+            return Ok(Engine {
+                docker,
+                address: cand.address,
+                flavour: id.flavour,
+                version: id.version,
+            });
+        }
         let (flavour, version) =
             match docker.version().await {
                 Ok(v) => {

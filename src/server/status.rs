@@ -96,9 +96,17 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<Report> {
         } else {
             "show server_version"
         };
-        let version = psql::argv(s, "postgres", &["-qAt", "-c", query]);
-        let state = ctl::state_then(engine, &name, &version);
-        let (ping, (state, out)) = tokio::join!(ping, state);
+        // Through the published port first: no exec (an exec costs more than the rest
+        // of `status`); an exec when the server does not answer there (down,
+        // starting, maintenance) or refuses this connection.
+        let (ping, direct) = tokio::join!(ping, over_port(s));
+        let (state, out) = match direct {
+            Some(found) => found,
+            None => {
+                let version = psql::argv(s, "postgres", &["-qAt", "-c", query]);
+                ctl::state_then(engine, &name, &version).await
+            }
+        };
         let mut lines = out.as_deref().unwrap_or("").lines();
         let version = lines
             .next()
@@ -214,6 +222,69 @@ async fn recovered_copy(engine: &Engine, record: Recovered) -> anyhow::Result<Re
         .map(|t| crate::printer::age((chrono::Utc::now() - t.to_utc()).num_seconds().max(0)))
         .unwrap_or_else(|_| "?".into());
     Ok(RecoveredCopy { record, state, age })
+}
+
+/// Where the entrypoint writes its state (`STATE_FILE` in the image's
+/// runtime/common.sh; `pgbox-ctl state` prints it, `UNKNOWN` when it is missing).
+const STATE_FILE: &str = "/tmp/container-state";
+
+/// The entrypoint's state and what the status exec's psql would print (the server's
+/// version, with `[backup] pitr` the archiver's line too), over ONE connection to the
+/// published port as the project's superuser: `pg_read_file` reads the state file
+/// inside the container, so no exec is needed. None when the server does not answer
+/// there or refuses (then the caller asks through an exec, which says why).
+async fn over_port(s: &Settings) -> Option<(Option<String>, Option<String>)> {
+    use crate::config::TlsMode;
+    use crate::migrate::tls::Check;
+    let password = crate::secrets::read_password(s).ok()?;
+    let host = s.url_host();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host.trim_start_matches('[').trim_end_matches(']'))
+        .port(s.port)
+        .user(&s.user)
+        .password(password)
+        .dbname("postgres")
+        .application_name("pgbox status")
+        .connect_timeout(Duration::from_secs(2));
+    // As `pgbox url` says: the project's CA checked with self-signed TLS.
+    let check = match s.tls {
+        TlsMode::Off => Check::Off,
+        TlsMode::SelfSigned => Check::Verify {
+            full: true,
+            roots: Some(crate::tls::TlsPaths::new(&s.state_dir()).ca_cert()),
+        },
+        TlsMode::Files => Check::Encrypt { required: true },
+    };
+    config.ssl_mode(check.ssl_mode());
+    let tls = check.connector().ok()?;
+    let rest = if s.pitr {
+        format!("({ARCHIVER_SQL})")
+    } else {
+        "current_setting('server_version')".to_string()
+    };
+    let sql = format!(
+        "select coalesce(pg_read_file({}, 0, 64, true), 'UNKNOWN'), {rest}",
+        psql::lit(STATE_FILE)
+    );
+    let work = async {
+        let (client, conn) = config.connect(tls).await.ok()?;
+        let conn = tokio::spawn(conn);
+        let rows = client.simple_query(&sql).await.ok();
+        drop(client);
+        let _ = conn.await;
+        rows?.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get(0).map(|v| v.trim().to_string()),
+                r.get(1).map(|v| v.trim().to_string()),
+            )),
+            _ => None,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(4), work)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The server's version and, on the next line, the archiver's health (`|`-separated).

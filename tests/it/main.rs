@@ -22,6 +22,7 @@ mod observe;
 mod offsite;
 mod offsite_faults;
 mod offsite_pitr;
+mod perf;
 mod pitr_archive;
 mod pitr_base;
 mod pitr_into_new;

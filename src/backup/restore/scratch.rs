@@ -168,8 +168,12 @@ async fn load_checked(
     untouched: &str,
     p: &Printer,
 ) -> anyhow::Result<Checked> {
-    let before = psql::databases(engine, c, s).await?;
-    let remote = transfer::upload_to(engine, c, req.local, req.detected, dir, p).await?;
+    // The databases before, read while the backup streams in (the guard owns `dir`).
+    let (before, remote) = tokio::join!(
+        psql::databases(engine, c, s),
+        transfer::upload_to(engine, c, req.local, req.detected, dir, p)
+    );
+    let (before, remote) = (before?, remote?);
     p.detail("uploaded and unpacked the backup");
     let plain = req.detected.format == Format::Plain;
     let mut items = 0;
@@ -241,7 +245,19 @@ async fn load_checked(
                 None => transfer::archive_row_counts(engine, c, &remote).await,
             }
         });
-    let intact = intact(engine, c, s, &before).await;
+    // The checks read the scratch database, so they run side by side: whether every
+    // database is still there, the restored rows, and ANALYZE (harmless on a scratch
+    // database that is dropped if a check fails). Their results are taken in the
+    // order they always were: the restore's, the databases', then the rows'.
+    let (intact, counted, analyzed) = if restored.is_ok() {
+        tokio::join!(
+            intact(engine, c, s, &before),
+            async { Some(load::row_counts(engine, c, s, scratch).await) },
+            async { Some(psql::sql(engine, c, s, scratch, "ANALYZE").await) }
+        )
+    } else {
+        (intact(engine, c, s, &before).await, None, None)
+    };
     let unchanged = |what: String| -> anyhow::Error {
         match &intact {
             Ok(()) => Fail::new(format!("{what}; {untouched}"))
@@ -263,12 +279,12 @@ async fn load_checked(
         .into());
     }
     let expected = expected.map_err(|e| unchanged(format!("{e:#}")))?;
-    let got = load::row_counts(engine, c, s, scratch)
-        .await
+    let got = counted
+        .expect("counted after a restore that succeeded")
         .map_err(|e| unchanged(format!("cannot count the restored rows: {e:#}")))?;
     compare(&expected, &got).map_err(|e| unchanged(e.to_string()))?;
-    psql::sql(engine, c, s, scratch, "ANALYZE")
-        .await
+    analyzed
+        .expect("analyzed after a restore that succeeded")
         .map_err(|e| unchanged(format!("ANALYZE of the restored database failed: {e:#}")))?;
     p.detail(format!("restored into `{scratch}` and checked it"));
     Ok(Checked { expected, got })
