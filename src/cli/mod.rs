@@ -98,6 +98,8 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Numbered SQL migrations: new, up, status, down, repair, rollback, adopt
     Migrate(MigrateArgs),
+    /// Cluster: move the leader to another node (`[cluster] replicas`)
+    Switchover(SwitchoverArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout
@@ -246,6 +248,10 @@ pub struct StatusArgs {}
 
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
+    /// Cluster: the node whose log to show (`node1`, `1`, or `etcd`; default: the leader)
+    #[arg(value_name = "NODE")]
+    pub node: Option<String>,
+
     /// Keep following the log
     #[arg(short, long)]
     pub follow: bool,
@@ -313,6 +319,18 @@ pub struct UrlArgs {
     /// Include the password in the URL
     #[arg(long)]
     pub with_password: bool,
+
+    /// Cluster: a URL that reaches a read-only replica
+    #[arg(long)]
+    pub replica: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SwitchoverArgs {
+    /// The node to lead next (`node1` or `1`); default: the synchronous standby, or
+    /// any healthy replica
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -21,6 +21,7 @@ mod restore;
 mod save;
 mod schedule;
 mod status;
+mod switchover;
 mod up;
 mod upgrade;
 mod url;
@@ -92,6 +93,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Maintenance(a) => maintenance::run(a, ctx).await,
         Command::Upgrade(a) => upgrade::run(a, ctx).await,
         Command::Migrate(a) => migrate::run(a, ctx).await,
+        Command::Switchover(a) => switchover::run(a, ctx).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

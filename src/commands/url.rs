@@ -15,6 +15,16 @@ pub fn run(args: UrlArgs, ctx: &Ctx<'_>) -> super::Outcome {
     } else {
         None
     };
+    if crate::cluster::enabled(s) {
+        p.data(crate::cluster::url(s, password.as_deref(), args.replica));
+        return Ok(0);
+    }
+    if args.replica {
+        return Err(crate::error::Fail::new("`--replica` needs a cluster: this project is one server")
+            .hint("set `replicas = 1` or more under `[cluster]` in pgbox.toml")
+            .code(crate::error::EXIT_USAGE)
+            .into());
+    }
     p.data(connection::url(s, password.as_deref()));
     Ok(0)
 }

@@ -308,6 +308,9 @@ pub struct Settings {
     /// `[migrations] dir` (default `migrations`) and `table` (`pgbox.schema_version`).
     pub migrations_dir: PathBuf,
     pub migrations_table: String,
+    /// `[cluster] replicas` (0: a single server) and `synchronous` (default true).
+    pub replicas: u32,
+    pub synchronous: bool,
 }
 
 impl Settings {
@@ -358,6 +361,7 @@ impl Settings {
         let bk = c.backup.unwrap_or_default();
         let tls = c.tls.unwrap_or_default();
         let mig = c.migrations.unwrap_or_default();
+        let cl = c.cluster.unwrap_or_default();
         let kb = |s: &Option<String>| {
             s.as_deref()
                 .and_then(|s| parse_bytes(s).ok())
@@ -438,6 +442,8 @@ impl Settings {
                 &mig.dir.unwrap_or_else(|| PathBuf::from("migrations")),
             ),
             migrations_table: mig.table.unwrap_or_else(|| "pgbox.schema_version".into()),
+            replicas: cl.replicas.unwrap_or(0),
+            synchronous: cl.synchronous.unwrap_or(true),
             project,
         }
     }
