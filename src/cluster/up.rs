@@ -56,6 +56,16 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
             .into());
         }
     }
+    // Every port a node that is not running yet will publish, before anything starts.
+    for i in 0..=s.replicas {
+        let running = engine
+            .inspect(&node_container(s, i))
+            .await?
+            .is_some_and(|c| c.running);
+        if !running && std::net::TcpListener::bind((s.bind.as_str(), node_port(s, i))).is_err() {
+            return Err(port_taken(&s.bind, node_port(s, i)).into());
+        }
+    }
     crate::secrets::ensure_secret(s, None)?;
     super::ensure_secrets(s)?;
     crate::connection::warn_if_public(s, p);

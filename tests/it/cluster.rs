@@ -1,0 +1,473 @@
+//! `[cluster] replicas = N` (issue 18): Patroni + etcd on the real engine.
+//!
+//! The fault tests kill containers while a client writes through `pgbox url` in a
+//! loop that records every commit the server acknowledged (`Recorder`): after the
+//! leader is killed a replica takes over and, with `synchronous = true`, no
+//! acknowledged row is missing; the old leader rejoins with `pgbox up`; etcd's loss
+//! loses nothing and its return heals the cluster; a replica stopped during a
+//! backup does not affect it. The bad-input tests need no image.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{docker, ok, run, text, Project};
+
+/// A project with `[cluster]`, torn down (every node, etcd, network, data) on drop.
+struct Cluster {
+    p: Project,
+}
+
+impl Cluster {
+    fn new(tag: &str, replicas: u32, synchronous: bool) -> Cluster {
+        let p = Project::new(tag);
+        p.init(&[]);
+        let toml = p.path().join("pgbox.toml");
+        let mut t = std::fs::read_to_string(&toml).unwrap();
+        t.push_str(&format!(
+            "\n[cluster]\nreplicas = {replicas}\nsynchronous = {synchronous}\n"
+        ));
+        std::fs::write(&toml, t).unwrap();
+        Cluster { p }
+    }
+
+    fn up(&self) {
+        ok(&mut self.p.cmd(&["up", "--timeout", "300"]));
+    }
+
+    fn node(&self, member: &str) -> String {
+        format!("pgbox-{}-{member}", self.p.name)
+    }
+
+    fn status(&self) -> Value {
+        let out = run(&mut self.p.cmd(&["status", "--json"]));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Until there is a leader, every node runs with no replay lag, and (synchronous)
+    /// a synchronous standby is named; the status then.
+    fn wait_healthy(&self, bound: Duration) -> Value {
+        let deadline = Instant::now() + bound;
+        loop {
+            let st = self.status();
+            let nodes = st["nodes"].as_array().cloned().unwrap_or_default();
+            let sync_ok = st["synchronous"] == false
+                || nodes.iter().any(|n| n["role"] == "sync_standby");
+            let lag_ok = nodes.iter().all(|n| n["lag_bytes"] == 0);
+            if st["healthy"] == true && sync_ok && lag_ok {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not healthy after {bound:?}: {st:#}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn url(&self) -> String {
+        text(&ok(&mut self.p.cmd(&["url", "--with-password"])).stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// SQL run with psql inside one node (local socket), stdout trimmed.
+    fn sql_on(&self, member: &str, sql: &str) -> String {
+        let user = &self.p.name.replace('-', "_");
+        docker(&[
+            "exec", "-u", "postgres", &self.node(member), "psql", "-X", "-At", "-U", user, "-d",
+            user, "-c", sql,
+        ])
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.p.cmd(&["down", "--purge", "--yes", "-q"]).output();
+        let mut names: Vec<String> = (0..4).map(|i| self.node(&format!("node{i}"))).collect();
+        names.push(self.node("etcd"));
+        let _ = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(&names)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.node("net")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &format!("pgbox-{}-data-etcd", self.p.name)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// What the writer saw: acknowledged ids (with when), and ids in doubt (error or
+/// timeout: the commit may or may not have happened).
+#[derive(Default, Clone)]
+struct Log {
+    acked: Vec<(i64, Instant)>,
+    in_doubt: Vec<i64>,
+}
+
+/// A client inserting one row per statement through the multi-host URL, in
+/// autocommit, reconnecting after any error. No statement_timeout and no
+/// server-side cancel: a cancelled wait for the synchronous standby would make
+/// the commit visible unreplicated (Patroni's documented hole).
+struct Recorder {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Log>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn start(url: String, first_id: i64) -> Recorder {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Log::default()));
+        let (s, l) = (stop.clone(), log.clone());
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut id = first_id;
+                let mut client: Option<tokio_postgres::Client> = None;
+                while !s.load(Ordering::SeqCst) {
+                    let c = match client.take() {
+                        Some(c) => c,
+                        None => {
+                            let conn = tokio::time::timeout(
+                                Duration::from_secs(4),
+                                tokio_postgres::connect(&url, tokio_postgres::NoTls),
+                            )
+                            .await;
+                            match conn {
+                                Ok(Ok((c, conn))) => {
+                                    tokio::spawn(conn);
+                                    c
+                                }
+                                _ => {
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    id += 1;
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        c.execute("insert into ack(id) values ($1)", &[&id]),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(_)) => {
+                            l.lock().unwrap().acked.push((id, Instant::now()));
+                            client = Some(c);
+                        }
+                        _ => l.lock().unwrap().in_doubt.push(id),
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        });
+        Recorder {
+            stop,
+            log,
+            handle: Some(handle),
+        }
+    }
+
+    fn snapshot(&self) -> Log {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The first acknowledgement after `t`, waiting up to `bound`.
+    fn first_ack_after(&self, t: Instant, bound: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if let Some((_, at)) = self.snapshot().acked.iter().find(|(_, at)| *at > t) {
+                return Some(*at);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn finish(mut self) -> Log {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        self.snapshot()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Acknowledged ids missing from the table (read through the leader).
+fn lost(c: &Cluster, log: &Log) -> Vec<i64> {
+    let stored: std::collections::HashSet<i64> = c
+        .p
+        .sql("select id from ack")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    log.acked
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !stored.contains(id))
+        .collect()
+}
+
+fn leader(st: &Value) -> String {
+    st["leader"].as_str().expect("a leader").to_string()
+}
+
+fn node_field(st: &Value, member: &str, field: &str) -> Value {
+    st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == member)
+        .map(|n| n[field].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// Kill the leader while a client writes through `pgbox url`: a replica takes over,
+/// no acknowledged row is lost (synchronous), the old leader rejoins as a replica
+/// with the same rows; then kill etcd: nothing is lost, and its return heals.
+#[test]
+fn cluster_leader_and_etcd_kills_lose_no_acknowledged_row() {
+    let c = Cluster::new("clfo", 2, true);
+    c.up();
+    let st = c.wait_healthy(Duration::from_secs(180));
+    c.p.sql("create table ack(id bigint primary key, at timestamptz default now())");
+    let url = c.url();
+    assert!(url.contains("target_session_attrs=read-write"), "{url}");
+
+    // Leader kill.
+    let old = leader(&st);
+    let rec = Recorder::start(url.clone(), 0);
+    assert!(
+        rec.first_ack_after(Instant::now(), Duration::from_secs(20)).is_some(),
+        "the writer never got a commit through `{url}`"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let t_kill = Instant::now();
+    docker(&["kill", &c.node(&old)]);
+    let first = rec.first_ack_after(t_kill, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(2));
+    let log = rec.finish();
+    let first = first.expect("no write succeeded within 90 s of killing the leader");
+    eprintln!(
+        "leader kill: first acknowledged write {:.1}s after the kill; {} acknowledged, {} in doubt",
+        (first - t_kill).as_secs_f64(),
+        log.acked.len(),
+        log.in_doubt.len()
+    );
+    let st = c.status();
+    let new = leader(&st);
+    assert_ne!(new, old, "a replica took over: {st:#}");
+    let missing = lost(&c, &log);
+    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+
+    // The old leader rejoins as a replica and converges.
+    c.up();
+    let st = c.wait_healthy(Duration::from_secs(180));
+    assert_ne!(node_field(&st, &old, "role"), "leader", "{st:#}");
+    assert_eq!(
+        node_field(&st, &old, "timeline"),
+        node_field(&st, &new, "timeline"),
+        "{st:#}"
+    );
+    let on_leader = c.sql_on(&new, "select count(*), max(id) from ack");
+    for m in ["node0", "node1", "node2"] {
+        assert_eq!(c.sql_on(m, "select count(*), max(id) from ack"), on_leader, "{m}");
+    }
+
+    // etcd kill: failsafe mode keeps the leader serving while every member answers
+    // it; whether it keeps serving or steps down, nothing acknowledged is lost.
+    let timeline = node_field(&st, &new, "timeline");
+    let rec = Recorder::start(url, 1_000_000);
+    assert!(rec
+        .first_ack_after(Instant::now(), Duration::from_secs(20))
+        .is_some());
+    let t_kill = Instant::now();
+    docker(&["kill", &c.node("etcd")]);
+    std::thread::sleep(Duration::from_secs(35));
+    let log = rec.finish();
+    let late = log
+        .acked
+        .iter()
+        .filter(|(_, at)| *at > t_kill + Duration::from_secs(30))
+        .count();
+    eprintln!(
+        "etcd kill: {} acknowledged after the kill, {late} of them 30 s or more after it, {} in doubt",
+        log.acked.iter().filter(|(_, at)| *at > t_kill).count(),
+        log.in_doubt.len()
+    );
+    c.up();
+    let st = c.wait_healthy(Duration::from_secs(180));
+    let missing = lost(&c, &log);
+    assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
+    assert_eq!(
+        node_field(&st, &leader(&st), "timeline"),
+        timeline,
+        "no failover while etcd was away: {st:#}"
+    );
+}
+
+/// Backup runs on the leader and is unaffected by a replica stopped during it;
+/// restore goes through the leader and is seen on every node; switchover moves
+/// the leader (only to the synchronous standby in synchronous mode); scaling down
+/// removes a node and its data; down/up keep the data.
+#[test]
+fn cluster_backup_restore_switchover_scale_and_restart() {
+    let c = Cluster::new("clops", 2, true);
+    c.up();
+    let st = c.wait_healthy(Duration::from_secs(180));
+    let l = leader(&st);
+    let user = c.p.name.replace('-', "_");
+    docker(&[
+        "exec", "-u", "postgres", &c.node(&l), "pgbench", "-q", "-i", "-s", "5", "-U", &user,
+        &user,
+    ]);
+    let sync = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == "sync_standby")
+        .map(|n| n["node"].as_str().unwrap().to_string())
+        .unwrap();
+
+    // A replica stopped during the backup.
+    let child = c
+        .p
+        .cmd(&["backup"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    docker(&["stop", &c.node(&sync)]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "backup: {}", text(&out.stderr));
+    let file = text(&out.stdout).trim().lines().last().unwrap().to_string();
+    ok(&mut c.p.cmd(&["backup", "verify", &file]));
+
+    c.up();
+    let st = c.wait_healthy(Duration::from_secs(180));
+
+    // Switchover: not to a replica that is not the synchronous standby.
+    let sync = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["role"] == "sync_standby")
+        .map(|n| n["node"].as_str().unwrap().to_string())
+        .unwrap();
+    let l = leader(&st);
+    let other = ["node0", "node1", "node2"]
+        .into_iter()
+        .find(|m| *m != l && *m != sync)
+        .unwrap();
+    let out = run(&mut c.p.cmd(&["switchover", "--to", other]));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("synchronous standby"), "{}", text(&out.stderr));
+    ok(&mut c.p.cmd(&["switchover"]));
+    let st = c.wait_healthy(Duration::from_secs(120));
+    assert_ne!(leader(&st), l, "{st:#}");
+
+    // Restore through the (new) leader, seen on every node.
+    c.p.sql("delete from pgbench_accounts where aid <= 1000");
+    ok(&mut c.p.cmd(&["restore", &file, "--yes"]));
+    c.wait_healthy(Duration::from_secs(120));
+    for m in ["node0", "node1", "node2"] {
+        assert_eq!(
+            c.sql_on(m, "select count(*) from pgbench_accounts"),
+            "500000",
+            "{m}"
+        );
+    }
+
+    // Scale down to one replica: node2 and its copy go.
+    let toml = c.p.path().join("pgbox.toml");
+    let t = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("replicas = 2", "replicas = 1");
+    std::fs::write(&toml, t).unwrap();
+    c.up();
+    let st = c.wait_healthy(Duration::from_secs(180));
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 2, "{st:#}");
+    let gone = run(Command::new("docker").args(["inspect", &c.node("node2")]));
+    assert!(!gone.status.success(), "node2's container is removed");
+    assert!(!c.p.path().join(".pgbox/data-node2").exists());
+
+    // down/up keep the data.
+    ok(&mut c.p.cmd(&["down"]));
+    c.up();
+    c.wait_healthy(Duration::from_secs(180));
+    assert_eq!(c.p.sql("select count(*) from pgbench_accounts"), "500000");
+}
+
+/// Each bad input gets a clear error (exit 2) before anything starts.
+#[test]
+fn cluster_bad_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |body: &str| {
+        std::fs::write(dir.path().join("pgbox.toml"), body).unwrap();
+    };
+    let cmd = |args: &[&str]| run(crate::support::pgbox(dir.path()).args(args));
+
+    cfg("[project]\nname = \"clbad\"\n[cluster]\nreplicas = -1\n");
+    let out = cmd(&["url"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(e.contains("pgbox.toml:4:") && e.contains("`replicas` is `-1`: it must be 0"), "{e}");
+
+    cfg("[project]\nname = \"clbad\"\n[storage]\nmode = \"fallback\"\n[cluster]\nreplicas = 1\n");
+    let out = cmd(&["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(e.contains("storage mode `fallback` cannot work with a cluster"), "{e}");
+
+    cfg("[project]\nname = \"clbad\"\n[network]\nport = 65535\n[cluster]\nreplicas = 1\n");
+    let out = cmd(&["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("highest port is 65535"), "{}", text(&out.stderr));
+
+    // A port of a node (port + 1) taken: named before anything starts.
+    crate::support::require_engine();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = l.local_addr().unwrap().port();
+    cfg(&format!(
+        "[project]\nname = \"clbad\"\n[network]\nport = {}\n[cluster]\nreplicas = 1\n",
+        taken - 1
+    ));
+    let out = cmd(&["up"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let e = text(&out.stderr);
+    assert!(e.contains(&format!("port `{taken}`")) && e.contains("port + i"), "{e}");
+    let none = run(Command::new("docker").args(["inspect", "pgbox-clbad-etcd"]));
+    assert!(!none.status.success(), "nothing was started");
+
+    // `switchover`, `url --replica` and `logs NODE` need a cluster.
+    cfg("[project]\nname = \"clbad\"\n");
+    let out = cmd(&["url", "--replica"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("needs a cluster"));
+}
