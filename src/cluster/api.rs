@@ -119,9 +119,11 @@ pub async fn cluster_view(engine: &Engine, s: &Settings) -> anyhow::Result<Optio
 pub async fn leader(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
     let nodes = running_nodes(engine, s).await?;
     if nodes.is_empty() {
-        return Err(Fail::new(format!("the cluster of `{}` is not running", s.project))
-            .hint("start it with `pgbox up`")
-            .into());
+        return Err(
+            Fail::new(format!("the cluster of `{}` is not running", s.project))
+                .hint("start it with `pgbox up`")
+                .into(),
+        );
     }
     for name in &nodes {
         if let Ok(m) = members(engine, name).await {

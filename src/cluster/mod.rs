@@ -11,6 +11,7 @@
 //! than DNS, because Podman's CNI backend on Debian has no name resolution.
 
 pub mod api;
+pub mod deploy;
 pub mod ops;
 pub mod spec;
 pub mod up;
@@ -164,7 +165,11 @@ pub fn refuse(s: &Settings, what: &str) -> Result<(), Fail> {
 
 /// The cluster's secrets beside the main password: created once, 0600.
 pub fn ensure_secrets(s: &Settings) -> anyhow::Result<()> {
-    let dir = s.secret_path().parent().expect("secrets folder").to_path_buf();
+    let dir = s
+        .secret_path()
+        .parent()
+        .expect("secrets folder")
+        .to_path_buf();
     crate::fsutil::private_dir(&dir, 0o700)?;
     for name in SECRETS {
         let path = dir.join(name);

@@ -79,9 +79,12 @@ pub async fn status(engine: &Engine, s: &Settings) -> anyhow::Result<ClusterStat
         .map(|c| c.state)
         .unwrap_or_else(|| "missing".into());
     let healthy = leader.as_ref().is_some_and(|l| l.healthy())
-        && nodes
-            .iter()
-            .all(|n| n.container_state == "running" && n.state.as_deref().is_some_and(|st| st == "running" || st == "streaming"));
+        && nodes.iter().all(|n| {
+            n.container_state == "running"
+                && n.state
+                    .as_deref()
+                    .is_some_and(|st| st == "running" || st == "streaming")
+        });
     Ok(ClusterStatus {
         project: s.project.clone(),
         replicas: s.replicas,
@@ -224,9 +227,11 @@ pub async fn switchover(
         }
         if Instant::now() > deadline {
             bar.finish_and_clear();
-            return Err(Fail::new("the switchover was accepted but no new leader runs after 60s")
-                .hint("`pgbox status` shows every node")
-                .into());
+            return Err(
+                Fail::new("the switchover was accepted but no new leader runs after 60s")
+                    .hint("`pgbox status` shows every node")
+                    .into(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -70,9 +70,11 @@ pub async fn ensure_network(engine: &Engine, s: &Settings) -> anyhow::Result<Top
             .into());
         }
         let subnet = n.subnet.unwrap_or_default();
-        let prefix = subnet
-            .strip_suffix(".0/24")
-            .ok_or_else(|| Fail::new(format!("network `{name}` has subnet `{subnet}`, not a /24 pgbox made")))?;
+        let prefix = subnet.strip_suffix(".0/24").ok_or_else(|| {
+            Fail::new(format!(
+                "network `{name}` has subnet `{subnet}`, not a /24 pgbox made"
+            ))
+        })?;
         return Ok(Topology {
             prefix: prefix.to_string(),
         });
@@ -102,40 +104,54 @@ pub async fn ensure_network(engine: &Engine, s: &Settings) -> anyhow::Result<Top
     .into())
 }
 
+/// etcd's command line: one member, clients on 2379 (the private network only),
+/// peers on loopback, old revisions compacted hourly (Patroni rewrites keys every loop).
+pub fn etcd_args(ip: &str) -> Vec<String> {
+    [
+        "/usr/bin/etcd",
+        "--name",
+        "etcd",
+        "--data-dir",
+        "/var/lib/etcd/data",
+        "--listen-client-urls",
+        "http://0.0.0.0:2379",
+        "--advertise-client-urls",
+        &format!("http://{ip}:2379"),
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "etcd=http://127.0.0.1:2380",
+        "--initial-cluster-state",
+        "new",
+        "--auto-compaction-mode",
+        "periodic",
+        "--auto-compaction-retention",
+        "1",
+        "--logger",
+        "zap",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The first /24 tried for the project (`ensure_network` moves on from it when
+/// taken); generated files use it as it is.
+pub fn default_topology(s: &Settings) -> Topology {
+    let h = Sha256::digest(s.project.as_bytes());
+    let start = u16::from_be_bytes([h[0], h[1]]) as u32;
+    Topology {
+        prefix: format!("10.213.{}", start % 254 + 1),
+    }
+}
+
 /// The etcd container: one member, client port 2379 on the private network only.
 pub fn etcd_spec(s: &Settings, image: &str, t: &Topology) -> ContainerSpec {
     let ip = t.etcd_ip();
     let mut spec = ContainerSpec::oneshot(etcd_container(s), image.to_string());
     spec.labels = labels(s);
-    spec.entrypoint = Some(
-        [
-            "/usr/bin/etcd",
-            "--name",
-            "etcd",
-            "--data-dir",
-            "/var/lib/etcd/data",
-            "--listen-client-urls",
-            "http://0.0.0.0:2379",
-            "--advertise-client-urls",
-            &format!("http://{ip}:2379"),
-            "--listen-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-advertise-peer-urls",
-            "http://127.0.0.1:2380",
-            "--initial-cluster",
-            "etcd=http://127.0.0.1:2380",
-            "--initial-cluster-state",
-            "new",
-            "--auto-compaction-mode",
-            "periodic",
-            "--auto-compaction-retention",
-            "1",
-            "--logger",
-            "zap",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    spec.entrypoint = Some(etcd_args(&ip));
     spec.user = Some("0".into());
     spec.mounts = vec![MountSpec {
         source: MountSource::Volume(etcd_volume(s)),

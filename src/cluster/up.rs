@@ -40,9 +40,11 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
     let started = Instant::now();
     super::check(s)?;
     if o.dry_run {
-        return Err(Fail::new("`up --dry-run` is not supported with a cluster yet")
-            .code(EXIT_USAGE)
-            .into());
+        return Err(
+            Fail::new("`up --dry-run` is not supported with a cluster yet")
+                .code(EXIT_USAGE)
+                .into(),
+        );
     }
     if let Some(c) = engine.inspect(&s.container_name()).await? {
         if check_ownership(s, &c.labels).is_ok() {
@@ -211,9 +213,11 @@ async fn ensure_container(
                 WaitError::Engine(_) => String::new(),
             };
             let _ = engine.stop_container(name, Duration::from_secs(5)).await;
-            Err(Fail::new(format!("{what} did not start: {e}; its last lines:\n  {lines}"))
-                .hint(format!("`docker logs {name}` shows the whole log"))
-                .into())
+            Err(Fail::new(format!(
+                "{what} did not start: {e}; its last lines:\n  {lines}"
+            ))
+            .hint(format!("`docker logs {name}` shows the whole log"))
+            .into())
         }
     }
 }
@@ -286,7 +290,10 @@ async fn scale_down(engine: &Engine, s: &Settings, p: &Printer) -> anyhow::Resul
     }
     if let Ok(leader) = api::leader(engine, s).await {
         if let Some(i) = super::node_of(s, &leader).filter(|i| *i > s.replicas) {
-            p.info(format!("{} leads and is removed: switching over to node0 first", member(i)));
+            p.info(format!(
+                "{} leads and is removed: switching over to node0 first",
+                member(i)
+            ));
             super::ops::switchover(engine, s, Some("node0"), p).await?;
         }
     }
@@ -358,7 +365,10 @@ pub async fn down(
             let r = engine.stop_container(&name, stop_timeout(mode)).await;
             bar.finish_and_clear();
             r?;
-            p.done(format!("stopped `{name}` in {:.1}s", t.elapsed().as_secs_f64()));
+            p.done(format!(
+                "stopped `{name}` in {:.1}s",
+                t.elapsed().as_secs_f64()
+            ));
         }
         if o.rm || o.purge {
             engine.remove_container(&name, false).await?;
@@ -369,7 +379,9 @@ pub async fn down(
     if let Some(c) = engine.inspect(&etcd).await? {
         check_ownership(s, &c.labels)?;
         if c.running {
-            engine.stop_container(&etcd, Duration::from_secs(15)).await?;
+            engine
+                .stop_container(&etcd, Duration::from_secs(15))
+                .await?;
             p.done(format!("stopped `{etcd}`"));
         }
         if o.rm || o.purge {
@@ -383,7 +395,10 @@ pub async fn down(
     if o.purge {
         for i in 0..=MAX_REPLICAS {
             let ns = node_settings(s, i);
-            let image = images.iter().find(|(n, _)| *n == i).map(|(_, im)| im.clone());
+            let image = images
+                .iter()
+                .find(|(n, _)| *n == i)
+                .map(|(_, im)| im.clone());
             if i <= s.replicas || image.is_some() {
                 storage::delete_data(engine, &ns, mode, image, p).await?;
             }
@@ -392,7 +407,10 @@ pub async fn down(
             engine.remove_volume(&etcd_volume(s)).await?;
         }
         let _ = std::fs::remove_file(leader_record(s));
-        p.done(format!("deleted the data of every node and of etcd of `{}`", s.project));
+        p.done(format!(
+            "deleted the data of every node and of etcd of `{}`",
+            s.project
+        ));
     }
     Ok(Down::Done)
 }

@@ -10,10 +10,12 @@ pub async fn run(args: LogsArgs, ctx: &Ctx<'_>) -> super::Outcome {
         (Some(n), true) => crate::cluster::resolve_node(s, n)?,
         (None, true) => crate::cluster::api::leader(engine, s).await?,
         (Some(_), false) => {
-            return Err(Fail::new("a NODE is only for a cluster: this project is one server")
-                .hint("run `pgbox logs` without it")
-                .code(crate::error::EXIT_USAGE)
-                .into())
+            return Err(
+                Fail::new("a NODE is only for a cluster: this project is one server")
+                    .hint("run `pgbox logs` without it")
+                    .code(crate::error::EXIT_USAGE)
+                    .into(),
+            )
         }
         (None, false) => s.container_name(),
     };

@@ -20,10 +20,12 @@ pub fn run(args: UrlArgs, ctx: &Ctx<'_>) -> super::Outcome {
         return Ok(0);
     }
     if args.replica {
-        return Err(crate::error::Fail::new("`--replica` needs a cluster: this project is one server")
-            .hint("set `replicas = 1` or more under `[cluster]` in pgbox.toml")
-            .code(crate::error::EXIT_USAGE)
-            .into());
+        return Err(crate::error::Fail::new(
+            "`--replica` needs a cluster: this project is one server",
+        )
+        .hint("set `replicas = 1` or more under `[cluster]` in pgbox.toml")
+        .code(crate::error::EXIT_USAGE)
+        .into());
     }
     p.data(connection::url(s, password.as_deref()));
     Ok(0)

@@ -361,7 +361,9 @@ fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
 
 fn de_replicas<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let v = i64::deserialize(d)?;
-    check_replicas(v).map_err(serde::de::Error::custom).map(Some)
+    check_replicas(v)
+        .map_err(serde::de::Error::custom)
+        .map(Some)
 }
 
 /// The most replicas pgbox runs on one host (each is a full copy of the data).

@@ -54,8 +54,8 @@ impl Cluster {
         loop {
             let st = self.status();
             let nodes = st["nodes"].as_array().cloned().unwrap_or_default();
-            let sync_ok = st["synchronous"] == false
-                || nodes.iter().any(|n| n["role"] == "sync_standby");
+            let sync_ok =
+                st["synchronous"] == false || nodes.iter().any(|n| n["role"] == "sync_standby");
             let lag_ok = nodes.iter().all(|n| n["lag_bytes"] == 0);
             if st["healthy"] == true && sync_ok && lag_ok {
                 return st;
@@ -78,8 +78,19 @@ impl Cluster {
     fn sql_on(&self, member: &str, sql: &str) -> String {
         let user = &self.p.name.replace('-', "_");
         docker(&[
-            "exec", "-u", "postgres", &self.node(member), "psql", "-X", "-At", "-U", user, "-d",
-            user, "-c", sql,
+            "exec",
+            "-u",
+            "postgres",
+            &self.node(member),
+            "psql",
+            "-X",
+            "-At",
+            "-U",
+            user,
+            "-d",
+            user,
+            "-c",
+            sql,
         ])
         .trim()
         .to_string()
@@ -104,7 +115,12 @@ impl Drop for Cluster {
             .stderr(Stdio::null())
             .status();
         let _ = Command::new("docker")
-            .args(["volume", "rm", "-f", &format!("pgbox-{}-data-etcd", self.p.name)])
+            .args([
+                "volume",
+                "rm",
+                "-f",
+                &format!("pgbox-{}-data-etcd", self.p.name),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -115,7 +131,8 @@ impl Drop for Cluster {
 /// timeout: the commit may or may not have happened).
 #[derive(Default, Clone)]
 struct Log {
-    acked: Vec<(i64, Instant)>,
+    /// (id, when the statement was sent, when it was acknowledged)
+    acked: Vec<(i64, Instant, Instant)>,
     in_doubt: Vec<i64>,
 }
 
@@ -164,6 +181,7 @@ impl Recorder {
                         }
                     };
                     id += 1;
+                    let sent = Instant::now();
                     let r = tokio::time::timeout(
                         Duration::from_secs(2),
                         c.execute("insert into ack(id) values ($1)", &[&id]),
@@ -171,7 +189,7 @@ impl Recorder {
                     .await;
                     match r {
                         Ok(Ok(_)) => {
-                            l.lock().unwrap().acked.push((id, Instant::now()));
+                            l.lock().unwrap().acked.push((id, sent, Instant::now()));
                             client = Some(c);
                         }
                         _ => l.lock().unwrap().in_doubt.push(id),
@@ -191,11 +209,11 @@ impl Recorder {
         self.log.lock().unwrap().clone()
     }
 
-    /// The first acknowledgement after `t`, waiting up to `bound`.
+    /// The first acknowledgement of a statement sent after `t`, waiting up to `bound`.
     fn first_ack_after(&self, t: Instant, bound: Duration) -> Option<Instant> {
         let deadline = Instant::now() + bound;
         while Instant::now() < deadline {
-            if let Some((_, at)) = self.snapshot().acked.iter().find(|(_, at)| *at > t) {
+            if let Some((_, _, at)) = self.snapshot().acked.iter().find(|(_, sent, _)| *sent > t) {
                 return Some(*at);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -220,15 +238,14 @@ impl Drop for Recorder {
 
 /// Acknowledged ids missing from the table (read through the leader).
 fn lost(c: &Cluster, log: &Log) -> Vec<i64> {
-    let stored: std::collections::HashSet<i64> = c
-        .p
-        .sql("select id from ack")
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    let stored: std::collections::HashSet<i64> =
+        c.p.sql("select id from ack")
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
     log.acked
         .iter()
-        .map(|(id, _)| *id)
+        .map(|(id, _, _)| *id)
         .filter(|id| !stored.contains(id))
         .collect()
 }
@@ -263,13 +280,15 @@ fn cluster_leader_and_etcd_kills_lose_no_acknowledged_row() {
     let old = leader(&st);
     let rec = Recorder::start(url.clone(), 0);
     assert!(
-        rec.first_ack_after(Instant::now(), Duration::from_secs(20)).is_some(),
+        rec.first_ack_after(Instant::now(), Duration::from_secs(20))
+            .is_some(),
         "the writer never got a commit through `{url}`"
     );
     std::thread::sleep(Duration::from_secs(2));
     let t_kill = Instant::now();
     docker(&["kill", &c.node(&old)]);
-    let first = rec.first_ack_after(t_kill, Duration::from_secs(90));
+    // Statements sent before the kill returned may still have reached the old leader.
+    let first = rec.first_ack_after(Instant::now(), Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(2));
     let log = rec.finish();
     let first = first.expect("no write succeeded within 90 s of killing the leader");
@@ -279,9 +298,15 @@ fn cluster_leader_and_etcd_kills_lose_no_acknowledged_row() {
         log.acked.len(),
         log.in_doubt.len()
     );
-    let st = c.status();
-    let new = leader(&st);
-    assert_ne!(new, old, "a replica took over: {st:#}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let new = loop {
+        let st = c.status();
+        match st["leader"].as_str() {
+            Some(l) if l != old => break l.to_string(),
+            _ => assert!(Instant::now() < deadline, "no replica took over: {st:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let missing = lost(&c, &log);
     assert!(missing.is_empty(), "acknowledged rows lost: {missing:?}");
 
@@ -296,7 +321,11 @@ fn cluster_leader_and_etcd_kills_lose_no_acknowledged_row() {
     );
     let on_leader = c.sql_on(&new, "select count(*), max(id) from ack");
     for m in ["node0", "node1", "node2"] {
-        assert_eq!(c.sql_on(m, "select count(*), max(id) from ack"), on_leader, "{m}");
+        assert_eq!(
+            c.sql_on(m, "select count(*), max(id) from ack"),
+            on_leader,
+            "{m}"
+        );
     }
 
     // etcd kill: failsafe mode keeps the leader serving while every member answers
@@ -313,11 +342,11 @@ fn cluster_leader_and_etcd_kills_lose_no_acknowledged_row() {
     let late = log
         .acked
         .iter()
-        .filter(|(_, at)| *at > t_kill + Duration::from_secs(30))
+        .filter(|(_, _, at)| *at > t_kill + Duration::from_secs(30))
         .count();
     eprintln!(
         "etcd kill: {} acknowledged after the kill, {late} of them 30 s or more after it, {} in doubt",
-        log.acked.iter().filter(|(_, at)| *at > t_kill).count(),
+        log.acked.iter().filter(|(_, _, at)| *at > t_kill).count(),
         log.in_doubt.len()
     );
     c.up();
@@ -343,7 +372,17 @@ fn cluster_backup_restore_switchover_scale_and_restart() {
     let l = leader(&st);
     let user = c.p.name.replace('-', "_");
     docker(&[
-        "exec", "-u", "postgres", &c.node(&l), "pgbench", "-q", "-i", "-s", "5", "-U", &user,
+        "exec",
+        "-u",
+        "postgres",
+        &c.node(&l),
+        "pgbench",
+        "-q",
+        "-i",
+        "-s",
+        "5",
+        "-U",
+        &user,
         &user,
     ]);
     let sync = st["nodes"]
@@ -355,13 +394,12 @@ fn cluster_backup_restore_switchover_scale_and_restart() {
         .unwrap();
 
     // A replica stopped during the backup.
-    let child = c
-        .p
-        .cmd(&["backup"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        c.p.cmd(&["backup"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     docker(&["stop", &c.node(&sync)]);
     let out = child.wait_with_output().unwrap();
@@ -387,7 +425,11 @@ fn cluster_backup_restore_switchover_scale_and_restart() {
         .unwrap();
     let out = run(&mut c.p.cmd(&["switchover", "--to", other]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("synchronous standby"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("synchronous standby"),
+        "{}",
+        text(&out.stderr)
+    );
     ok(&mut c.p.cmd(&["switchover"]));
     let st = c.wait_healthy(Duration::from_secs(120));
     assert_ne!(leader(&st), l, "{st:#}");
@@ -437,18 +479,28 @@ fn cluster_bad_input_is_refused() {
     let out = cmd(&["url"]);
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
-    assert!(e.contains("pgbox.toml:4:") && e.contains("`replicas` is `-1`: it must be 0"), "{e}");
+    assert!(
+        e.contains("pgbox.toml:4:") && e.contains("`replicas` is `-1`: it must be 0"),
+        "{e}"
+    );
 
     cfg("[project]\nname = \"clbad\"\n[storage]\nmode = \"fallback\"\n[cluster]\nreplicas = 1\n");
     let out = cmd(&["up"]);
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
-    assert!(e.contains("storage mode `fallback` cannot work with a cluster"), "{e}");
+    assert!(
+        e.contains("storage mode `fallback` cannot work with a cluster"),
+        "{e}"
+    );
 
     cfg("[project]\nname = \"clbad\"\n[network]\nport = 65535\n[cluster]\nreplicas = 1\n");
     let out = cmd(&["up"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("highest port is 65535"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("highest port is 65535"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A port of a node (port + 1) taken: named before anything starts.
     crate::support::require_engine();
@@ -461,7 +513,10 @@ fn cluster_bad_input_is_refused() {
     let out = cmd(&["up"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let e = text(&out.stderr);
-    assert!(e.contains(&format!("port `{taken}`")) && e.contains("port + i"), "{e}");
+    assert!(
+        e.contains(&format!("port `{taken}`")) && e.contains("port + i"),
+        "{e}"
+    );
     let none = run(Command::new("docker").args(["inspect", "pgbox-clbad-etcd"]));
     assert!(!none.status.success(), "nothing was started");
 
