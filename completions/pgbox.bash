@@ -67,6 +67,9 @@ _pgbox() {
             pgbox,status)
                 cmd="pgbox__subcmd__status"
                 ;;
+            pgbox,switchover)
+                cmd="pgbox__subcmd__switchover"
+                ;;
             pgbox,up)
                 cmd="pgbox__subcmd__up"
                 ;;
@@ -156,6 +159,9 @@ _pgbox() {
                 ;;
             pgbox__subcmd__help,status)
                 cmd="pgbox__subcmd__help__subcmd__status"
+                ;;
+            pgbox__subcmd__help,switchover)
+                cmd="pgbox__subcmd__help__subcmd__switchover"
                 ;;
             pgbox__subcmd__help,up)
                 cmd="pgbox__subcmd__help__subcmd__up"
@@ -305,7 +311,7 @@ _pgbox() {
 
     case "${cmd}" in
         pgbox)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help"
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate switchover completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -705,7 +711,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help)
-            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate completions man help"
+            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate switchover completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1167,6 +1173,20 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgbox__subcmd__help__subcmd__switchover)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2264,6 +2284,36 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__switchover)
+            opts="-q -v -h -V --to --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__up)
             opts="-q -v -h -V --timeout --dry-run --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -2341,7 +2391,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__url)
-            opts="-q -v -h -V --with-password --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --with-password --replica --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -526,3 +526,126 @@ fn cluster_bad_input_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("needs a cluster"));
 }
+
+/// `docker-compose down -v` and the image, even when the test failed.
+struct ComposeDown(std::path::PathBuf, String);
+
+impl Drop for ComposeDown {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .args(["down", "-v"])
+            .current_dir(&self.0)
+            .output();
+        let _ = Command::new("docker").args(["rmi", &self.1]).output();
+    }
+}
+
+/// `pgbox generate compose` emits the same cluster: under docker-compose it elects a
+/// leader, the replicas stream, and a row written on the leader is on every node.
+#[test]
+fn cluster_generated_compose_runs_the_same_cluster() {
+    crate::support::require_engine();
+    let d = tempfile::tempdir().unwrap();
+    let name = format!("clcmp{}", std::process::id());
+    std::fs::write(
+        d.path().join("pgbox.toml"),
+        format!(
+            "[project]\nname = \"{name}\"\n[network]\nport = {}\n[cluster]\nreplicas = 1\n",
+            crate::support::free_port()
+        ),
+    )
+    .unwrap();
+    let out = ok(crate::support::pgbox(d.path()).args(["generate", "compose"]));
+    let dir = std::path::PathBuf::from(text(&out.stdout).trim());
+    let _down = ComposeDown(dir.clone(), format!("localhost/pgbox-{name}:pg15-dev"));
+    for f in [
+        "replication_password",
+        "rewind_password",
+        "patroni_api_password",
+    ] {
+        let meta = std::fs::metadata(dir.join("secrets").join(f)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+    }
+    let compose = |args: &[&str]| {
+        let o = Command::new("docker-compose")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("docker-compose (apt-get install docker-compose)");
+        assert!(
+            o.status.success(),
+            "docker-compose {args:?}: {}",
+            text(&o.stderr)
+        );
+        o
+    };
+    compose(&["config", "-q"]);
+    compose(&["up", "-d", "--build"]);
+    let node = |i: u32| format!("pgbox-{name}-dev-node{i}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let leader = loop {
+        let o = run(Command::new("docker").args([
+            "exec",
+            &node(0),
+            "pgbox-ctl",
+            "patroni-api",
+            "GET",
+            "/cluster",
+        ]));
+        let body = text(&o.stdout);
+        let json: Value = body
+            .split_once('\n')
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        let members = json["members"].as_array().cloned().unwrap_or_default();
+        let running = members
+            .iter()
+            .filter(|m| m["state"] == "running" || m["state"] == "streaming")
+            .count();
+        if running == 2 && members.iter().any(|m| m["role"] == "sync_standby") {
+            let l = members.iter().find(|m| m["role"] == "leader").unwrap();
+            break l["name"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no healthy cluster under compose: {body}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let psql = |c: &str, sql: &str| {
+        docker(&[
+            "exec", "-u", "postgres", c, "psql", "-qAt", "-U", &name, "-d", &name, "-c", sql,
+        ])
+    };
+    let l = format!("pgbox-{name}-dev-{leader}");
+    psql(&l, "create table kept(x int); insert into kept values (11)");
+    let replica = if leader == "node0" { node(1) } else { node(0) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = run(Command::new("docker").args([
+            "exec",
+            "-u",
+            "postgres",
+            &replica,
+            "psql",
+            "-qAt",
+            "-U",
+            &name,
+            "-d",
+            &name,
+            "-c",
+            "select x from kept",
+        ]));
+        if text(&o.stdout).trim() == "11" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the row never reached the replica"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
