@@ -46,6 +46,7 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "image/runtime/patroni.sh",
     "image/runtime/patroni-bootstrap.sh",
     "cluster/patroni.yml.j2",
+    "cluster/compose.yaml.j2",
     "postgres/postgresql.conf.j2",
     "deploy/compose.yaml.j2",
     "deploy/podman-run.sh.j2",

@@ -433,6 +433,17 @@ fn cluster_backup_restore_switchover_scale_and_restart() {
     ok(&mut c.p.cmd(&["switchover"]));
     let st = c.wait_healthy(Duration::from_secs(120));
     assert_ne!(leader(&st), l, "{st:#}");
+    // A scheduled run finds the new leader by itself.
+    let before = std::fs::read_dir(c.p.path().join("backups"))
+        .unwrap()
+        .count();
+    ok(&mut c.p.cmd(&["schedule", "run"]));
+    assert!(
+        std::fs::read_dir(c.p.path().join("backups"))
+            .unwrap()
+            .count()
+            > before
+    );
 
     // Restore through the (new) leader, seen on every node.
     c.p.sql("delete from pgbench_accounts where aid <= 1000");
