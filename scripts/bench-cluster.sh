@@ -51,13 +51,15 @@ wait_healthy() {
 }
 
 # One insert per connection through the multi-host URL (password in the environment);
-# "id time" when acknowledged, "id" when in doubt.
+# "id sent acknowledged" when acknowledged, "id" when the attempt failed (no server
+# took the connection, or the statement failed or timed out: in doubt).
 writer() {
-    local url=$1 id=$2 acked=$3 doubt=$4 stop=$5
+    local url=$1 id=$2 acked=$3 doubt=$4 stop=$5 sent
     while [ ! -e "$stop" ]; do
         id=$((id + 1))
+        sent=$(now)
         if timeout 3 psql -X -q "$url" -c "insert into ack(id) values ($id)" >/dev/null 2>&1; then
-            echo "$id $(now)" >>"$acked"
+            echo "$id $sent $(now)" >>"$acked"
         else
             echo "$id" >>"$doubt"
         fi
@@ -103,12 +105,15 @@ for mode in single false true; do
         sleep 2
         t0=$(now)
         docker kill "pgbox-$name-$leader" >/dev/null
+        # Statements sent before the kill returned may still have reached the old leader.
+        t1=$(now)
         first=""
         for _ in $(seq 900); do
-            first=$(awk -v t="$t0" '$2 > t {print $2 - t; exit}' "$acked")
+            first=$(awk -v t0="$t0" -v t1="$t1" '$2 > t1 {print $3 - t0; exit}' "$acked")
             [ -z "$first" ] || break
             sleep 0.1
         done
+        sleep 2
         touch "$stop"
         wait "$wpid" || true
         [ -n "$first" ] || { echo "round $round: no write within 90 s of the kill" >&2; exit 1; }
@@ -120,7 +125,7 @@ for mode in single false true; do
     psql -X -qAt "$url" -c "select id from ack" | sort -n >"$root/$mode/stored"
     lost=$(cut -d' ' -f1 "$acked" | sort -n | comm -23 - "$root/$mode/stored" | wc -l)
     stats=$(printf '%s\n' "${times[@]}" | python3 -c "import sys,statistics as s; v=[float(x) for x in sys.stdin]; print(f'median {s.median(v):.1f}s max {max(v):.1f}s')")
-    printf 'synchronous=%s: failover %s over %s kills; acknowledged %s, lost %s, in doubt %s\n' \
+    printf 'synchronous=%s: failover %s over %s kills; acknowledged %s, lost %s, failed attempts (in doubt or not sent) %s\n' \
         "$mode" "$stats" "$ROUNDS" "$(wc -l <"$acked")" "$lost" "$(wc -l <"$doubt")"
     leader=$("$PGBOX" status --json | json "d['leader']")
     TPS[$mode]=$(pgbench_tps "pgbox-$name-$leader" "$name")

@@ -44,7 +44,6 @@ struct Vars<'a> {
 
 /// compose.yaml for the cluster; `name` is the environment's container prefix,
 /// `publish` whether node i publishes `bind:port+i`.
-#[allow(clippy::too_many_arguments)]
 pub fn compose(
     s: &Settings,
     header: &str,

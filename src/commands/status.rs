@@ -16,7 +16,7 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
     if crate::cluster::enabled(s) {
         let st = crate::cluster::ops::status(engine, s).await?;
         crate::cluster::ops::print(&st, p)?;
-        return Ok(if st.healthy { 0 } else { EXIT_UNHEALTHY.into() });
+        return Ok(if st.healthy { 0 } else { EXIT_UNHEALTHY });
     }
     let mut report = status(engine, s).await?;
     if s.pitr {

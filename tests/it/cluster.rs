@@ -660,3 +660,54 @@ fn cluster_generated_compose_runs_the_same_cluster() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Podman (rootful, through its Docker-compatible API, CNI networking without DNS):
+/// the private network with static addresses works, a leader and a streaming
+/// replica come up, and a write through `pgbox url` lands.
+#[test]
+fn cluster_podman_smoke() {
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let names: Vec<String> = ["node0", "node1", "etcd"]
+                .iter()
+                .map(|m| format!("pgbox-{}-{m}", self.0))
+                .collect();
+            let _ = Command::new("podman")
+                .args(["rm", "-f"])
+                .args(&names)
+                .output();
+            let _ = Command::new("podman")
+                .args(["network", "rm", &format!("pgbox-{}-net", self.0)])
+                .output();
+            let _ = Command::new("podman")
+                .args(["volume", "rm", "-f", &format!("pgbox-{}-data-etcd", self.0)])
+                .output();
+        }
+    }
+    let p = Project::on("clpod", crate::support::Eng::Podman);
+    p.init(&[]);
+    let toml = p.path().join("pgbox.toml");
+    let mut t = std::fs::read_to_string(&toml).unwrap();
+    t.push_str("\n[cluster]\nreplicas = 1\n");
+    std::fs::write(&toml, t).unwrap();
+    let _gone = Gone(p.name.clone());
+    ok(&mut p.cmd(&["up", "--timeout", "300"]));
+    let st: Value = serde_json::from_slice(&ok(&mut p.cmd(&["status", "--json"])).stdout).unwrap();
+    assert_eq!(st["healthy"], true, "{st:#}");
+    let roles: Vec<&str> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["role"].as_str().unwrap_or("-"))
+        .collect();
+    assert!(roles.contains(&"leader"), "{st:#}");
+    let url = text(&ok(&mut p.cmd(&["url"])).stdout).trim().to_string();
+    let out = crate::support::host_psql(
+        &url,
+        &p.password(),
+        "create table smoke(x int); insert into smoke values (7); select x from smoke",
+    );
+    assert_eq!(text(&out.stdout).trim(), "7", "{}", text(&out.stderr));
+    ok(&mut p.cmd(&["down"]));
+}
