@@ -433,7 +433,8 @@ fn cluster_backup_restore_switchover_scale_and_restart() {
     ok(&mut c.p.cmd(&["switchover"]));
     let st = c.wait_healthy(Duration::from_secs(120));
     assert_ne!(leader(&st), l, "{st:#}");
-    // A scheduled run finds the new leader by itself.
+    // A scheduled run finds the new leader by itself (taken after the switchover,
+    // it is the backup restored below).
     let before = std::fs::read_dir(c.p.path().join("backups"))
         .unwrap()
         .count();
@@ -447,7 +448,8 @@ fn cluster_backup_restore_switchover_scale_and_restart() {
 
     // Restore through the (new) leader, seen on every node.
     c.p.sql("delete from pgbench_accounts where aid <= 1000");
-    ok(&mut c.p.cmd(&["restore", &file, "--yes"]));
+    // The latest backup: the scheduled run's retention keeps one a day.
+    ok(&mut c.p.cmd(&["restore", "--yes"]));
     c.wait_healthy(Duration::from_secs(120));
     for m in ["node0", "node1", "node2"] {
         assert_eq!(
