@@ -73,6 +73,9 @@ _pgbox() {
             pgbox,status)
                 cmd="pgbox__subcmd__status"
                 ;;
+            pgbox,switchover)
+                cmd="pgbox__subcmd__switchover"
+                ;;
             pgbox,top)
                 cmd="pgbox__subcmd__top"
                 ;;
@@ -171,6 +174,9 @@ _pgbox() {
                 ;;
             pgbox__subcmd__help,status)
                 cmd="pgbox__subcmd__help__subcmd__status"
+                ;;
+            pgbox__subcmd__help,switchover)
+                cmd="pgbox__subcmd__help__subcmd__switchover"
                 ;;
             pgbox__subcmd__help,top)
                 cmd="pgbox__subcmd__help__subcmd__top"
@@ -323,7 +329,7 @@ _pgbox() {
 
     case "${cmd}" in
         pgbox)
-            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate stats top metrics completions man help"
+            opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate stats top metrics switchover completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -727,7 +733,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__help)
-            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate stats top metrics completions man help"
+            opts="init build up down status logs psql url ls backup restore schedule generate save maintenance upgrade migrate stats top metrics switchover completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1230,6 +1236,20 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__help__subcmd__switchover)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__help__subcmd__top)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1353,7 +1373,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__logs)
-            opts="-f -n -t -q -v -h -V --follow --tail --timestamps --quiet --verbose --color --json --config --engine --help --version server pooler"
+            opts="-f -n -t -q -v -h -V --follow --tail --timestamps --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2384,6 +2404,36 @@ _pgbox() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pgbox__subcmd__switchover)
+            opts="-q -v -h -V --to --quiet --verbose --color --json --config --engine --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pgbox__subcmd__top)
             opts="-q -v -h -V --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -2487,7 +2537,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__url)
-            opts="-q -v -h -V --with-password --pooled --quiet --verbose --color --json --config --engine --help --version"
+            opts="-q -v -h -V --with-password --pooled --replica --quiet --verbose --color --json --config --engine --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -59,6 +59,7 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd)
 command -v crontab >/dev/null 2>&1 || need+=(cron)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v python3 >/dev/null 2>&1 || need+=(python3) # scripts/bench-cluster.sh
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v catatonit >/dev/null 2>&1 || need+=(catatonit)
 if [ "${#need[@]}" -gt 0 ]; then

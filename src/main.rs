@@ -6,6 +6,7 @@
 mod backup;
 mod cancel;
 mod cli;
+mod cluster;
 mod commands;
 mod config;
 mod connection;

@@ -43,6 +43,10 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "image/runtime/healthcheck.sh",
     "image/runtime/ctl.sh",
     "image/runtime/archive.sh",
+    "image/runtime/patroni.sh",
+    "image/runtime/patroni-bootstrap.sh",
+    "cluster/patroni.yml.j2",
+    "cluster/compose.yaml.j2",
     "postgres/postgresql.conf.j2",
     "deploy/compose.yaml.j2",
     "deploy/podman-run.sh.j2",
@@ -115,6 +119,8 @@ struct ImageVars<'a> {
     pgdata: &'a str,
     postgres_uid: u32,
     postgres_gid: u32,
+    /// `[cluster]`: Patroni and etcd in the image.
+    cluster: bool,
 }
 
 impl ImageContext {
@@ -127,6 +133,7 @@ impl ImageContext {
             pgdata: DATA_MOUNT,
             postgres_uid: uid,
             postgres_gid: s.gid.unwrap_or(uid),
+            cluster: s.replicas > 0,
         };
         let dir = Some(s.project_dir.as_path());
         let mut files = vec![ContextFile {

@@ -106,6 +106,8 @@ pub enum Command {
     Top(TopArgs),
     /// Serve Prometheus metrics (postgres_exporter names plus `pgbox_*`) in the foreground
     Metrics(MetricsArgs),
+    /// Cluster: move the leader to another node (`[cluster] replicas`)
+    Switchover(SwitchoverArgs),
     /// Print a shell completion script on stdout
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout
@@ -254,9 +256,10 @@ pub struct StatusArgs {}
 
 #[derive(Debug, Clone, Args)]
 pub struct LogsArgs {
-    /// Whose log: the server's (default) or the pooler's
-    #[arg(value_enum, default_value = "server")]
-    pub service: LogService,
+    /// Whose log: `server` (default; in a cluster, the leader), `pooler`, or a cluster
+    /// node (`node1`, `1`, `etcd`)
+    #[arg(value_name = "SERVICE|NODE")]
+    pub target: Option<String>,
 
     /// Keep following the log
     #[arg(short, long)]
@@ -329,15 +332,17 @@ pub struct UrlArgs {
     /// The URL through the pooler (`[pooler]` in pgbox.toml)
     #[arg(long)]
     pub pooled: bool,
+    /// Cluster: a URL that reaches a read-only replica
+    #[arg(long)]
+    pub replica: bool,
 }
 
-/// The containers `pgbox logs` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogService {
-    /// PostgreSQL
-    Server,
-    /// PgBouncer
-    Pooler,
+#[derive(Debug, Clone, Args)]
+pub struct SwitchoverArgs {
+    /// The node to lead next (`node1` or `1`); default: the synchronous standby, or
+    /// any healthy replica
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -14,7 +14,12 @@ pub async fn run(args: DownArgs, ctx: &Ctx<'_>) -> super::Outcome {
         purge: args.purge,
         yes: args.yes,
     };
-    Ok(match down(engine, s, options, p).await? {
+    let down = if crate::cluster::enabled(s) {
+        crate::cluster::up::down(engine, s, options, p).await?
+    } else {
+        down(engine, s, options, p).await?
+    };
+    Ok(match down {
         Down::Done => 0,
         Down::Declined => 1,
     })

@@ -9,6 +9,7 @@ use crate::cli::{MaintenanceArgs, OnOff};
 pub async fn run(args: MaintenanceArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    crate::cluster::refuse(s, "maintenance")?;
     crate::server::maintenance(engine, s, args.action == OnOff::On, p).await?;
     Ok(0)
 }

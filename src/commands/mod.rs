@@ -23,6 +23,7 @@ mod save;
 mod schedule;
 mod stats;
 mod status;
+mod switchover;
 mod top;
 mod up;
 mod upgrade;
@@ -98,6 +99,7 @@ pub async fn run(cli: Cli, p: &Printer) -> Outcome {
         Command::Stats(_) => stats::run(ctx).await,
         Command::Top(_) => top::run(ctx).await,
         Command::Metrics(a) => metrics::run(a, ctx).await,
+        Command::Switchover(a) => switchover::run(a, ctx).await,
         Command::Completions(a) => completions::completions(a),
         Command::Man => completions::man(),
     }

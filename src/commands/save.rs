@@ -7,6 +7,7 @@ use crate::cli::SaveArgs;
 pub async fn run(args: SaveArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    crate::cluster::refuse(s, "save")?;
     let output = match &args.output {
         Some(out) => Some(crate::config::absolute(&std::env::current_dir()?, out)),
         None => None,

@@ -13,6 +13,11 @@ pub async fn run(ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;
     let (s, engine) = (ctx.settings()?, ctx.engine().await?);
     crate::connection::warn_if_public(s, p);
+    if crate::cluster::enabled(s) {
+        let st = crate::cluster::ops::status(engine, s).await?;
+        crate::cluster::ops::print(&st, p)?;
+        return Ok(if st.healthy { 0 } else { EXIT_UNHEALTHY });
+    }
     let mut report = status(engine, s).await?;
     if s.pitr {
         report.recoverable = crate::backup::pitr::window_rfc3339(s);

@@ -22,6 +22,10 @@ pub async fn run(args: UpArgs, ctx: &Ctx<'_>) -> super::Outcome {
         timeout: Duration::from_secs(args.timeout),
         dry_run: args.dry_run,
     };
+    if crate::cluster::enabled(&s) {
+        crate::cluster::up::up(&engine, &s, options, p).await?;
+        return Ok(0);
+    }
     up(&engine, &s, options, p).await?;
     Ok(0)
 }

@@ -9,6 +9,7 @@ use crate::upgrade::{upgrade, UpgradeOptions};
 
 pub async fn run(args: UpgradeArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let (s, engine) = (ctx.settings()?, ctx.engine().await?);
+    crate::cluster::refuse(s, "upgrade")?;
     let options = UpgradeOptions {
         to: args.to,
         method: args.method,

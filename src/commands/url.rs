@@ -15,6 +15,26 @@ pub fn run(args: UrlArgs, ctx: &Ctx<'_>) -> super::Outcome {
     } else {
         None
     };
+    if args.pooled && args.replica {
+        return Err(
+            crate::error::Fail::new("`--pooled` and `--replica` cannot be used together")
+                .hint("pick one of them")
+                .code(crate::error::EXIT_USAGE)
+                .into(),
+        );
+    }
+    if crate::cluster::enabled(s) && !args.pooled {
+        p.data(crate::cluster::url(s, password.as_deref(), args.replica));
+        return Ok(0);
+    }
+    if args.replica {
+        return Err(crate::error::Fail::new(
+            "`--replica` needs a cluster: this project is one server",
+        )
+        .hint("set `replicas = 1` or more under `[cluster]` in pgbox.toml")
+        .code(crate::error::EXIT_USAGE)
+        .into());
+    }
     if args.pooled {
         if !s.pooler.enabled {
             return Err(crate::error::Fail::new("the pooler is not enabled")

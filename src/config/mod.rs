@@ -310,6 +310,9 @@ pub struct Settings {
     pub migrations_table: String,
     /// `[pooler]`: the PgBouncer container (off unless `enabled = true`).
     pub pooler: PoolerSettings,
+    /// `[cluster] replicas` (0: a single server) and `synchronous` (default true).
+    pub replicas: u32,
+    pub synchronous: bool,
 }
 
 /// `[pooler]`, resolved: defaults filled in.
@@ -386,6 +389,7 @@ impl Settings {
         let tls = c.tls.unwrap_or_default();
         let mig = c.migrations.unwrap_or_default();
         let pooler = PoolerSettings::resolve(c.pooler.unwrap_or_default());
+        let cl = c.cluster.unwrap_or_default();
         let kb = |s: &Option<String>| {
             s.as_deref()
                 .and_then(|s| parse_bytes(s).ok())
@@ -467,6 +471,8 @@ impl Settings {
             ),
             migrations_table: mig.table.unwrap_or_else(|| "pgbox.schema_version".into()),
             pooler,
+            replicas: cl.replicas.unwrap_or(0),
+            synchronous: cl.synchronous.unwrap_or(true),
             project,
         }
     }

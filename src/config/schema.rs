@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub migrations: Option<MigrationsSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSection>,
 }
 
 /// `[pooler]`: a PgBouncer container beside the server (see `crate::pooler`).
@@ -78,6 +80,20 @@ impl fmt::Display for PoolMode {
             PoolMode::Session => "session",
         })
     }
+}
+
+/// `[cluster]`: a Patroni + etcd cluster of 1 + `replicas` nodes (0: one server).
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    #[serde(
+        default,
+        deserialize_with = "de_replicas",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replicas: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<bool>,
 }
 
 /// `[migrations]`: where `pgbox migrate` finds its files and records what ran.
@@ -391,6 +407,28 @@ fn de_bind<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
 fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     let v = i64::deserialize(d)?;
     check_port(v).map_err(serde::de::Error::custom).map(Some)
+}
+
+fn de_replicas<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = i64::deserialize(d)?;
+    check_replicas(v)
+        .map_err(serde::de::Error::custom)
+        .map(Some)
+}
+
+/// The most replicas pgbox runs on one host (each is a full copy of the data).
+pub const MAX_REPLICAS: u32 = 9;
+
+fn check_replicas(v: i64) -> Result<u32, String> {
+    match u32::try_from(v) {
+        Ok(n) if n <= MAX_REPLICAS => Ok(n),
+        Ok(_) => Err(format!(
+            "`replicas` is `{v}`: at most {MAX_REPLICAS} replicas run on one host"
+        )),
+        Err(_) => Err(format!(
+            "`replicas` is `{v}`: it must be 0 (one server) or more"
+        )),
+    }
 }
 
 fn de_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

@@ -141,13 +141,15 @@ pub fn container_spec(s: &Settings, image: &str, d: &Decision) -> ContainerSpec 
         user: None,
         service: true,
         memory: s.memory_limit,
+        network: None,
+        extra_hosts: Vec::new(),
     };
     let hash = spec_hash(&spec);
     spec.labels.insert(LABEL_SPEC.to_string(), hash);
     spec
 }
 
-fn spec_hash(spec: &ContainerSpec) -> String {
+pub fn spec_hash(spec: &ContainerSpec) -> String {
     let mut h = Sha256::new();
     h.update(spec.image.as_bytes());
     for e in &spec.env {
@@ -158,6 +160,9 @@ fn spec_hash(spec: &ContainerSpec) -> String {
         h.update(format!("{:?}", m).as_bytes());
     }
     h.update(format!("{:?} {:?}", spec.port, spec.memory).as_bytes());
+    if spec.network.is_some() || !spec.extra_hosts.is_empty() {
+        h.update(format!("{:?} {:?}", spec.network, spec.extra_hosts).as_bytes());
+    }
     let mut labels: Vec<_> = spec.labels.iter().collect();
     labels.sort();
     h.update(format!("{labels:?}").as_bytes());

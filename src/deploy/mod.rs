@@ -201,7 +201,43 @@ pub fn files(
     };
     let want = |k: GenerateKind| kind == k || kind == GenerateKind::All;
 
-    if want(GenerateKind::Compose) {
+    if crate::cluster::enabled(s) {
+        // A cluster: compose only (and the recipe), the topology `pgbox up` runs.
+        if !matches!(kind, GenerateKind::Compose | GenerateKind::Containerfile) {
+            return Err(crate::error::Fail::new(
+                "with a cluster (`[cluster] replicas`), `pgbox generate` writes only `compose` and `containerfile` so far",
+            )
+            .hint("run `pgbox generate compose`")
+            .code(crate::error::EXIT_USAGE)
+            .into());
+        }
+        if kind == GenerateKind::Compose {
+            let publish = env == DeployEnv::Dev || publish;
+            out.push(GenFile {
+                path: "compose.yaml".into(),
+                body: crate::cluster::deploy::compose(
+                    s,
+                    &header,
+                    env_s,
+                    &name,
+                    &vars.image,
+                    publish,
+                )?
+                .into_bytes(),
+                mode: 0o644,
+            });
+            out.push(GenFile {
+                path: ".env".into(),
+                body: format!("# {header}\nCOMPOSE_PROJECT_NAME={name}\n").into_bytes(),
+                mode: 0o644,
+            });
+            out.push(GenFile {
+                path: "conf/patroni.yml".into(),
+                body: with_header(&crate::cluster::patroni_yml(s)?, &shared).into_bytes(),
+                mode: 0o644,
+            });
+        }
+    } else if want(GenerateKind::Compose) {
         with_env(&mut vars, "/run/secrets/postgres_password");
         out.push(GenFile {
             path: "compose.yaml".into(),

@@ -172,9 +172,14 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
                 out_dir.join("secrets/pooler/setup.sql").display()
             ));
         }
+        if crate::cluster::enabled(s) {
+            for name in crate::cluster::deploy::secret_names() {
+                ensure_secret_file(&secret_path(&out_dir).with_file_name(name))?;
+            }
+        }
         if crate::fsutil::gitignore_once(
             &out_dir,
-            "# Never commit the password or the data.\nsecrets/postgres_password\nsecrets/pooler/\ndata/\n",
+            "# Never commit the passwords or the data.\nsecrets/\ndata/\n",
         )? {
             written += 1;
         }
@@ -247,14 +252,18 @@ fn ensure_pooler_secret(s: &Settings, out_dir: &Path) -> anyhow::Result<bool> {
 
 /// The environment's password file, created once (mode 600). True if created now.
 fn ensure_password(out_dir: &Path) -> anyhow::Result<bool> {
-    let secret = secret_path(out_dir);
+    ensure_secret_file(&secret_path(out_dir))
+}
+
+/// A generated secret file, created once (mode 600 in a 700 folder). True if created now.
+fn ensure_secret_file(secret: &Path) -> anyhow::Result<bool> {
     if secret.exists() {
         return Ok(false);
     }
     let dir = secret.parent().expect("secrets folder");
     crate::fsutil::private_dir(dir, 0o700)?;
     crate::fsutil::write_atomic(
-        &secret,
+        secret,
         format!("{}\n", crate::secrets::generate_password()).as_bytes(),
         0o600,
     )?;

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, Mount, MountTypeEnum, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
@@ -198,7 +199,22 @@ impl Engine {
                         ("max-file".to_string(), "3".to_string()),
                     ])),
                 }),
+                network_mode: spec.network.as_ref().map(|n| n.network.clone()),
+                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
                 ..Default::default()
+            }),
+            networking_config: spec.network.as_ref().map(|n| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    n.network.clone(),
+                    EndpointSettings {
+                        ipam_config: Some(EndpointIpamConfig {
+                            ipv4_address: Some(n.ip.clone()),
+                            ..Default::default()
+                        }),
+                        aliases: Some(n.aliases.clone()),
+                        ..Default::default()
+                    },
+                )])),
             }),
             ..Default::default()
         };

@@ -121,6 +121,18 @@ pub struct ContainerSpec {
     pub service: bool,
     /// Memory limit in bytes.
     pub memory: Option<u64>,
+    /// A private network with a static address (cluster members), else the default one.
+    pub network: Option<NetAttach>,
+    /// `host:ip` lines added to the container's /etc/hosts.
+    pub extra_hosts: Vec<String>,
+}
+
+/// How a container joins a private network: its name there and a fixed address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetAttach {
+    pub network: String,
+    pub ip: String,
+    pub aliases: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -139,6 +151,8 @@ impl ContainerSpec {
             user: None,
             service: false,
             memory: None,
+            network: None,
+            extra_hosts: Vec::new(),
         }
     }
 }

@@ -218,6 +218,8 @@ pub fn container_spec(s: &Settings, image: &str) -> ContainerSpec {
         user: None,
         service: true,
         memory: None,
+        network: None,
+        extra_hosts: Vec::new(),
     };
     let mut h = Sha256::new();
     h.update(spec.image.as_bytes());

@@ -33,6 +33,8 @@ struct ConfVars<'a> {
     /// `[backup] pitr`: archive_timeout in seconds, or None when off.
     pitr: Option<u64>,
     settings: &'a [(String, String)],
+    /// `[cluster]`: replication and rewind lines in pg_hba.conf.
+    cluster: bool,
 }
 
 /// Files written by `render_config`, with what they held before (None: absent).
@@ -78,6 +80,7 @@ pub fn config_texts(s: &Settings) -> anyhow::Result<Vec<(&'static str, String)>>
         tls: s.tls != TlsMode::Off,
         pitr: s.pitr.then_some(s.archive_timeout),
         settings: &s.pg_settings,
+        cluster: s.replicas > 0,
     };
     ["postgresql.conf", "pg_hba.conf"]
         .into_iter()

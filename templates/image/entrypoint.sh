@@ -25,6 +25,7 @@
 #   PGBOX_SKIP_INIT_SCRIPTS=1  a new cluster gets no init scripts (`pgbox upgrade`'s target)
 #   PGBOX_READ_ONLY=1    every transaction read-only (`pgbox upgrade`'s source)
 #   PGBOX_NO_SAVE=1      fallback: no save at stop (`pgbox upgrade`'s source)
+#   PGBOX_MODE=patroni   [cluster]: Patroni runs PostgreSQL (runtime/patroni.sh)
 set -Eeuo pipefail
 
 PGBOX_LIB="${PGBOX_LIB:-/usr/local/lib/pgbox}"
@@ -73,6 +74,10 @@ main() {
     fi
     local m
     for m in "$PGBOX_LIB"/init/[0-9][0-9]-*.sh; do
+        # patroni mode: Patroni initialises or clones PGDATA and owns its postgresql.conf.
+        if [ "${PGBOX_MODE:-direct}" = patroni ] && [ "$(basename "$m")" != 01-directories.sh ]; then
+            continue
+        fi
         run_module "$m"
     done
     # shutdown.sh installs the SIGTERM handler; startup.sh runs until stopped.

@@ -7,6 +7,7 @@
 mod backup;
 mod backup_shape;
 mod cli;
+mod cluster;
 mod config;
 mod container;
 mod e2e;

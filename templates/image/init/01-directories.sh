@@ -53,6 +53,8 @@ module_main() {
         # An empty root-owned mount is a fresh named volume or mount point: take it.
         [ "$owner" = "$pg_uid" ] || chown postgres:postgres "$PGBOX_MOUNT"
         log_info "✅ PGDATA set to new default: $PGDATA"
+        # patroni mode: PGDATA is a folder on the mount (see common.sh).
+        [ -d "$PGDATA" ] || install -d -o postgres -g postgres -m 700 "$PGDATA"
     fi
     secure_path "$PGDATA" 700
     install -d -o postgres -g postgres -m 2775 /var/run/postgresql

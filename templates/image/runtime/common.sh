@@ -19,8 +19,12 @@ PGBOX_MOUNT="${PGBOX_MOUNT:-/var/lib/postgresql/data}"
 PGBOX_STORAGE_MODE="${PGBOX_STORAGE_MODE:-direct}"
 TARBALL="$PGBOX_MOUNT/pgsql.tar.zst"
 
-# PGDATA: the mount itself, or an ephemeral folder in fallback mode.
-if [ "$PGBOX_STORAGE_MODE" = fallback ]; then
+# PGDATA: the mount itself, or an ephemeral folder in fallback mode, or (patroni mode)
+# a folder on the mount, since Patroni renames or removes a data folder it must
+# rebuild, which a mount point refuses.
+if [ "${PGBOX_MODE:-direct}" = patroni ]; then
+    PGDATA="$PGBOX_MOUNT/pgdata"
+elif [ "$PGBOX_STORAGE_MODE" = fallback ]; then
     PGDATA="/tmp/pgdata-ephemeral-${HOSTNAME:-pgbox}"
 else
     PGDATA="$PGBOX_MOUNT"

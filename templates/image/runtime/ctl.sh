@@ -9,6 +9,7 @@
 #   pgbox-ctl dump DB FORMAT COMPRESSION LEVEL   a dump on stdout (never through a TTY)
 #   pgbox-ctl globals - - COMPRESSION LEVEL      roles and tablespaces on stdout
 #   pgbox-ctl receive DEST COMPRESSION [tar]     stdin to a file or folder for pg_restore
+#   pgbox-ctl patroni-api METHOD PATH [JSON]     [cluster]: Patroni's REST API (status line, body)
 set -Eeuo pipefail
 PGBOX_LIB="${PGBOX_LIB:-/usr/local/lib/pgbox}"
 MODULE=ctl
@@ -32,6 +33,12 @@ wait_for_state() {
 }
 
 case "${1:-}" in
+patroni-api)
+    # shellcheck source=runtime/patroni.sh
+    source "$PGBOX_LIB/runtime/patroni.sh"
+    shift
+    patroni_api "$@"
+    ;;
 state)
     current_state
     ;;

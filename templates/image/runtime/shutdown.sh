@@ -12,6 +12,7 @@
 source "$PGBOX_LIB/runtime/persist.sh"
 
 PG_PID=""
+PG_STOP_SIGNAL=INT
 SAVER_PID=""
 SWITCHER_PID=""
 CATCHUP_PID=""
@@ -30,7 +31,9 @@ wait_gone() {
 stop_postgres() {
     local pid=$PG_PID
     [ -n "$pid" ] && alive "$pid" || return 0
-    kill -INT "$pid" # fast shutdown: roll back open transactions, checkpoint, exit
+    # Fast shutdown (roll back open transactions, checkpoint, exit); Patroni (patroni
+    # mode) takes SIGTERM, stops PostgreSQL the same way and releases the leader key.
+    kill -"${PG_STOP_SIGNAL:-INT}" "$pid"
     if ! wait_gone "$pid" "${PGBOX_SHUTDOWN_TIMEOUT:-30}"; then
         log_warn "fast shutdown exceeded ${PGBOX_SHUTDOWN_TIMEOUT:-30}s, switching to immediate shutdown"
         kill -QUIT "$pid"

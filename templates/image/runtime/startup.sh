@@ -1,5 +1,6 @@
 #!/bin/bash
-# runtime/startup.sh: run PostgreSQL (direct mode) or keep the container up with it
+# runtime/startup.sh: run PostgreSQL (direct mode), or Patroni (patroni mode,
+# runtime/patroni.sh), or keep the container up with it
 # stopped (maintenance mode, while /run/pgbox/maintenance exists). Ready means a
 # TCP connection to 127.0.0.1 is accepted by the real server; only then is the
 # state RUNNING. In fallback mode with PGBOX_SAVE_INTERVAL > 0 a live save runs
@@ -104,6 +105,13 @@ module_cleanup() {
 }
 
 module_main() {
+    if [ "${PGBOX_MODE:-direct}" = patroni ]; then
+        # shellcheck source=runtime/patroni.sh
+        source "$PGBOX_LIB/runtime/patroni.sh"
+        start_switcher
+        run_patroni
+        return
+    fi
     start_saver
     start_switcher
     while :; do
