@@ -5,12 +5,11 @@
 //! network's subnet and the fixed addresses on it, each node's data location and
 //! published port), the secrets Patroni needs (as files), the rendered
 //! `patroni.yml`, and the operations around it: `up`/`down`/scaling (`up`), per-node
-//! status, switchover and logs (`ops`), and finding the leader (`api`), which is
+//! status, switchover and logs (`ops`). Finding the leader is `container::patroni`,
 //! the one seam through which backup, restore, psql and scheduled runs follow it
 //! (`container::ctl::running`). Static addresses and `/etc/hosts` entries rather
 //! than DNS, because Podman's CNI backend on Debian has no name resolution.
 
-pub mod api;
 pub mod deploy;
 pub mod ops;
 pub mod spec;
@@ -39,19 +38,11 @@ pub const SECRETS: [&str; 3] = [
     "patroni_api_password",
 ];
 
+pub use crate::container::patroni::{member, node_container, node_of};
+
 /// Whether the project runs as a cluster.
 pub fn enabled(s: &Settings) -> bool {
-    s.replicas > 0
-}
-
-/// Node `i`'s member name in Patroni (`node0` .. `nodeN`).
-pub fn member(i: u32) -> String {
-    format!("node{i}")
-}
-
-/// Node `i`'s container.
-pub fn node_container(s: &Settings, i: u32) -> String {
-    format!("{}-{}", s.container_name(), member(i))
+    crate::container::patroni::clustered(s)
 }
 
 /// The etcd container.
@@ -85,14 +76,6 @@ pub fn node_settings(s: &Settings, i: u32) -> Settings {
         n.volume = format!("{}-{}", s.volume, member(i));
     }
     n
-}
-
-/// Node `i` of a container name, or None when it is not one of this project's nodes.
-pub fn node_of(s: &Settings, container: &str) -> Option<u32> {
-    container
-        .strip_prefix(&format!("{}-node", s.container_name()))?
-        .parse()
-        .ok()
 }
 
 /// What a user may type for a node (`node1`, `1`, `etcd`): its container.

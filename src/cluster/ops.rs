@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::api::{self, Member};
 use super::{etcd_container, member, node_container, node_port};
 use crate::config::Settings;
+use crate::container::patroni::{self as api, Member};
 use crate::container::psql;
 use crate::engine::Engine;
 use crate::error::{Fail, EXIT_USAGE};

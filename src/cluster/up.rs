@@ -13,11 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::api::{self, Member};
 use super::spec;
 use super::{etcd_container, etcd_volume, member, node_container, node_port, node_settings};
 use crate::config::{Settings, StorageMode, MAX_REPLICAS};
 use crate::container::image::ensure_image;
+use crate::container::patroni::{self as api, Member};
 use crate::container::spec::{check_ownership, stop_timeout, READY_MARKER};
 use crate::engine::{ContainerSpec, Engine, EngineError, WaitError, LABEL_SPEC};
 use crate::error::{Fail, EXIT_USAGE};

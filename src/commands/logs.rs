@@ -10,7 +10,7 @@ pub async fn run(args: LogsArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let cluster = crate::cluster::enabled(s);
     let name = match args.target.as_deref() {
         Some("pooler") => crate::pooler::container_name(s),
-        None | Some("server") if cluster => crate::cluster::api::leader(engine, s).await?,
+        None | Some("server") if cluster => crate::container::patroni::leader(engine, s).await?,
         None | Some("server") => s.container_name(),
         Some(n) if cluster => crate::cluster::resolve_node(s, n)?,
         Some(n) => {

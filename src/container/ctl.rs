@@ -176,9 +176,9 @@ pub async fn versions(engine: &Engine, container: &str) -> anyhow::Result<(Strin
 
 /// A running container of this project, or an error saying how to start it.
 pub async fn running(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
-    if crate::cluster::enabled(s) {
+    if super::patroni::clustered(s) {
         // A cluster: whichever node leads now (backup, restore, psql, scheduled runs).
-        return crate::cluster::api::leader(engine, s).await;
+        return super::patroni::leader(engine, s).await;
     }
     let name = s.container_name();
     match engine.inspect(&name).await? {

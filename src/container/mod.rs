@@ -5,5 +5,6 @@
 
 pub mod ctl;
 pub mod image;
+pub mod patroni;
 pub mod psql;
 pub mod spec;

@@ -1,14 +1,38 @@
-//! Patroni's REST API, reached inside a node with `pgbox-ctl patroni-api` (port 8008
-//! is never published; the script reads the API password from the secrets mount),
-//! and the leader: the one seam through which everything that needs the primary
-//! (backup, restore, psql, scheduled runs) follows it.
+//! Patroni inside a cluster's node containers: the nodes' names, Patroni's REST API
+//! reached inside a node with `pgbox-ctl patroni-api` (port 8008 is never published;
+//! the script reads the API password from the secrets mount), and the leader: the one
+//! seam through which everything that needs the primary (backup, restore, psql,
+//! scheduled runs) follows it. It lives with the container client, below the
+//! commands that use it; `crate::cluster` builds and runs the nodes.
 
 use serde::{Deserialize, Serialize};
 
-use super::{node_container, node_of};
 use crate::config::Settings;
 use crate::engine::{Engine, ExecSpec};
 use crate::error::Fail;
+
+/// Whether the project runs as a cluster (`[cluster] replicas` above 0).
+pub fn clustered(s: &Settings) -> bool {
+    s.replicas > 0
+}
+
+/// Node `i`'s member name in Patroni (`node0` .. `nodeN`).
+pub fn member(i: u32) -> String {
+    format!("node{i}")
+}
+
+/// Node `i`'s container.
+pub fn node_container(s: &Settings, i: u32) -> String {
+    format!("{}-{}", s.container_name(), member(i))
+}
+
+/// Node `i` of a container name, or None when it is not one of this project's nodes.
+pub fn node_of(s: &Settings, container: &str) -> Option<u32> {
+    container
+        .strip_prefix(&format!("{}-node", s.container_name()))?
+        .parse()
+        .ok()
+}
 
 /// One member as `GET /cluster` reports it (Patroni 3.x and 4.x).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
