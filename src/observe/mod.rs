@@ -27,7 +27,7 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::engine::{cpu_percent, ContainerSample, Engine};
-use crate::migrate::conn::Target;
+use crate::pgclient::Target;
 
 /// The project's server and container, as one command sees them.
 pub struct Source {
