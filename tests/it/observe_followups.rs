@@ -3,6 +3,7 @@
 //! `pgbox generate`, and a Podman smoke test.
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::support::*;
 
@@ -106,4 +107,78 @@ fn a_fresh_project_lists_top_queries_on_15() {
 #[test]
 fn a_fresh_project_lists_top_queries_on_17() {
     top_queries_out_of_the_box(&Project::with_major("obs2-top17", Eng::Docker, Some(17)));
+}
+
+/// `pgbox generate metrics` writes the metrics service (verified by systemd),
+/// running this binary on this pgbox.toml with the engine address, and never
+/// overwrites an edited unit without `--force`.
+#[test]
+fn generate_metrics_writes_a_unit_that_verifies_and_is_not_overwritten() {
+    let p = Project::new("obs2-gen");
+    p.init(&[]);
+    let out_dir = p.path().join("units");
+    let out_s = out_dir.display().to_string();
+    let gen = |force: bool| {
+        let mut c = pgbox(p.path());
+        c.args([
+            "--engine",
+            "unix:///var/run/docker.sock",
+            "generate",
+            "metrics",
+            "-o",
+            &out_s,
+        ]);
+        if force {
+            c.arg("--force");
+        }
+        run(&mut c)
+    };
+    let out = gen(false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let unit = out_dir.join(format!("pgbox-metrics-{}.service", p.name));
+    let v = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    assert!(
+        v.status.success() && text(&v.stderr).trim().is_empty(),
+        "systemd-analyze verify: {}",
+        text(&v.stderr)
+    );
+    let body = std::fs::read_to_string(&unit).unwrap();
+    let exec = body
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let bin = bin().canonicalize().unwrap().display().to_string();
+    let cfg = p.path().join("pgbox.toml").canonicalize().unwrap();
+    assert!(exec.starts_with(&format!("{bin} --config ")), "{exec}");
+    assert!(exec.contains(&cfg.display().to_string()), "{exec}");
+    assert!(
+        exec.ends_with("--engine unix:///var/run/docker.sock metrics --listen 127.0.0.1:9187"),
+        "{exec}"
+    );
+    assert_eq!(
+        file_names(&out_dir).len(),
+        1,
+        "only the unit: {:?}",
+        file_names(&out_dir)
+    );
+
+    // An edited unit is kept without --force, replaced with it.
+    std::fs::write(&unit, format!("{body}# mine\n")).unwrap();
+    let out = gen(false);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&unit)
+        .unwrap()
+        .ends_with("# mine\n"));
+    let out = gen(true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&unit).unwrap(), body);
 }
