@@ -3,7 +3,8 @@
 //! `pgbox generate`, and a Podman smoke test.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -107,6 +108,69 @@ fn a_fresh_project_lists_top_queries_on_15() {
 #[test]
 fn a_fresh_project_lists_top_queries_on_17() {
     top_queries_out_of_the_box(&Project::with_major("obs2-top17", Eng::Docker, Some(17)));
+}
+
+/// A background process, killed (by its own pid) when dropped.
+struct Bg(std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `url` with curl; the body on a 200.
+fn get(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", url])
+        .output()
+        .ok()?;
+    out.status.success().then(|| text(&out.stdout))
+}
+
+/// On rootful Podman (its Docker-compatible API): `stats --json` has the
+/// container's memory and the top queries, and a `metrics` scrape says `pg_up 1`
+/// with the container's memory gauge.
+#[test]
+fn stats_and_a_metrics_scrape_work_on_podman() {
+    let p = Project::on("obs2-podman", Eng::Podman);
+    top_queries_out_of_the_box(&p);
+    let v = stats_json(&p);
+    let mem = v["container"]["mem_used_bytes"].as_u64().unwrap_or(0);
+    assert!(mem > 0, "the container's memory from Podman's stats: {v:#}");
+    let cpu = v["container"]["cpu_percent"].as_f64();
+    assert!(
+        cpu.is_some_and(|c| c > 0.0),
+        "the container's CPU since start from Podman's stats: {v:#}"
+    );
+    let port = free_port();
+    let _m = Bg(p
+        .cmd(&["metrics", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let end = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        // The container gauge comes from the sampler's first look, shortly after start.
+        match get(&url) {
+            Some(b) if b.contains("pgbox_container_memory_usage_bytes{") => break b,
+            b => assert!(
+                Instant::now() < end,
+                "no scrape with the container's memory in 30 s: {b:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(body.lines().any(|l| l == "pg_up 1"), "pg_up 1:\n{body}");
+    let mem_line = body
+        .lines()
+        .find(|l| l.starts_with("pgbox_container_memory_usage_bytes{"))
+        .unwrap();
+    let v: f64 = mem_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(v > 0.0, "{mem_line}");
 }
 
 /// `pgbox generate metrics` writes the metrics service (verified by systemd),
