@@ -691,7 +691,7 @@ _pgbox() {
             return 0
             ;;
         pgbox__subcmd__generate)
-            opts="-o -q -v -h -V --env --output --force --publish --backup --quiet --verbose --color --json --config --engine --help --version compose podman quadlet kube containerfile all k8s"
+            opts="-o -q -v -h -V --env --output --force --publish --backup --quiet --verbose --color --json --config --engine --help --version compose podman quadlet kube containerfile all k8s metrics"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -21,6 +21,7 @@ mod lock;
 mod manifest;
 mod migrate;
 mod observe;
+mod pgclient;
 mod pooler;
 mod printer;
 mod probe;

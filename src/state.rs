@@ -45,6 +45,10 @@ pub struct ProjectState {
     /// Extensions already created in the project database.
     #[serde(default)]
     pub extensions: Vec<String>,
+    /// `pg_stat_statements` exists in the `postgres` maintenance database, where
+    /// `pgbox stats`, `top` and `metrics` read the top queries of every database.
+    #[serde(default)]
+    pub statements_view: bool,
 }
 
 impl ProjectState {

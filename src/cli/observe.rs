@@ -13,7 +13,7 @@ pub struct TopArgs {}
 #[derive(Debug, Clone, Args)]
 pub struct MetricsArgs {
     /// Address to serve `/metrics` on
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9187")]
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::observe::service::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Allow a non-loopback `--listen` address (the endpoint has no authentication)

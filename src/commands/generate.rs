@@ -23,6 +23,7 @@ pub fn run(a: GenerateArgs, ctx: &Ctx<'_>) -> super::Outcome {
         output,
         force: a.force,
         backup: a.backup,
+        engine: ctx.global.engine.clone(),
     };
     let out_dir = write(s, options, p)?;
     p.data(out_dir.display().to_string());

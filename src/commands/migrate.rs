@@ -6,9 +6,9 @@
 
 use super::Ctx;
 use crate::cli::{MigrateAction, MigrateArgs};
-use crate::migrate::conn::Target;
 use crate::migrate::table::Table;
 use crate::migrate::{self, DownOptions, Env, UpOptions};
+use crate::pgclient::Target;
 
 pub async fn run(args: MigrateArgs, ctx: &Ctx<'_>) -> super::Outcome {
     let p = ctx.p;

@@ -31,6 +31,8 @@ pub enum GenerateKind {
     All,
     // CloudNativePG manifests, the restore Job and their README (`deploy::k8s`).
     K8s,
+    // The systemd service running `pgbox metrics` on this host (`observe::service`).
+    Metrics,
 }
 
 /// The environment generated files are for: names, volumes, ports and passwords differ.

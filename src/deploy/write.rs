@@ -26,6 +26,8 @@ pub struct GenerateOptions {
     pub force: bool,
     /// k8s: the backup the restore Job loads (a file or `latest`; default the newest).
     pub backup: Option<String>,
+    /// metrics: the engine address the service passes as `--engine`.
+    pub engine: Option<String>,
 }
 
 enum Change {
@@ -94,6 +96,8 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
         }
         k8s_secret = Some(out.secret);
         out.files
+    } else if a.what == GenerateKind::Metrics {
+        vec![metrics_unit(s, a.engine.as_deref())?]
     } else {
         files(s, a.what, a.env, a.publish, &out_dir, &command)?
     };
@@ -158,6 +162,18 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
         return Ok(out_dir);
     }
     let (same, mut written) = apply(&plan, p)?;
+    if a.what == GenerateKind::Metrics {
+        let name = crate::observe::service::unit_name(&s.project);
+        p.done(format!(
+            "metrics service for `{}` in `{}`: {written} written, {same} unchanged",
+            s.project,
+            out_dir.display()
+        ));
+        p.info(format!(
+            "install: copy `{name}` to ~/.config/systemd/user/, then `systemctl --user daemon-reload && systemctl --user enable --now {name}` (or write it there with `-o ~/.config/systemd/user`)"
+        ));
+        return Ok(out_dir);
+    }
     if a.what != GenerateKind::Containerfile {
         if ensure_password(&out_dir)? {
             p.info(format!(
@@ -190,6 +206,27 @@ pub fn write(s: &Settings, a: GenerateOptions, p: &Printer) -> anyhow::Result<Pa
         out_dir.display()
     ));
     Ok(out_dir)
+}
+
+/// The `pgbox metrics` service of this project on this host, on its default
+/// loopback address: this binary and this pgbox.toml by absolute path, the engine
+/// address as an argument (a service has no shell environment).
+fn metrics_unit(s: &Settings, engine: Option<&str>) -> anyhow::Result<GenFile> {
+    use crate::observe::service;
+    let pgbox = std::env::current_exe()?;
+    let body = service::render(&service::UnitSpec {
+        project: &s.project,
+        pgbox: &pgbox,
+        config: &s.config_path,
+        engine,
+        listen: service::DEFAULT_LISTEN,
+        allow_remote: false,
+    });
+    Ok(GenFile {
+        path: service::unit_name(&s.project),
+        body: body.into_bytes(),
+        mode: 0o644,
+    })
 }
 
 /// Write the planned files that are new or changed: (unchanged, written).

@@ -8,6 +8,7 @@
 //! the other tools' checksums (sqlx's SHA-384 of the file) are of no use to pgbox.
 //! The other tool's table is left as it was.
 
+use super::conn;
 use super::files::Migration;
 use super::table::{self, NewRow};
 use super::Env;
@@ -38,7 +39,7 @@ pub async fn adopt(
     p: &Printer,
 ) -> anyhow::Result<usize> {
     let files = env.load()?;
-    let _lock = env.target.lock(&env.table.display(), p).await?;
+    let _lock = conn::lock(&env.target, &env.table.display(), p).await?;
     let c = env.target.connect().await?;
     let src = super::table::Table::parse(source_table.unwrap_or(from.default_table()));
     if !table::exists(&c, &src).await? {

@@ -16,9 +16,9 @@ use tokio_postgres::Client;
 use super::files::Migration;
 use super::sql;
 use super::table::{self, NewRow, Table};
-use super::tls::Tls;
 use crate::cancel::Guard;
 use crate::error::Fail;
+use crate::pgclient::tls::Tls;
 
 /// Which section runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,11 +16,10 @@ pub mod report;
 pub mod snapshot;
 pub mod sql;
 pub mod table;
-pub mod tls;
 
 use std::path::{Path, PathBuf};
 
-use conn::Target;
+use crate::pgclient::Target;
 use exec::Direction;
 use files::Migration;
 use table::{Applied, Table};
@@ -150,7 +149,7 @@ pub struct UpOptions {
 pub async fn up(env: &Env, o: &UpOptions, p: &Printer) -> anyhow::Result<usize> {
     let files = env.load()?;
     check_version(&files, o.to)?;
-    let lock = env.target.lock(&env.table.display(), p).await?;
+    let lock = conn::lock(&env.target, &env.table.display(), p).await?;
     let mut work = env.target.connect().await?;
     let applied = table::read(&work, &env.table).await?;
     refuse_changed(&changed(&files, &applied))?;
@@ -218,7 +217,7 @@ pub struct DownOptions {
 pub async fn down(env: &Env, o: &DownOptions, p: &Printer) -> anyhow::Result<usize> {
     let files = env.load()?;
     check_version(&files, o.to)?;
-    let _lock = env.target.lock(&env.table.display(), p).await?;
+    let _lock = conn::lock(&env.target, &env.table.display(), p).await?;
     let work = env.target.connect().await?;
     let applied = table::read(&work, &env.table).await?;
     let mut revert: Vec<&Applied> = match o.to {
@@ -309,7 +308,7 @@ pub async fn rollback(env: &Env, yes: bool, p: &Printer) -> anyhow::Result<bool>
     )? {
         return Ok(false);
     }
-    let lock = env.target.lock(&env.table.display(), p).await?;
+    let lock = conn::lock(&env.target, &env.table.display(), p).await?;
     snapshot::rollback(&lock.client, &env.target, own, &r, p).await?;
     Ok(true)
 }

@@ -7,6 +7,7 @@
 use serde::Serialize;
 use similar::TextDiff;
 
+use super::conn;
 use super::files::Migration;
 use super::table::{self, Applied};
 use super::Env;
@@ -133,7 +134,7 @@ pub async fn status(env: &Env, json: bool, p: &Printer) -> anyhow::Result<bool> 
 /// `migrate repair`: returns the number of checksums recorded.
 pub async fn repair(env: &Env, yes: bool, p: &Printer) -> anyhow::Result<usize> {
     let files = env.load()?;
-    let _lock = env.target.lock(&env.table.display(), p).await?;
+    let _lock = conn::lock(&env.target, &env.table.display(), p).await?;
     let c = env.target.connect().await?;
     let applied = table::read(&c, &env.table).await?;
     let edited: Vec<(&Migration, &Applied)> = files

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use super::conn::{OwnServer, Target};
 use crate::backup::create::{self, CreateOptions};
 use crate::backup::restore::{self, RestoreOptions};
 use crate::cancel::Guard;
 use crate::container::psql::ident;
 use crate::error::Fail;
+use crate::pgclient::{OwnServer, Target};
 use crate::printer::{size, Printer};
 
 /// Databases larger than this are snapshotted with a backup.

@@ -80,7 +80,7 @@ pub fn advise(
     }
     if snap.top_total.is_none() {
         out.push(format!(
-            "`pg_stat_statements` is not installed in `{}`: `CREATE EXTENSION pg_stat_statements` to see the top queries",
+            "`pg_stat_statements` is installed neither in `{}` nor in `postgres`: `pgbox up` creates it in `postgres` to show the top queries",
             snap.database
         ));
     }

@@ -27,7 +27,7 @@ use tokio_postgres::Client;
 
 use crate::config::Settings;
 use crate::engine::{cpu_percent, ContainerSample, Engine};
-use crate::migrate::conn::Target;
+use crate::pgclient::Target;
 
 /// The project's server and container, as one command sees them.
 pub struct Source {
@@ -71,6 +71,24 @@ impl Source {
         c.batch_execute("set lock_timeout = '1s'; set statement_timeout = '5s'")
             .await?;
         Ok(c)
+    }
+
+    /// Where to read `pg_stat_statements` for the database `c` is in: there when it
+    /// has the extension, else in `postgres` (see [`sample::Statements`]).
+    pub async fn statements(&self, c: &Client) -> sample::Statements {
+        if sample::has_statements(c).await.unwrap_or(false) {
+            return sample::Statements::Here;
+        }
+        let Ok(pg) = self.target.connect_to("postgres").await else {
+            return sample::Statements::Missing;
+        };
+        let _ = pg
+            .batch_execute("set lock_timeout = '1s'; set statement_timeout = '5s'")
+            .await;
+        match sample::has_statements(&pg).await {
+            Ok(true) => sample::Statements::Postgres(pg),
+            _ => sample::Statements::Missing,
+        }
     }
 
     /// The container's counters now; None without an engine or a running container.

@@ -116,7 +116,8 @@ pub struct Snapshot {
     /// All databases plus the WAL: what the data location holds.
     pub data_bytes: i64,
     pub tables: Vec<Table>,
-    /// None when `pg_stat_statements` is not installed in the database.
+    /// None when `pg_stat_statements` is installed neither in the database nor in
+    /// `postgres` (where `pgbox up` creates it).
     pub top_total: Option<Vec<Statement>>,
     pub top_mean: Option<Vec<Statement>>,
     pub blocked: Vec<Blocked>,
@@ -247,7 +248,7 @@ fn statements_sql(version_num: i32, order: &str) -> String {
     format!(
         "select calls, {total}::float8, {mean}::float8, left(regexp_replace(query, '\\s+', ' ', 'g'), 200)
            from pg_stat_statements
-          where dbid = (select oid from pg_database where datname = current_database())
+          where dbid = (select oid from pg_database where datname = $2)
             and query not like '%pg_stat_statements%'
           order by {order} desc limit $1",
         order = if order == "mean" { mean } else { total }
@@ -262,8 +263,39 @@ pub struct Want {
     pub sessions: bool,
 }
 
-/// One look at the server, on `c` (a session in the database to report on).
-pub async fn snapshot(c: &Client, want: Want) -> anyhow::Result<Snapshot> {
+/// Where the `pg_stat_statements` view is read: in the database reported on, or in
+/// the `postgres` maintenance database (where `pgbox up` creates it, so the user's
+/// schema stays untouched); it lists the statements of every database either way.
+pub enum Statements {
+    Here,
+    Postgres(Client),
+    Missing,
+}
+
+/// Whether `c`'s database has the `pg_stat_statements` extension.
+pub async fn has_statements(c: &Client) -> anyhow::Result<bool> {
+    Ok(c.query_opt(
+        "select 1 from pg_extension where extname = 'pg_stat_statements'",
+        &[],
+    )
+    .await?
+    .is_some())
+}
+
+impl Statements {
+    /// The session to read the view on, `here` being the database reported on.
+    pub fn client<'a>(&'a self, here: &'a Client) -> Option<&'a Client> {
+        match self {
+            Statements::Here => Some(here),
+            Statements::Postgres(c) => Some(c),
+            Statements::Missing => None,
+        }
+    }
+}
+
+/// One look at the server, on `c` (a session in the database to report on), with
+/// the top statements of that database read on `stm` (see [`Statements`]).
+pub async fn snapshot(c: &Client, stm: Option<&Client>, want: Want) -> anyhow::Result<Snapshot> {
     let s = c.query_one(SERVER_SQL, &[]).await?;
     let version_num: i32 = s.get(1);
     let mut snap = Snapshot {
@@ -303,19 +335,14 @@ pub async fn snapshot(c: &Client, want: Want) -> anyhow::Result<Snapshot> {
             last_analyze: r.get(7),
         })
         .collect();
-    let has_pss = c
-        .query_opt(
-            "select 1 from pg_extension where extname = 'pg_stat_statements'",
-            &[],
-        )
-        .await?
-        .is_some();
-    if has_pss && want.statements > 0 {
+    if let Some(stm) = stm.filter(|_| want.statements > 0) {
+        let database = snap.database.clone();
         let read = |order: &'static str| {
             let sql = statements_sql(version_num, order);
+            let database = database.clone();
             async move {
                 Ok::<_, anyhow::Error>(
-                    c.query(&sql, &[&want.statements])
+                    stm.query(&sql, &[&want.statements, &database])
                         .await?
                         .iter()
                         .map(|r| Statement {

@@ -1,5 +1,5 @@
-//! `pgbox metrics --systemd-unit`: the endpoint as a systemd service, printed for
-//! the user to install (the same quoting rules as the schedule's units: absolute
+//! `pgbox metrics --systemd-unit` and `pgbox generate metrics`: the endpoint as a
+//! systemd service, printed or written for the user to install (the same quoting rules as the schedule's units: absolute
 //! binary and config paths, the engine address as an argument, since a service
 //! has no shell environment).
 
@@ -15,6 +15,9 @@ pub struct UnitSpec<'a> {
     pub listen: &'a str,
     pub allow_remote: bool,
 }
+
+/// `pgbox metrics`' default `--listen` (the exporter's usual port, on loopback).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
 
 pub fn unit_name(project: &str) -> String {
     format!("pgbox-metrics-{project}.service")

@@ -49,8 +49,14 @@ pub async fn collect(src: &Source) -> anyhow::Result<Report> {
         tokio::time::sleep_until(started + MIN_INTERVAL).await;
         s
     };
-    let (snap, sampled, since) =
-        tokio::join!(sample::snapshot(&client, want), boxed, src.started_at());
+    let (snap, sampled, since) = tokio::join!(
+        async {
+            let stm = src.statements(&client).await;
+            sample::snapshot(&client, stm.client(&client), want).await
+        },
+        boxed,
+        src.started_at()
+    );
     let mut snapshot = snap?;
     snapshot.counters = sample::counters(&client).await?;
     let rates = Rates::between(&first, &snapshot.counters);

@@ -99,6 +99,7 @@ pub async fn run(src: Source, p: &Printer) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let client = src.connect().await?;
+    let stm = src.statements(&client).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut keys) = mpsc::unbounded_channel();
     {
@@ -142,7 +143,7 @@ pub async fn run(src: Source, p: &Printer) -> anyhow::Result<u8> {
                     continue;
                 }
                 let want = Want { tables: 5, statements: 5, sessions: true };
-                let snap = sample::snapshot(&client, want).await;
+                let snap = sample::snapshot(&client, stm.client(&client), want).await;
                 match snap {
                     Ok(mut snapshot) => {
                         sort_sessions(&mut snapshot.sessions, app.sort);

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::{read_secret, AUTH_USER};
 use crate::config::{Settings, TlsMode};
-use crate::migrate::tls::Check;
+use crate::pgclient::tls::Check;
 use crate::tls::TlsPaths;
 
 /// A session on the admin console.

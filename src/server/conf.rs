@@ -120,7 +120,8 @@ pub fn render_config(s: &Settings) -> anyhow::Result<Rendered> {
     Ok(Rendered { previous })
 }
 
-/// After the server is ready: apply a changed password and missing extensions.
+/// After the server is ready: apply a changed password and missing extensions, and
+/// make sure `pg_stat_statements` exists in the `postgres` database.
 pub async fn apply_drift(
     engine: &Engine,
     container: &str,
@@ -169,6 +170,29 @@ pub async fn apply_drift(
         p.done(format!("created extensions {}", names.join(", ")));
         state.extensions = s.extensions.clone();
         dirty = true;
+    }
+    if !state.statements_view {
+        // In the maintenance database, never in the user's schema: the view lists
+        // the statements of every database (the library is preloaded by
+        // postgresql.conf). A server without it (an image lacking contrib) only
+        // loses the top queries, so this warns and does not stop `up`.
+        match psql::sql(
+            engine,
+            container,
+            s,
+            "postgres",
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;\n",
+        )
+        .await
+        {
+            Ok(_) => {
+                state.statements_view = true;
+                dirty = true;
+            }
+            Err(e) => p.warn(format!(
+                "cannot create `pg_stat_statements` in the `postgres` database ({e}): `pgbox stats` shows no top queries"
+            )),
+        }
     }
     if dirty {
         state.save(s)?;

@@ -20,6 +20,7 @@ mod loud_schedule;
 mod majors;
 mod migrate;
 mod observe;
+mod observe_followups;
 mod offsite;
 mod offsite_faults;
 mod offsite_pitr;
