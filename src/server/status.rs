@@ -235,7 +235,7 @@ const STATE_FILE: &str = "/tmp/container-state";
 /// there or refuses (then the caller asks through an exec, which says why).
 async fn over_port(s: &Settings) -> Option<(Option<String>, Option<String>)> {
     use crate::config::TlsMode;
-    use crate::migrate::tls::Check;
+    use crate::pgclient::tls::Check;
     let password = crate::secrets::read_password(s).ok()?;
     let host = s.url_host();
     let mut config = tokio_postgres::Config::new();
