@@ -183,83 +183,78 @@ fn pgbox_families(st: &mut State, sample: Option<super::Container>) -> Vec<Famil
     let f = facts::read(&st.src.settings);
     let mut out = Vec::new();
     if let Some(b) = &f.newest_backup {
-        let mut x = Family::new(
+        out.push(gauge(
             "pgbox_backup_last_success_timestamp_seconds",
-            Kind::Gauge,
             "When the newest good database backup was made (unix seconds)",
-        );
-        x.add(pl, b.created_at as f64);
-        out.push(x);
-        let mut x = Family::new(
+            pl,
+            b.created_at as f64,
+        ));
+        out.push(gauge(
             "pgbox_backup_age_seconds",
-            Kind::Gauge,
             "Age of the newest good database backup",
-        );
-        x.add(pl, b.age_s as f64);
-        out.push(x);
-        let mut x = Family::new(
+            pl,
+            b.age_s as f64,
+        ));
+        out.push(gauge(
             "pgbox_backup_last_verified",
-            Kind::Gauge,
             "1 when the newest backup was verified by a test restore",
-        );
-        x.add(pl, f64::from(u8::from(b.verified)));
-        out.push(x);
+            pl,
+            f64::from(u8::from(b.verified)),
+        ));
     }
-    let mut x = Family::new(
+    out.push(gauge(
         "pgbox_backup_present",
-        Kind::Gauge,
         "1 when the project has at least one good database backup",
-    );
-    x.add(pl, f64::from(u8::from(f.newest_backup.is_some())));
-    out.push(x);
+        pl,
+        f64::from(u8::from(f.newest_backup.is_some())),
+    ));
     if let Some(r) = &f.last_run {
         let result = if r.ok { "ok" } else { "failed" };
-        let mut x = Family::new(
+        out.push(gauge(
             "pgbox_schedule_last_run_timestamp_seconds",
-            Kind::Gauge,
             "When the last scheduled backup run ended (unix seconds), by result",
-        );
-        x.add(
             &[("project", &project), ("result", result)],
             r.finished_at as f64,
-        );
-        out.push(x);
-        let mut x = Family::new(
+        ));
+        out.push(gauge(
             "pgbox_schedule_last_run_success",
-            Kind::Gauge,
             "1 when the last scheduled backup run succeeded",
-        );
-        x.add(pl, f64::from(u8::from(r.ok)));
-        out.push(x);
+            pl,
+            f64::from(u8::from(r.ok)),
+        ));
     }
     if let Some(c) = sample {
-        let mut x = Family::new(
+        out.push(gauge(
             "pgbox_container_memory_usage_bytes",
-            Kind::Gauge,
             "Memory the server's container uses, without the inactive page cache",
-        );
-        x.add(pl, c.mem_used_bytes as f64);
-        out.push(x);
+            pl,
+            c.mem_used_bytes as f64,
+        ));
         if let Some(l) = c.mem_limit_bytes {
-            let mut x = Family::new(
+            out.push(gauge(
                 "pgbox_container_memory_limit_bytes",
-                Kind::Gauge,
                 "The container's memory limit (pgbox.toml `memory`)",
-            );
-            x.add(pl, l as f64);
-            out.push(x);
+                pl,
+                l as f64,
+            ));
         }
         if let Some(cpu) = c.cpu_percent {
-            let mut x = Family::new(
+            out.push(gauge(
                 "pgbox_container_cpu_percent",
-                Kind::Gauge,
                 "CPU the container used since the previous scrape, in percent of one core",
-            );
-            x.add(pl, cpu);
-            out.push(x);
+                pl,
+                cpu,
+            ));
         }
     }
     out
+}
+
+/// A gauge family with one sample.
+fn gauge(name: &str, help: &str, labels: &[(&str, &str)], value: f64) -> Family {
+    let mut x = Family::new(name, Kind::Gauge, help);
+    x.add(labels, value);
+    x
 }
 
 #[cfg(test)]

@@ -20,9 +20,8 @@ pub mod tls;
 
 use tls::{Check, Tls};
 
-use crate::config::{Settings, TlsMode};
+use crate::config::Settings;
 use crate::error::Fail;
-use crate::tls::TlsPaths;
 
 /// The project's own server: what callers (migrate's snapshots and rollback) need
 /// beyond a connection.
@@ -59,15 +58,7 @@ impl Target {
             .user(&s.user)
             .password(password)
             .dbname(&s.database);
-        // As `pgbox url` says: the project's CA checked with self-signed TLS.
-        let check = match s.tls {
-            TlsMode::Off => Check::Off,
-            TlsMode::SelfSigned => Check::Verify {
-                full: true,
-                roots: Some(TlsPaths::new(&s.state_dir()).ca_cert()),
-            },
-            TlsMode::Files => Check::Encrypt { required: true },
-        };
+        let check = Check::for_project(s);
         let own = OwnServer {
             settings: s.clone(),
             engine,

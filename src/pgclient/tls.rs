@@ -38,6 +38,22 @@ pub enum Check {
     Verify { full: bool, roots: Option<PathBuf> },
 }
 
+impl Check {
+    /// The check for the project's own server (or its pooler), as `pgbox url` says:
+    /// the project's CA verified with self-signed TLS, encryption required with
+    /// certificate files, none when TLS is off.
+    pub fn for_project(s: &crate::config::Settings) -> Check {
+        match s.tls {
+            crate::config::TlsMode::Off => Check::Off,
+            crate::config::TlsMode::SelfSigned => Check::Verify {
+                full: true,
+                roots: Some(crate::tls::TlsPaths::new(&s.state_dir()).ca_cert()),
+            },
+            crate::config::TlsMode::Files => Check::Encrypt { required: true },
+        }
+    }
+}
+
 /// Take `sslmode` and `sslrootcert` out of a URL or `key=value` string.
 pub fn split_url(url: &str) -> Result<(String, Check), Fail> {
     let (mut mode, mut root) = (None, None);

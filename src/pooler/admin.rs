@@ -12,9 +12,8 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::{read_secret, AUTH_USER};
-use crate::config::{Settings, TlsMode};
+use crate::config::Settings;
 use crate::pgclient::tls::Check;
-use crate::tls::TlsPaths;
 
 /// A session on the admin console.
 pub struct Console {
@@ -36,14 +35,7 @@ impl Console {
             .password(password)
             .dbname("pgbouncer")
             .connect_timeout(Duration::from_secs(5));
-        let check = match s.tls {
-            TlsMode::Off => Check::Off,
-            TlsMode::SelfSigned => Check::Verify {
-                full: true,
-                roots: Some(TlsPaths::new(&s.state_dir()).ca_cert()),
-            },
-            TlsMode::Files => Check::Encrypt { required: true },
-        };
+        let check = Check::for_project(s);
         c.ssl_mode(check.ssl_mode());
         let (client, conn) = c.connect(check.connector()?).await.map_err(|e| {
             crate::error::Fail::new(format!(

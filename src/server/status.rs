@@ -234,7 +234,6 @@ const STATE_FILE: &str = "/tmp/container-state";
 /// inside the container, so no exec is needed. None when the server does not answer
 /// there or refuses (then the caller asks through an exec, which says why).
 async fn over_port(s: &Settings) -> Option<(Option<String>, Option<String>)> {
-    use crate::config::TlsMode;
     use crate::pgclient::tls::Check;
     let password = crate::secrets::read_password(s).ok()?;
     let host = s.url_host();
@@ -247,15 +246,7 @@ async fn over_port(s: &Settings) -> Option<(Option<String>, Option<String>)> {
         .dbname("postgres")
         .application_name("pgbox status")
         .connect_timeout(Duration::from_secs(2));
-    // As `pgbox url` says: the project's CA checked with self-signed TLS.
-    let check = match s.tls {
-        TlsMode::Off => Check::Off,
-        TlsMode::SelfSigned => Check::Verify {
-            full: true,
-            roots: Some(crate::tls::TlsPaths::new(&s.state_dir()).ca_cert()),
-        },
-        TlsMode::Files => Check::Encrypt { required: true },
-    };
+    let check = Check::for_project(s);
     config.ssl_mode(check.ssl_mode());
     let tls = check.connector().ok()?;
     let rest = if s.pitr {
