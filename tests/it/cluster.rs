@@ -556,19 +556,6 @@ fn cluster_bad_input_is_refused() {
     );
 }
 
-/// `docker-compose down -v` and the image, even when the test failed.
-struct ComposeDown(std::path::PathBuf, String);
-
-impl Drop for ComposeDown {
-    fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
-            .args(["down", "-v"])
-            .current_dir(&self.0)
-            .output();
-        let _ = Command::new("docker").args(["rmi", &self.1]).output();
-    }
-}
-
 /// `pgbox generate compose` emits the same cluster: under docker-compose it elects a
 /// leader, the replicas stream, and a row written on the leader is on every node.
 #[test]
@@ -586,7 +573,10 @@ fn cluster_generated_compose_runs_the_same_cluster() {
     .unwrap();
     let out = ok(crate::support::pgbox(d.path()).args(["generate", "compose"]));
     let dir = std::path::PathBuf::from(text(&out.stdout).trim());
-    let _down = ComposeDown(dir.clone(), format!("localhost/pgbox-{name}:pg15-dev"));
+    let _down = crate::support::ComposeDown(
+        dir.clone(),
+        vec![format!("localhost/pgbox-{name}:pg15-dev")],
+    );
     for f in [
         "replication_password",
         "rewind_password",

@@ -215,19 +215,6 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// `docker-compose down -v` and the built image, even when the test failed.
-struct ComposeDown(PathBuf, String);
-
-impl Drop for ComposeDown {
-    fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
-            .args(["down", "-v"])
-            .current_dir(&self.0)
-            .output();
-        let _ = Command::new("docker").args(["rmi", &self.1]).output();
-    }
-}
-
 #[test]
 fn compose_file_runs_and_keeps_data_across_down_and_up() {
     require_engine();
@@ -235,7 +222,10 @@ fn compose_file_runs_and_keeps_data_across_down_and_up() {
     let name = format!("cmp{}", std::process::id());
     project(d.path(), &name, free_port());
     let out = generate(d.path(), &["compose"]);
-    let _down = ComposeDown(out.clone(), format!("localhost/pgbox-{name}:pg15-dev"));
+    let _down = crate::support::ComposeDown(
+        out.clone(),
+        vec![format!("localhost/pgbox-{name}:pg15-dev")],
+    );
     let compose = |args: &[&str]| {
         let o = Command::new("docker-compose")
             .args(args)

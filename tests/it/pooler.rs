@@ -579,21 +579,6 @@ fn bad_pooler_settings_are_clear_errors() {
     drop(taken);
 }
 
-/// `docker-compose down -v` on drop, and the images the run built.
-struct ComposeDown(std::path::PathBuf, Vec<String>);
-
-impl Drop for ComposeDown {
-    fn drop(&mut self) {
-        let _ = Command::new("docker-compose")
-            .args(["down", "-v"])
-            .current_dir(&self.0)
-            .output();
-        for image in &self.1 {
-            let _ = Command::new("docker").args(["rmi", image]).output();
-        }
-    }
-}
-
 #[test]
 fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_runs() {
     let t = Pooled::new("poolgen", 100, "");
@@ -655,7 +640,7 @@ fn generated_compose_kube_and_quadlet_include_the_pooler_and_the_compose_one_run
     assert!(read(".gitignore").lines().any(|l| l == "secrets/"));
 
     // The compose file runs: set up the role once, then psql through the pooler.
-    let _down = ComposeDown(
+    let _down = crate::support::ComposeDown(
         out_dir.clone(),
         vec![
             format!("localhost/pgbox-{}:pg15-dev", t.p.name),

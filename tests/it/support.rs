@@ -318,3 +318,19 @@ pub fn file_names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `docker-compose down -v` in a folder on drop, and the images the run built, even
+/// when the test failed (the generated-compose tests).
+pub struct ComposeDown(pub PathBuf, pub Vec<String>);
+
+impl Drop for ComposeDown {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .args(["down", "-v"])
+            .current_dir(&self.0)
+            .output();
+        for image in &self.1 {
+            let _ = Command::new("docker").args(["rmi", image]).output();
+        }
+    }
+}
