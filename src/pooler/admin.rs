@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config, SimpleQueryMessage};
 
 use super::{read_secret, AUTH_USER};
+use crate::cancel::Guard;
 use crate::config::Settings;
 use crate::pgclient::tls::Check;
 
@@ -98,10 +99,13 @@ pub fn keeps_prepared(version: &str) -> bool {
 }
 
 /// A paused pooler: clients wait instead of failing while the server restarts or a
-/// database is swapped; [`Pause::end`] reconnects and resumes it.
+/// database is swapped; [`Pause::end`] reconnects and resumes it. PgBouncer keeps a
+/// pause after the session that asked for it is gone, so the resume is a cancel
+/// guard: a Ctrl-C or an error between `begin` and `end` still lets clients through.
 pub struct Pause {
-    console: Console,
-    db: Option<String>,
+    /// The session that paused, held open until the end as before.
+    _console: Console,
+    resume: Guard,
 }
 
 /// How long a `PAUSE` may wait for running transactions before pgbox goes on
@@ -120,16 +124,15 @@ impl Pause {
             Some(d) => format!("PAUSE {}", quote(d)),
             None => "PAUSE".to_string(),
         };
-        let paused = tokio::time::timeout(PAUSE_BOUND, console.command(&cmd)).await;
-        let pause = Pause {
-            console,
-            db: db.map(String::from),
-        };
-        match paused {
-            Ok(Ok(())) => Some(pause),
+        let resume = Guard::future("resume the pooler", resume(s.clone(), db.map(String::from)));
+        match tokio::time::timeout(PAUSE_BOUND, console.command(&cmd)).await {
+            Ok(Ok(())) => Some(Pause {
+                _console: console,
+                resume,
+            }),
             _ => {
-                // Half-paused on a timeout: resume on a fresh session.
-                pause.end().await;
+                // Half-paused on a timeout or an error: resume on a fresh session.
+                resume.undo().await;
                 None
             }
         }
@@ -137,14 +140,18 @@ impl Pause {
 
     /// Close every server connection made before, then let clients through again.
     pub async fn end(self) {
-        let target = self.db.as_deref().map(quote).unwrap_or_default();
-        let console = match self.console.command("SHOW VERSION").await {
-            Ok(()) => self.console,
-            Err(_) => return,
-        };
-        let _ = console.command(&format!("RECONNECT {target}")).await;
-        let _ = console.command(&format!("RESUME {target}")).await;
+        self.resume.undo().await;
     }
+}
+
+/// `RECONNECT` and `RESUME` (all databases, or `db`) on a fresh console session.
+async fn resume(s: Settings, db: Option<String>) {
+    let Ok(console) = Console::connect(&s).await else {
+        return;
+    };
+    let target = db.as_deref().map(quote).unwrap_or_default();
+    let _ = console.command(&format!("RECONNECT {target}")).await;
+    let _ = console.command(&format!("RESUME {target}")).await;
 }
 
 /// A database name as the console takes it.
