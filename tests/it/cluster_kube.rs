@@ -324,6 +324,34 @@ fn cluster_generated_kube_runs_under_podman_kube_play() {
     let (leader, replica) = wait_leader_and_replica(&node0, Duration::from_secs(300));
     assert_ne!(leader, replica);
 
+    // Inside each node, its own server and its own Patroni API answer (the pod's
+    // loopback holds every node's ports): psql finds node i's socket on 5432 + i,
+    // and `pgbox-ctl patroni-api` reaches node i's API, not node0's.
+    for i in 0..2u16 {
+        let m = format!("node{i}");
+        let c = format!("{pod}-{m}");
+        let port = podman_ok(&[
+            "exec",
+            "-u",
+            "postgres",
+            &c,
+            "psql",
+            "-X",
+            "-At",
+            "-U",
+            &name,
+            "-d",
+            &name,
+            "-c",
+            "show port",
+        ]);
+        assert_eq!(port.trim(), (5432 + i).to_string(), "{m}");
+        let o = podman_ok(&["exec", &c, "pgbox-ctl", "patroni-api", "GET", "/patroni"]);
+        let me: Value = serde_json::from_str(o.split_once('\n').unwrap().1).unwrap();
+        let primary = me["role"] == "master" || me["role"] == "primary";
+        assert_eq!(primary, m == leader, "{m}'s API answered: {o}");
+    }
+
     // The password is a file in the container, in no variable.
     let password = read(&out.join("secrets/postgres_password"))
         .trim()
