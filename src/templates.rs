@@ -47,6 +47,8 @@ const EMBEDDED: &[(&str, &str)] = embedded![
     "image/runtime/patroni-bootstrap.sh",
     "cluster/patroni.yml.j2",
     "cluster/compose.yaml.j2",
+    "cluster/kube.yaml.j2",
+    "cluster/quadlet.kube.j2",
     "postgres/postgresql.conf.j2",
     "deploy/compose.yaml.j2",
     "deploy/podman-run.sh.j2",

@@ -1,6 +1,12 @@
-//! `pgbox generate compose` for a cluster: the same topology `pgbox up` runs (etcd
-//! and node0..N on one network with fixed addresses, the same image, patroni.yml
-//! and secrets as files), for a server host without pgbox.
+//! `pgbox generate compose|kube|quadlet` for a cluster: the same topology `pgbox up`
+//! runs (etcd and node0..N, the same image, patroni.yml and secrets as files), for a
+//! server host without pgbox.
+//!
+//! compose puts them on one network with fixed addresses, as `pgbox up` does. The
+//! kube YAML puts them in one pod instead: Podman's CNI backend has no DNS between
+//! pods, and one pod shares one network namespace, so node i listens on PostgreSQL
+//! port 5432+i and Patroni's API on 127.0.0.1:8008+i, and reaches etcd and the other
+//! nodes on 127.0.0.1. Quadlet runs that YAML (a `.kube` unit).
 
 use std::collections::BTreeMap;
 
@@ -86,10 +92,7 @@ pub fn compose(
             }
         })
         .collect();
-    let url_hosts = (0..=s.replicas)
-        .map(|i| format!("{}:{}", s.url_host(), super::node_port(s, i)))
-        .collect::<Vec<_>>()
-        .join(",");
+    let url_hosts = url_hosts(s);
     crate::templates::render(
         Some(&s.project_dir),
         "cluster/compose.yaml.j2",
@@ -112,6 +115,181 @@ pub fn compose(
             nodes,
         },
     )
+}
+
+#[derive(Serialize)]
+struct KubeNode {
+    member: String,
+    volume: String,
+    pg_port: u16,
+    host_port: Option<u16>,
+    environment: Vec<(String, String)>,
+}
+
+#[derive(Serialize)]
+struct KubeVars<'a> {
+    header: &'a str,
+    project: &'a str,
+    env: &'a str,
+    name: &'a str,
+    image: &'a str,
+    pg_major: u32,
+    user: &'a str,
+    database: &'a str,
+    synchronous: bool,
+    url_hosts: String,
+    bind: &'a str,
+    etcd_args: Vec<String>,
+    data_mount: &'a str,
+    stop_seconds: u64,
+    out_dir: String,
+    nodes: Vec<KubeNode>,
+}
+
+/// Node i's PostgreSQL port inside the kube pod (every node shares its network).
+pub const KUBE_PG_PORT: u16 = 5432;
+/// Node i's Patroni REST API port inside the kube pod (on 127.0.0.1 only).
+pub const KUBE_API_PORT: u16 = 8008;
+
+/// kube.yaml for the cluster: one pod holding etcd and every node (see the module
+/// docs); `out_dir` is where secrets/ and conf/ live on the host, `publish` whether
+/// node i publishes `bind:port+i`.
+pub fn kube(
+    s: &Settings,
+    header: &str,
+    env: &str,
+    name: &str,
+    image: &str,
+    publish: bool,
+    out_dir: &str,
+) -> anyhow::Result<String> {
+    let local = "127.0.0.1";
+    let nodes = (0..=s.replicas)
+        .map(|i| {
+            let pg_port = KUBE_PG_PORT + i as u16;
+            let api_port = KUBE_API_PORT + i as u16;
+            let mut e = BTreeMap::new();
+            e.insert("POSTGRES_USER".to_string(), s.user.clone());
+            e.insert("POSTGRES_DB".to_string(), s.database.clone());
+            e.insert(
+                "POSTGRES_PASSWORD_FILE".to_string(),
+                "/run/secrets/pgbox/postgres_password".to_string(),
+            );
+            e.insert("PGBOX_MOUNT".to_string(), DATA_MOUNT.to_string());
+            e.insert("PGBOX_STORAGE_MODE".to_string(), "volume".to_string());
+            e.insert(
+                "PGBOX_SECRETS_DIR".to_string(),
+                "/run/secrets/pgbox".to_string(),
+            );
+            e.insert("PGBOX_MODE".to_string(), "patroni".to_string());
+            // libpq's tools (psql, pg_isready, the health check) and the entrypoint
+            // find this node's server on its own port.
+            e.insert("PGPORT".to_string(), pg_port.to_string());
+            e.insert("PATRONI_NAME".to_string(), member(i));
+            e.insert(
+                "PATRONI_RESTAPI_LISTEN".to_string(),
+                format!("{local}:{api_port}"),
+            );
+            e.insert(
+                "PATRONI_RESTAPI_CONNECT_ADDRESS".to_string(),
+                format!("{local}:{api_port}"),
+            );
+            e.insert(
+                "PATRONI_POSTGRESQL_LISTEN".to_string(),
+                format!("0.0.0.0:{pg_port}"),
+            );
+            e.insert(
+                "PATRONI_POSTGRESQL_CONNECT_ADDRESS".to_string(),
+                format!("{local}:{pg_port}"),
+            );
+            e.insert("PATRONI_ETCD3_HOSTS".to_string(), format!("{local}:2379"));
+            KubeNode {
+                member: member(i),
+                volume: format!("{name}-{}-data", member(i)),
+                pg_port,
+                host_port: publish.then(|| super::node_port(s, i)),
+                environment: e.into_iter().collect(),
+            }
+        })
+        .collect();
+    // etcd as `pgbox up` runs it, but its clients on the pod's loopback only: other
+    // pods on Podman's network must not reach an etcd without authentication.
+    let etcd_args = etcd_args(local)
+        .into_iter()
+        .map(|a| {
+            if a == "http://0.0.0.0:2379" {
+                format!("http://{local}:2379")
+            } else {
+                a
+            }
+        })
+        .collect();
+    crate::templates::render(
+        Some(&s.project_dir),
+        "cluster/kube.yaml.j2",
+        KubeVars {
+            header,
+            project: &s.project,
+            env,
+            name,
+            image,
+            pg_major: s.pg_version,
+            user: &s.user,
+            database: &s.database,
+            synchronous: s.synchronous,
+            url_hosts: url_hosts(s),
+            bind: &s.bind,
+            etcd_args,
+            data_mount: DATA_MOUNT,
+            stop_seconds: stop_timeout(StorageMode::Volume).as_secs(),
+            out_dir: out_dir.to_string(),
+            nodes,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct QuadletVars<'a> {
+    header: &'a str,
+    project: &'a str,
+    env: &'a str,
+    name: &'a str,
+    image: &'a str,
+    out_dir: &'a str,
+    stop_seconds: u64,
+}
+
+/// `<name>.kube`: a Quadlet unit running `out_dir/kube.yaml` (Podman 4.4+).
+pub fn quadlet_kube(
+    s: &Settings,
+    header: &str,
+    env: &str,
+    name: &str,
+    image: &str,
+    out_dir: &str,
+) -> anyhow::Result<String> {
+    crate::templates::render(
+        Some(&s.project_dir),
+        "cluster/quadlet.kube.j2",
+        QuadletVars {
+            header,
+            project: &s.project,
+            env,
+            name,
+            image,
+            out_dir,
+            // Every node stops in parallel, each within the single server's bound.
+            stop_seconds: stop_timeout(StorageMode::Volume).as_secs() + 10,
+        },
+    )
+}
+
+/// `host:port` of every node's published port, for the URL in the files' header.
+fn url_hosts(s: &Settings) -> String {
+    (0..=s.replicas)
+        .map(|i| format!("{}:{}", s.url_host(), super::node_port(s, i)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The secret files beside `secrets/postgres_password` a generated cluster needs.

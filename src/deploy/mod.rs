@@ -203,18 +203,26 @@ pub fn files(
     };
     let want = |k: GenerateKind| kind == k || kind == GenerateKind::All;
 
-    if crate::cluster::enabled(s) {
-        // A cluster: compose only (and the recipe), the topology `pgbox up` runs.
-        if !matches!(kind, GenerateKind::Compose | GenerateKind::Containerfile) {
+    let cluster = crate::cluster::enabled(s);
+    if cluster {
+        // A cluster: the topology `pgbox up` runs, as compose, as a kube pod, or as a
+        // Quadlet `.kube` unit running that pod (and the recipe). Not the podman script.
+        if !matches!(
+            kind,
+            GenerateKind::Compose
+                | GenerateKind::Kube
+                | GenerateKind::Quadlet
+                | GenerateKind::Containerfile
+        ) {
             return Err(crate::error::Fail::new(
-                "with a cluster (`[cluster] replicas`), `pgbox generate` writes only `compose` and `containerfile` so far",
+                "with a cluster (`[cluster] replicas`), `pgbox generate` writes `compose`, `kube`, `quadlet` and `containerfile`, one at a time",
             )
-            .hint("run `pgbox generate compose`")
+            .hint("run `pgbox generate compose` (Docker) or `pgbox generate kube` (Podman)")
             .code(crate::error::EXIT_USAGE)
             .into());
         }
+        let publish = env == DeployEnv::Dev || publish;
         if kind == GenerateKind::Compose {
-            let publish = env == DeployEnv::Dev || publish;
             out.push(GenFile {
                 path: "compose.yaml".into(),
                 body: crate::cluster::deploy::compose(
@@ -233,6 +241,39 @@ pub fn files(
                 body: format!("# {header}\nCOMPOSE_PROJECT_NAME={name}\n").into_bytes(),
                 mode: 0o644,
             });
+        }
+        if matches!(kind, GenerateKind::Kube | GenerateKind::Quadlet) {
+            out.push(GenFile {
+                path: "kube.yaml".into(),
+                body: crate::cluster::deploy::kube(
+                    s,
+                    &header,
+                    env_s,
+                    &name,
+                    &vars.image,
+                    publish,
+                    &vars.out_dir,
+                )?
+                .into_bytes(),
+                mode: 0o644,
+            });
+        }
+        if kind == GenerateKind::Quadlet {
+            out.push(GenFile {
+                path: format!("{name}.kube"),
+                body: crate::cluster::deploy::quadlet_kube(
+                    s,
+                    &header,
+                    env_s,
+                    &name,
+                    &vars.image,
+                    &vars.out_dir,
+                )?
+                .into_bytes(),
+                mode: 0o644,
+            });
+        }
+        if kind != GenerateKind::Containerfile {
             out.push(GenFile {
                 path: "conf/patroni.yml".into(),
                 body: with_header(&crate::cluster::patroni_yml(s)?, &shared).into_bytes(),
@@ -253,21 +294,21 @@ pub fn files(
         });
     }
     with_env(&mut vars, "/run/secrets/pgbox/postgres_password");
-    if want(GenerateKind::Podman) {
+    if !cluster && want(GenerateKind::Podman) {
         out.push(GenFile {
             path: "podman-run.sh".into(),
             body: render("podman-run.sh", &vars)?.into_bytes(),
             mode: 0o755,
         });
     }
-    if want(GenerateKind::Kube) {
+    if !cluster && want(GenerateKind::Kube) {
         out.push(GenFile {
             path: "kube.yaml".into(),
             body: render("kube.yaml", &vars)?.into_bytes(),
             mode: 0o644,
         });
     }
-    if want(GenerateKind::Quadlet) {
+    if !cluster && want(GenerateKind::Quadlet) {
         out.push(GenFile {
             path: format!("{name}.container"),
             body: render("quadlet.container", &vars)?.into_bytes(),
@@ -312,7 +353,7 @@ pub fn files(
                 mode: 0o644,
             });
         }
-        if want(GenerateKind::Kube) {
+        if !cluster && want(GenerateKind::Kube) {
             out.push(GenFile {
                 path: "pooler/kube/pgbouncer.ini".into(),
                 body: ini("localhost")?,

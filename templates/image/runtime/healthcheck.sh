@@ -16,7 +16,8 @@ if [ -z "$pid" ] || ! alive "$pid"; then
     echo "postmaster is not running"
     exit 1
 fi
-pg_isready --host=127.0.0.1 --port=5432 --timeout=1 --quiet || { echo "no TCP connection on 127.0.0.1:5432"; exit 1; }
+port=${PGPORT:-5432} # a node's own port where nodes share a kube pod
+pg_isready --host=127.0.0.1 --port="$port" --timeout=1 --quiet || { echo "no TCP connection on 127.0.0.1:$port"; exit 1; }
 min=${PGBOX_DISK_MIN_MB:-100}
 for dir in "$PGDATA" "$PGBOX_MOUNT"; do
     free=$(df -Pm "$dir" | awk 'NR==2 {print $4}')

@@ -40,7 +40,8 @@ PY
 }
 
 # Run Patroni; RUNNING once PostgreSQL accepts TCP on 127.0.0.1 (a replica after its
-# base backup). Patroni stops PostgreSQL and hands the leader key on at SIGTERM.
+# base backup), on PGPORT where nodes share a network namespace (a kube pod). Patroni
+# stops PostgreSQL and hands the leader key on at SIGTERM.
 run_patroni() {
     MODULE=patroni
     set_state STARTING "patroni"
@@ -49,7 +50,7 @@ run_patroni() {
     setpriv --reuid=postgres --regid=postgres --init-groups -- \
         patroni "$PATRONI_DIR" &
     PG_PID=$!
-    until pg_isready --host=127.0.0.1 --port=5432 --timeout=1 --quiet; do
+    until pg_isready --host=127.0.0.1 --port="${PGPORT:-5432}" --timeout=1 --quiet; do
         alive "$PG_PID" || { wait "$PG_PID" || true; fail "$EXIT_POSTGRES" "Patroni exited during startup"; }
         sleep 0.2
     done
@@ -60,16 +61,18 @@ run_patroni() {
     fail "$EXIT_POSTGRES" "Patroni exited unexpectedly with status $status"
 }
 
-# pgbox-ctl patroni-api METHOD PATH [JSON]: Patroni's REST API on 127.0.0.1:8008 with the
-# API password read here (never in argv); prints the HTTP status, a newline, the body.
+# pgbox-ctl patroni-api METHOD PATH [JSON]: Patroni's REST API on 127.0.0.1:8008 (or the
+# port of PATRONI_RESTAPI_LISTEN, in a kube pod) with the API password read here (never
+# in argv); prints the HTTP status, a newline, the body.
 patroni_api() {
-    python3 - "$SECRETS_DIR/patroni_api_password" "$@" <<'PY'
+    local listen=${PATRONI_RESTAPI_LISTEN:-:8008}
+    python3 - "$SECRETS_DIR/patroni_api_password" "${listen##*:}" "$@" <<'PY'
 import base64, sys, urllib.request, urllib.error
-pw_file, method, path = sys.argv[1:4]
-body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+pw_file, port, method, path = sys.argv[1:5]
+body = sys.argv[5].encode() if len(sys.argv) > 5 else None
 with open(pw_file) as f:
     pw = f.readline().rstrip("\n")
-req = urllib.request.Request("http://127.0.0.1:8008" + path, data=body, method=method)
+req = urllib.request.Request(f"http://127.0.0.1:{port}" + path, data=body, method=method)
 req.add_header("Authorization", "Basic " + base64.b64encode(f"pgbox:{pw}".encode()).decode())
 if body is not None:
     req.add_header("Content-Type", "application/json")
