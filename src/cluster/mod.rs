@@ -12,6 +12,7 @@
 
 pub mod deploy;
 pub mod ops;
+pub mod params;
 pub mod spec;
 pub mod up;
 
@@ -180,6 +181,8 @@ struct PatroniVars<'a> {
     retry_timeout: u32,
     synchronous: bool,
     max_connections: u32,
+    /// (name, value as JSON, which YAML reads): `params::parameters`.
+    parameters: Vec<(String, String)>,
     pgdata: String,
     pg_major: u32,
     user: &'a str,
@@ -198,7 +201,11 @@ pub fn patroni_yml(s: &Settings) -> anyhow::Result<String> {
             retry_timeout: RETRY_TIMEOUT,
             synchronous: s.synchronous,
             max_connections: s.max_connections,
-            pgdata: format!("{}/pgdata", crate::templates::DATA_MOUNT),
+            parameters: params::parameters(s)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
+            pgdata: crate::container::patroni::pgdata(),
             pg_major: s.pg_version,
             user: &s.user,
         },

@@ -8,6 +8,7 @@ mod backup;
 mod backup_shape;
 mod cli;
 mod cluster;
+mod cluster_ops;
 mod config;
 mod container;
 mod e2e;
