@@ -74,6 +74,17 @@ fn cluster_setting_changes_reach_every_node() {
     });
     let before = starts(&c, &nodes);
     let err = up(&c);
+    // In effect on every node when `up` returns.
+    for n in nodes {
+        assert_eq!(c.sql_on(n, "show work_mem"), "8MB", "{n}");
+        assert_eq!(c.sql_on(n, "show max_connections"), "120", "{n}");
+        assert_eq!(
+            c.sql_on(n, "show log_min_duration_statement"),
+            "250ms",
+            "{n}"
+        );
+        assert_eq!(c.sql_on(n, "select count(*) from kept"), "500", "{n}");
+    }
     assert!(err.contains("`max_connections` 100 -> 120"), "{err}");
     let order = err
         .lines()
@@ -85,16 +96,6 @@ fn cluster_setting_changes_reach_every_node() {
         assert!(r1 < r0, "replica first, the leader last: {order}");
     } else {
         assert!(r0 < r1, "replica first, the leader last: {order}");
-    }
-    for n in nodes {
-        assert_eq!(c.sql_on(n, "show work_mem"), "8MB", "{n}");
-        assert_eq!(c.sql_on(n, "show max_connections"), "120", "{n}");
-        assert_eq!(
-            c.sql_on(n, "show log_min_duration_statement"),
-            "250ms",
-            "{n}"
-        );
-        assert_eq!(c.sql_on(n, "select count(*) from kept"), "500", "{n}");
     }
     let after = starts(&c, &nodes);
     for i in 0..2 {
