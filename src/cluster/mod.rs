@@ -302,4 +302,27 @@ mod tests {
         s.synchronous = false;
         assert!(patroni_yml(&s).unwrap().contains("synchronous_mode: false"));
     }
+
+    #[test]
+    fn patroni_yml_bootstraps_the_parameters_up_keeps_in_line() {
+        let mut s = cluster(1);
+        s.max_connections = 150;
+        s.pg_settings = vec![
+            ("search_path".into(), "'\"$user\", it''s'".into()),
+            ("jit".into(), "false".into()),
+        ];
+        let y: serde_yaml::Value = serde_yaml::from_str(&patroni_yml(&s).unwrap()).unwrap();
+        let got: serde_json::Value =
+            serde_json::to_value(&y["bootstrap"]["dcs"]["postgresql"]["parameters"]).unwrap();
+        let want = serde_json::to_value(params::parameters(&s)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got["search_path"], "\"$user\", it's");
+        assert_eq!(got["max_connections"], 150);
+        // A cluster bootstrapped from it has nothing to apply.
+        let config = serde_json::json!({
+            "synchronous_mode": s.synchronous,
+            "postgresql": {"parameters": got},
+        });
+        assert!(params::drift(&config, &s).is_empty());
+    }
 }
