@@ -245,9 +245,10 @@ pub async fn apply(
     let d = drift(&config, s);
     let nodes = nodes(engine, s).await?;
     if d.is_empty() {
-        if rendered.changed() {
-            // pg_hba.conf (or a postgresql.conf line that is not a parameter pgbox
-            // puts in etcd): Patroni reloads PostgreSQL on `POST /reload`.
+        // pg_hba.conf, or a postgresql.conf line that is not a parameter pgbox puts
+        // in etcd (a new pgbox's template): Patroni reloads PostgreSQL on
+        // `POST /reload`. Not after the files' first rendering (a new cluster).
+        if rendered.previous.iter().any(|(_, old)| old.is_some()) {
             for n in &nodes {
                 let r = api::call(engine, &n.container, "POST", "/reload", None).await?;
                 if r.status >= 300 {

@@ -110,11 +110,19 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
     for i in order {
         let ns = node_settings(s, i);
         let spec = spec::node_spec(s, &ns, i, &tag, &decision, &topo);
+        // A replica with no data location yet clones the leader (a base backup).
+        let new = i > 0 && !storage::location_exists(engine, &ns, decision.mode).await?;
         if !node_current(engine, s, &spec).await? {
             storage::prepare(engine, &ns, &decision).await?;
         }
         let what = format!("{} (port {})", member(i), node_port(s, i));
         ensure_container(engine, s, &spec, READY_MARKER, o.timeout, &what, p).await?;
+        if new {
+            p.done(format!(
+                "added {what}: a copy of the leader's data in {}",
+                storage::location(&ns, decision.mode)
+            ));
+        }
     }
 
     // A leader and every node first; the synchronous standby only after the
