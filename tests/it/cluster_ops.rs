@@ -161,6 +161,21 @@ fn cluster_setting_changes_reach_every_node() {
     let st = c.wait_healthy(Duration::from_secs(120));
     assert_eq!(leader(&st), lead, "the leader keeps leading");
     assert!(up(&c).contains("up to date"));
+
+    // A value PostgreSQL would refuse never reaches Patroni: `up` fails, saying
+    // why, and every node keeps its value.
+    // (`[postgres.settings]` is still the last table, empty.)
+    edit(&c, |t| t + "log_min_duration_statement = \"soon\"\n");
+    let out = c.p.cmd(&["up", "--timeout", "300"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("log_min_duration_statement"),
+        "{err}"
+    );
+    for n in nodes {
+        assert_eq!(c.sql_on(n, "show log_min_duration_statement"), "-1", "{n}");
+    }
 }
 
 /// `replicas = 1` -> `2` on a cluster holding data: the new node clones from the
