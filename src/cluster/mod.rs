@@ -4,7 +4,8 @@
 //! pgbox writes no failover logic of its own. It owns the topology (names, the
 //! network's subnet and the fixed addresses on it, each node's data location and
 //! published port), the secrets Patroni needs (as files), the rendered
-//! `patroni.yml`, and the operations around it: `up`/`down`/scaling (`up`), per-node
+//! `patroni.yml`, and the operations around it: `up`/`down`/scaling (`up`), the
+//! settings kept in line with pgbox.toml through Patroni (`params`), per-node
 //! status, switchover and logs (`ops`). Finding the leader is `container::patroni`,
 //! the one seam through which backup, restore, psql and scheduled runs follow it
 //! (`container::ctl::running`). Static addresses and `/etc/hosts` entries rather

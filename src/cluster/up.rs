@@ -2,10 +2,10 @@
 //!
 //! `up`: network, etcd, then the nodes one at a time, the last known leader first
 //! (recorded by `down`), each until its entrypoint reports RUNNING (a replica after
-//! its base backup), then until Patroni reports a leader, every node running and,
-//! with `synchronous = true`, a synchronous standby; then the settings drift is
-//! applied through Patroni (`params`), and the password and extension drift on the
-//! leader. Nodes beyond `replicas` are removed
+//! its base backup), then until Patroni reports a leader and every node running;
+//! then the settings drift is applied through Patroni (`params`), then (with
+//! `synchronous = true`) until a synchronous standby is named, and the password and
+//! extension drift is applied on the leader. Nodes beyond `replicas` are removed
 //! (after a switchover if one leads) and their copies deleted; new ones clone from
 //! the leader. A running node whose spec is unchanged is left alone.
 //!
