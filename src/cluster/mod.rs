@@ -4,7 +4,8 @@
 //! pgbox writes no failover logic of its own. It owns the topology (names, the
 //! network's subnet and the fixed addresses on it, each node's data location and
 //! published port), the secrets Patroni needs (as files), the rendered
-//! `patroni.yml`, and the operations around it: `up`/`down`/scaling (`up`), per-node
+//! `patroni.yml`, and the operations around it: `up`/`down`/scaling (`up`), the
+//! settings kept in line with pgbox.toml through Patroni (`params`), per-node
 //! status, switchover and logs (`ops`). Finding the leader is `container::patroni`,
 //! the one seam through which backup, restore, psql and scheduled runs follow it
 //! (`container::ctl::running`). Static addresses and `/etc/hosts` entries rather
@@ -12,6 +13,7 @@
 
 pub mod deploy;
 pub mod ops;
+pub mod params;
 pub mod spec;
 pub mod up;
 
@@ -180,6 +182,8 @@ struct PatroniVars<'a> {
     retry_timeout: u32,
     synchronous: bool,
     max_connections: u32,
+    /// (name, value as JSON, which YAML reads): `params::parameters`.
+    parameters: Vec<(String, String)>,
     pgdata: String,
     pg_major: u32,
     user: &'a str,
@@ -198,7 +202,11 @@ pub fn patroni_yml(s: &Settings) -> anyhow::Result<String> {
             retry_timeout: RETRY_TIMEOUT,
             synchronous: s.synchronous,
             max_connections: s.max_connections,
-            pgdata: format!("{}/pgdata", crate::templates::DATA_MOUNT),
+            parameters: params::parameters(s)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
+            pgdata: crate::container::patroni::pgdata(),
             pg_major: s.pg_version,
             user: &s.user,
         },
@@ -294,5 +302,28 @@ mod tests {
         assert!(!y.contains("password:"), "{y}");
         s.synchronous = false;
         assert!(patroni_yml(&s).unwrap().contains("synchronous_mode: false"));
+    }
+
+    #[test]
+    fn patroni_yml_bootstraps_the_parameters_up_keeps_in_line() {
+        let mut s = cluster(1);
+        s.max_connections = 150;
+        s.pg_settings = vec![
+            ("search_path".into(), "'\"$user\", it''s'".into()),
+            ("jit".into(), "false".into()),
+        ];
+        let y: serde_yaml::Value = serde_yaml::from_str(&patroni_yml(&s).unwrap()).unwrap();
+        let got: serde_json::Value =
+            serde_json::to_value(&y["bootstrap"]["dcs"]["postgresql"]["parameters"]).unwrap();
+        let want = serde_json::to_value(params::parameters(&s)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got["search_path"], "\"$user\", it's");
+        assert_eq!(got["max_connections"], 150);
+        // A cluster bootstrapped from it has nothing to apply.
+        let config = serde_json::json!({
+            "synchronous_mode": s.synchronous,
+            "postgresql": {"parameters": got},
+        });
+        assert!(params::drift(&config, &s).is_empty());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! `up`: network, etcd, then the nodes one at a time, the last known leader first
 //! (recorded by `down`), each until its entrypoint reports RUNNING (a replica after
-//! its base backup), then until Patroni reports a leader, every node running and,
-//! with `synchronous = true`, a synchronous standby; then the password and
+//! its base backup), then until Patroni reports a leader and every node running;
+//! then the settings drift is applied through Patroni (`params`), then (with
+//! `synchronous = true`) until a synchronous standby is named, and the password and
 //! extension drift is applied on the leader. Nodes beyond `replicas` are removed
 //! (after a switchover if one leads) and their copies deleted; new ones clone from
 //! the leader. A running node whose spec is unchanged is left alone.
@@ -91,7 +92,7 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
         .code(EXIT_USAGE)
         .into());
     }
-    conf::render_config(s)?;
+    let rendered = conf::render_config(s)?;
     super::render_patroni(s)?;
     let topo = spec::ensure_network(engine, s).await?;
 
@@ -109,14 +110,26 @@ pub async fn up(engine: &Engine, s: &Settings, o: UpOptions, p: &Printer) -> any
     for i in order {
         let ns = node_settings(s, i);
         let spec = spec::node_spec(s, &ns, i, &tag, &decision, &topo);
+        // A replica with no data location yet clones the leader (a base backup).
+        let new = i > 0 && !storage::location_exists(engine, &ns, decision.mode).await?;
         if !node_current(engine, s, &spec).await? {
             storage::prepare(engine, &ns, &decision).await?;
         }
         let what = format!("{} (port {})", member(i), node_port(s, i));
         ensure_container(engine, s, &spec, READY_MARKER, o.timeout, &what, p).await?;
+        if new {
+            p.done(format!(
+                "added {what}: a copy of the leader's data in {}",
+                storage::location(&ns, decision.mode)
+            ));
+        }
     }
 
-    let members = wait_healthy(engine, s, o.timeout, p).await?;
+    // A leader and every node first; the synchronous standby only after the
+    // settings (`synchronous` among them) are applied.
+    wait_healthy(engine, s, false, o.timeout, p).await?;
+    super::params::apply(engine, s, &rendered, p).await?;
+    let members = wait_healthy(engine, s, s.synchronous, o.timeout, p).await?;
     let leader = api::leader(engine, s).await?;
     conf::apply_drift(engine, &leader, s, p).await?;
     let lname = members
@@ -232,11 +245,12 @@ fn port_taken(bind: &str, port: u16) -> Fail {
     .code(EXIT_USAGE)
 }
 
-/// Wait until Patroni reports a leader, every node running, and (synchronous) a
+/// Wait until Patroni reports a leader, every node running, and (`sync`) a
 /// synchronous standby.
 pub async fn wait_healthy(
     engine: &Engine,
     s: &Settings,
+    sync: bool,
     timeout: Duration,
     p: &Printer,
 ) -> anyhow::Result<Vec<Member>> {
@@ -250,8 +264,8 @@ pub async fn wait_healthy(
                 m.iter()
                     .any(|x| x.name == member(i) && x.healthy() && x.timeline.is_some())
             });
-            let sync = !s.synchronous || m.iter().any(|m| m.role == "sync_standby");
-            if leader && all && sync {
+            let sync_ok = !sync || m.iter().any(|m| m.role == "sync_standby");
+            if leader && all && sync_ok {
                 bar.finish_and_clear();
                 return Ok(m);
             }

@@ -176,6 +176,95 @@ pub async fn leader(engine: &Engine, s: &Settings) -> anyhow::Result<String> {
         .into())
 }
 
+/// Whether this node's Patroni flags a restart as pending (`GET /patroni`).
+pub async fn pending_restart(engine: &Engine, container: &str) -> anyhow::Result<bool> {
+    let r = call(engine, container, "GET", "/patroni", None).await?;
+    if r.status != 200 {
+        anyhow::bail!("Patroni's API answered {}: {}", r.status, r.body);
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.body)?;
+    Ok(v.get("pending_restart").and_then(|p| p.as_bool()) == Some(true))
+}
+
+/// PGDATA inside a node: Patroni's `data_dir` in patroni.yml.
+pub fn pgdata() -> String {
+    format!("{}/pgdata", crate::templates::DATA_MOUNT)
+}
+
+/// As postgres inside `container`: (exit code, stdout, stderr).
+async fn exec_postgres(
+    engine: &Engine,
+    container: &str,
+    cmd: &[&str],
+) -> anyhow::Result<(i64, String, String)> {
+    let out = engine
+        .exec_capture(
+            container,
+            &ExecSpec {
+                cmd: cmd.iter().map(|c| c.to_string()).collect(),
+                user: Some("postgres".into()),
+                env: Vec::new(),
+            },
+        )
+        .await?;
+    Ok((
+        out.code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The dynamic configuration this node has applied: Patroni saves it to
+/// `patroni.dynamic.json` in PGDATA in the same loop in which it rewrote
+/// postgresql.conf, reloaded PostgreSQL and flagged `pending_restart`. None when
+/// the file is missing or unreadable.
+pub async fn applied_config(
+    engine: &Engine,
+    container: &str,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let path = format!("{}/patroni.dynamic.json", pgdata());
+    let (code, out, _) = exec_postgres(engine, container, &["cat", &path]).await?;
+    Ok((code == 0)
+        .then(|| serde_json::from_str(&out).ok())
+        .flatten())
+}
+
+/// Check pgbox's rendered postgresql.conf on its own with `postgres -C` inside a
+/// node: every value in it, unknown names included, as the server would read them.
+/// (PGDATA's postgresql.conf is Patroni's, which names each of its parameters again
+/// after including pgbox's file, and PostgreSQL reads only the last of duplicates.)
+/// `Err` holds the server's complaint.
+pub async fn check_config(engine: &Engine, container: &str) -> anyhow::Result<Result<(), String>> {
+    let conf = format!(
+        "--config-file={}/postgresql.conf",
+        crate::container::spec::CONF_TARGET
+    );
+    let data = pgdata();
+    let (code, out, err) = exec_postgres(
+        engine,
+        container,
+        &["postgres", "-D", &data, &conf, "-C", "max_connections"],
+    )
+    .await?;
+    if code == 0 {
+        return Ok(Ok(()));
+    }
+    let text = format!("{out}{err}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            ["LOG:", "FATAL:", "ERROR:", "DETAIL:", "HINT:"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .collect();
+    Ok(Err(if lines.is_empty() {
+        text.trim().to_string()
+    } else {
+        lines.join("\n")
+    }))
+}
+
 /// Node number of a member name (`node2` -> 2).
 pub fn member_index(s: &Settings, name: &str) -> Option<u32> {
     node_of(s, &format!("{}-{name}", s.container_name()))

@@ -17,12 +17,12 @@ use serde_json::Value;
 use crate::support::{docker, ok, run, text, Project};
 
 /// A project with `[cluster]`, torn down (every node, etcd, network, data) on drop.
-struct Cluster {
-    p: Project,
+pub(crate) struct Cluster {
+    pub(crate) p: Project,
 }
 
 impl Cluster {
-    fn new(tag: &str, replicas: u32, synchronous: bool) -> Cluster {
+    pub(crate) fn new(tag: &str, replicas: u32, synchronous: bool) -> Cluster {
         let p = Project::new(tag);
         p.init(&[]);
         let toml = p.path().join("pgbox.toml");
@@ -34,22 +34,22 @@ impl Cluster {
         Cluster { p }
     }
 
-    fn up(&self) {
+    pub(crate) fn up(&self) {
         ok(&mut self.p.cmd(&["up", "--timeout", "300"]));
     }
 
-    fn node(&self, member: &str) -> String {
+    pub(crate) fn node(&self, member: &str) -> String {
         format!("pgbox-{}-{member}", self.p.name)
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let out = run(&mut self.p.cmd(&["status", "--json"]));
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
     /// Until there is a leader, every node runs with no replay lag, and (synchronous)
     /// a synchronous standby is named; the status then.
-    fn wait_healthy(&self, bound: Duration) -> Value {
+    pub(crate) fn wait_healthy(&self, bound: Duration) -> Value {
         let deadline = Instant::now() + bound;
         loop {
             let st = self.status();
@@ -68,14 +68,14 @@ impl Cluster {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         text(&ok(&mut self.p.cmd(&["url", "--with-password"])).stdout)
             .trim()
             .to_string()
     }
 
     /// SQL run with psql inside one node (local socket), stdout trimmed.
-    fn sql_on(&self, member: &str, sql: &str) -> String {
+    pub(crate) fn sql_on(&self, member: &str, sql: &str) -> String {
         let user = &self.p.name.replace('-', "_");
         docker(&[
             "exec",
@@ -250,11 +250,11 @@ fn lost(c: &Cluster, log: &Log) -> Vec<i64> {
         .collect()
 }
 
-fn leader(st: &Value) -> String {
+pub(crate) fn leader(st: &Value) -> String {
     st["leader"].as_str().expect("a leader").to_string()
 }
 
-fn node_field(st: &Value, member: &str, field: &str) -> Value {
+pub(crate) fn node_field(st: &Value, member: &str, field: &str) -> Value {
     st["nodes"]
         .as_array()
         .unwrap()

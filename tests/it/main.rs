@@ -9,6 +9,7 @@ mod backup_shape;
 mod cli;
 mod cluster;
 mod cluster_kube;
+mod cluster_ops;
 mod config;
 mod container;
 mod e2e;
