@@ -11,6 +11,7 @@ mod cluster;
 mod config;
 mod container;
 mod e2e;
+mod engine_trips;
 mod fallback_safety;
 mod generate;
 mod interrupts;
