@@ -61,47 +61,47 @@ if [ -n "$pg" ] && tr '\0' ' ' <"/proc/$pg/cmdline" 2>/dev/null | grep -qF "$0";
 fi
 rm -f "$0""#;
 
-/// Ends a dump (or all stale ones, for `*`) inside the container.
-async fn kill_dumps(engine: &Engine, c: &str, pidfile_glob: &str) -> anyhow::Result<String> {
-    let script = format!(
+/// The script that ends a dump (or all stale ones, for `*`) inside the container.
+fn kill_script(pidfile_glob: &str) -> String {
+    format!(
         "for f in {pidfile_glob}; do [ -e \"$f\" ] || continue; sh -c '{}' \"$f\"; done",
         DUMP_KILLER.replace('\'', r"'\''")
-    );
+    )
+}
+
+/// Ends a dump (or all stale ones, for `*`) inside the container.
+async fn kill_dumps(engine: &Engine, c: &str, pidfile_glob: &str) -> anyhow::Result<String> {
     let out = engine
-        .exec_capture(c, &spec(&["sh", "-c", &script], "0"))
+        .exec_capture(c, &spec(&["sh", "-c", &kill_script(pidfile_glob)], "0"))
         .await?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// What a killed backup may have left in the container: dumps still running (their
-/// output goes nowhere) and the temporary folders of directory-format dumps. Call
-/// with the project lock held: no dump of this project is live then. Returns
-/// descriptions of what was removed.
-pub async fn remove_stale_dumps(engine: &Engine, c: &str) -> anyhow::Result<Vec<String>> {
-    let mut did: Vec<String> = kill_dumps(engine, c, &format!("{DUMP_PIDFILE_PREFIX}*.pid"))
-        .await?
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let out = engine
-        .exec_capture(
-            c,
-            &spec(
-                &[
-                    "sh",
-                    "-c",
-                    r#"for d in /tmp/pgbox-dump.*; do [ -d "$d" ] || continue; rm -rf "$d" && echo "$d"; done"#,
-                ],
-                "0",
-            ),
-        )
-        .await?;
-    did.extend(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|d| format!("`{d}` in the container")),
-    );
-    Ok(did)
+/// The shell script that removes what a killed backup may have left in the
+/// container: dumps still running (their output goes nowhere) and the temporary
+/// folders of directory-format dumps. It prints one line per thing removed. Run it
+/// with the project lock held: no dump of this project is live then. The backup
+/// runs it in the exec that checks the container ([`crate::container::ctl::ready_for_backup`]).
+pub fn stale_dumps_script() -> String {
+    format!(
+        r#"{}
+for d in /tmp/pgbox-dump.*; do [ -d "$d" ] || continue; rm -rf "$d" && echo "$d"; done"#,
+        kill_script(&format!("{DUMP_PIDFILE_PREFIX}*.pid"))
+    )
+}
+
+/// The lines of [`stale_dumps_script`] said as what was removed.
+pub fn describe_stale(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            if l.starts_with("/tmp/") {
+                format!("`{l}` in the container")
+            } else {
+                l.clone()
+            }
+        })
+        .collect()
 }
 
 /// Remove `*.partial` files of `project` in `dir` that an interrupted backup left.

@@ -13,6 +13,7 @@ mod cluster_ops;
 mod config;
 mod container;
 mod e2e;
+mod engine_trips;
 mod fallback_safety;
 mod generate;
 mod interrupts;
