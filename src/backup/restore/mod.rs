@@ -8,6 +8,7 @@
 //! globals backup (roles) is applied to the server by [`globals`].
 
 mod globals;
+mod phases;
 mod scratch;
 
 pub use scratch::{restore, test_restore, Request};
@@ -47,6 +48,7 @@ pub struct RestoreOptions {
 /// Restore a backup (see the module doc). Returns false when the user declined.
 pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Result<bool> {
     let started = Instant::now();
+    phases::start();
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "restore")?;
     let path = super::listing::resolve(s, &o.file)?;
     let manifest = Manifest::read(&path);
@@ -54,7 +56,7 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
     // 1. Nothing is touched before the file checks out.
     match &manifest {
         Some(m) => {
-            let sum = super::dump::sha256_file(&path, p).await?;
+            let sum = phases::time(p, "checksum", super::dump::sha256_file(&path, p)).await?;
             if sum != m.sha256 {
                 return Err(Fail::new(format!(
                     "`{}` does not match its manifest's checksum; refusing to restore it",
@@ -94,10 +96,19 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         None
     };
 
-    let engine = Engine::connect(o.engine.as_deref()).await?;
-    let c = crate::container::ctl::ready(&engine, s).await?;
+    let (engine, c) = phases::time(p, "connect, ready", async {
+        let engine = Engine::connect(o.engine.as_deref()).await?;
+        let c = crate::container::ctl::ready(&engine, s).await?;
+        anyhow::Ok((engine, c))
+    })
+    .await?;
     // 2. The project lock is held: what an earlier, killed restore left is stale.
-    let left = load::clean_restore_leftovers(&engine, &c, s).await?;
+    let left = phases::time(
+        p,
+        "leftovers",
+        load::clean_restore_leftovers(&engine, &c, s),
+    )
+    .await?;
     if !left.is_empty() {
         p.info(format!(
             "removed what an interrupted restore left behind: {}",
@@ -114,14 +125,18 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         .or(o.db.clone())
         .or(manifest.as_ref().map(|m| m.database.clone()))
         .unwrap_or_else(|| s.database.clone());
-    let current = psql::sql(
-        &engine,
-        &c,
-        s,
-        "postgres",
-        &format!(
-            "select pg_database_size(datname) from pg_database where datname = {}",
-            lit(&target)
+    let current = phases::time(
+        p,
+        "target size",
+        psql::sql(
+            &engine,
+            &c,
+            s,
+            "postgres",
+            &format!(
+                "select pg_database_size(datname) from pg_database where datname = {}",
+                lit(&target)
+            ),
         ),
     )
     .await?;
@@ -197,6 +212,10 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         p,
     )
     .await?;
+    p.trace(format!(
+        "restore total                          {:>7.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
     p.done(format!(
         "restored `{}` into `{target}`: {} tables, {} rows{}, {:.1}s",
         path.file_name()

@@ -18,6 +18,7 @@ use std::path::Path;
 use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 
+use super::phases;
 use crate::backup::load;
 use crate::backup::plain::Plan;
 use crate::backup::transfer;
@@ -73,7 +74,7 @@ pub async fn restore(
     let scratch = Scratch::new(engine, c, s, req.target);
     let result = restore_guarded(engine, c, s, &req, &scratch.name, &scratch.dir, p).await;
     // After a swap the scratch name is gone, so this only removes the folder.
-    scratch.guard.undo().await;
+    phases::time(p, "cleanup", scratch.guard.undo()).await;
     result
 }
 
@@ -151,7 +152,7 @@ async fn restore_guarded(
     let target = req.target;
     let untouched = format!("database `{target}` is unchanged");
     let checked = load_checked(engine, c, s, req, scratch, dir, &untouched, p).await?;
-    swap(engine, c, s, req, scratch, checked).await
+    swap(engine, c, s, req, scratch, checked, p).await
 }
 
 /// Load the backup into the new database `scratch` and check it: the rows per
@@ -170,24 +171,33 @@ async fn load_checked(
 ) -> anyhow::Result<Checked> {
     // The databases before, read while the backup streams in (the guard owns `dir`).
     let (before, remote) = tokio::join!(
-        psql::databases(engine, c, s),
-        transfer::upload_to(engine, c, req.local, req.detected, dir, p)
+        phases::time(p, "databases before", psql::databases(engine, c, s)),
+        phases::time(
+            p,
+            "upload",
+            transfer::upload_to(engine, c, req.local, req.detected, dir, p)
+        )
     );
     let (before, remote) = (before?, remote?);
     p.detail("uploaded and unpacked the backup");
     let plain = req.detected.format == Format::Plain;
     let mut items = 0;
     if !plain {
-        let (n, owners) = transfer::list_items(engine, c, &remote).await?;
+        let (n, owners) =
+            phases::time(p, "list items", transfer::list_items(engine, c, &remote)).await?;
         items = n;
         if !req.no_owner && !owners.is_empty() {
             let list = owners.iter().map(|o| lit(o)).collect::<Vec<_>>().join(",");
-            let present = psql::sql(
-                engine,
-                c,
-                s,
-                "postgres",
-                &format!("select rolname from pg_roles where rolname in ({list})"),
+            let present = phases::time(
+                p,
+                "roles",
+                psql::sql(
+                    engine,
+                    c,
+                    s,
+                    "postgres",
+                    &format!("select rolname from pg_roles where rolname in ({list})"),
+                ),
             )
             .await?;
             let missing: Vec<&str> = owners
@@ -218,15 +228,19 @@ async fn load_checked(
         _ => None,
     };
 
-    psql::sql(
-        engine,
-        c,
-        s,
-        "postgres",
-        &format!(
-            "CREATE DATABASE {} OWNER {} TEMPLATE template0",
-            ident(scratch),
-            ident(&s.user)
+    phases::time(
+        p,
+        "create scratch",
+        psql::sql(
+            engine,
+            c,
+            s,
+            "postgres",
+            &format!(
+                "CREATE DATABASE {} OWNER {} TEMPLATE template0",
+                ident(scratch),
+                ident(&s.user)
+            ),
         ),
     )
     .await?;
@@ -239,21 +253,32 @@ async fn load_checked(
         items,
     };
     let (restored, expected) =
-        tokio::join!(load::restore_tracked(engine, c, s, &job, plan, p), async {
-            match &req.plain {
-                Some(plan) => Ok(plan.tables.clone()),
-                None => transfer::archive_row_counts(engine, c, &remote).await,
-            }
-        });
+        tokio::join!(
+            phases::time(
+                p,
+                "pg_restore",
+                load::restore_tracked(engine, c, s, &job, plan, p)
+            ),
+            phases::time(p, "backup row counts", async {
+                match &req.plain {
+                    Some(plan) => Ok(plan.tables.clone()),
+                    None => transfer::archive_row_counts(engine, c, &remote).await,
+                }
+            })
+        );
     // The checks read the scratch database, so they run side by side: whether every
     // database is still there, the restored rows, and ANALYZE (harmless on a scratch
     // database that is dropped if a check fails). Their results are taken in the
     // order they always were: the restore's, the databases', then the rows'.
     let (intact, counted, analyzed) = if restored.is_ok() {
         tokio::join!(
-            intact(engine, c, s, &before),
-            async { Some(load::row_counts(engine, c, s, scratch).await) },
-            async { Some(psql::sql(engine, c, s, scratch, "ANALYZE").await) }
+            phases::time(p, "databases after", intact(engine, c, s, &before)),
+            phases::time(p, "restored row counts", async {
+                Some(load::row_counts(engine, c, s, scratch).await)
+            }),
+            phases::time(p, "analyze", async {
+                Some(psql::sql(engine, c, s, scratch, "ANALYZE").await)
+            })
         )
     } else {
         (intact(engine, c, s, &before).await, None, None)
@@ -297,6 +322,7 @@ async fn swap(
     req: &Request<'_>,
     scratch: &str,
     Checked { expected, got }: Checked,
+    p: &Printer,
 ) -> anyhow::Result<Restored> {
     let target = req.target;
     // The swap: end connections, rename old aside and new into place, atomically.
@@ -319,11 +345,16 @@ async fn swap(
     let swap = swap_sql(target, &renames);
     // Pooled clients wait through the swap; their next server connection is to the
     // restored database, none to the renamed one (see `pooler::admin::Pause`).
-    let paused = crate::pooler::admin::Pause::begin(s, Some(target)).await;
+    let paused = phases::time(
+        p,
+        "pooler pause",
+        crate::pooler::admin::Pause::begin(s, Some(target)),
+    )
+    .await;
     let swapped: anyhow::Result<()> = async {
     let mut tries = 0;
     loop {
-        let out = psql::sql(engine, c, s, "postgres", &swap).await;
+        let out = phases::time(p, "swap", psql::sql(engine, c, s, "postgres", &swap)).await;
         match out.as_deref().map(swap_in_use) {
             Ok(false) => break,
             // Someone connected between the terminate and the rename: try again.
