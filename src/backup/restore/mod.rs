@@ -61,8 +61,8 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
     let path = super::listing::resolve(s, &o.file)?;
     let manifest = Manifest::read(&path);
 
-    // 1. The host's read of the file starts now and runs beside what follows; no
-    // database is touched before it checked out (see the module doc).
+    // 1. The host's reads of the file start now and run beside what follows; no
+    // database but the scratch one is touched before it checked out (module doc).
     if manifest.is_none() {
         p.warn(format!(
             "`{}` has no pgbox manifest: its checksum cannot be checked (fine for dumps made by other tools)",

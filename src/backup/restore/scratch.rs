@@ -53,9 +53,10 @@ pub struct Request<'a> {
     pub no_owner: bool,
     /// The plan of a plain SQL file (see `plain`); required for plain SQL.
     pub plain: Option<Plan>,
-    /// The host's read of the backup file, still running: the scratch database
-    /// is created only once it checked out, and its row counts (when it could
-    /// count) spare the container's count. None: the file was checked already.
+    /// The host's reads of the backup file, still running: nothing is loaded
+    /// into the scratch database before its checksum matched, and its row counts
+    /// (when it could count) spare the container's count. None: the file was
+    /// checked already.
     pub scan: Option<Scan>,
 }
 
