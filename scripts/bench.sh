@@ -2,7 +2,7 @@
 # Issue #20's table from one fresh run, as ratios: pgbox against the floor of each
 # operation, and Podman against Docker, on the same pgbench database.
 #
-#   scripts/bench.sh [-r ROUNDS] [-s SCALE] [-n STATUS_RUNS] [PGBOX]
+#   scripts/bench.sh [-r ROUNDS] [-s SCALE] [-n STATUS_RUNS] [-R] [PGBOX]
 #
 # Every pair is measured interleaved (A, B, A, B, ...) ROUNDS times (default 3) and
 # the medians are compared, so a busy machine slows both sides alike. PGBOX defaults
@@ -18,11 +18,16 @@
 #   Podman restart     `pgbox up` after `pgbox down` on Podman  vs  the same on Docker
 #   Podman backup      `pgbox backup` on Podman                 vs  the same on Docker
 #   status             median of STATUS_RUNS `pgbox status` on a running project vs 50 ms
+#
+# -R measures the restore pair only (Docker). With BENCH_TRACE=FILE, every timed
+# restore appends its per-phase timings (PGBOX_TRACE) to FILE, and every floor run
+# its CREATE DATABASE and pg_restore times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3 SCALE=10 STATUS_RUNS=10
-while getopts r:s:n: o; do
+ROUNDS=3 SCALE=10 STATUS_RUNS=10 ONLY_RESTORE=
+while getopts r:s:n:R o; do
     case $o in
+    R) ONLY_RESTORE=1 ;;
     r) ROUNDS=$OPTARG ;;
     s) SCALE=$OPTARG ;;
     n) STATUS_RUNS=$OPTARG ;;
@@ -53,8 +58,10 @@ time_ms() {
     echo $(($(ms) - t0))
 }
 
+engines=(docker podman)
+[ -z "$ONLY_RESTORE" ] || engines=(docker)
 declare -A name port
-for e in docker podman; do
+for e in "${engines[@]}"; do
     mkdir "$root/$e"
     name[$e]="bench$e$$"
     port[$e]=$(free_port)
@@ -76,7 +83,7 @@ restart() { pg "$1" down -q && time_ms pg "$1" up -q; }
 
 up_floor=() up_podman=() up_docker=()
 bk_floor=() bk_podman=() bk_docker=()
-for _ in $(seq 1 "$ROUNDS"); do
+for _ in $(seq 1 "$([ -z "$ONLY_RESTORE" ] && echo "$ROUNDS" || echo 0)"); do
     up_docker+=("$(restart docker)")
     up_podman+=("$(restart podman)")
     pg docker down -q
@@ -96,25 +103,33 @@ jobs=$(($(nproc) > 1 ? $(nproc) - 1 : 1))
 docker exec "$c" sh -c "rm -f /tmp/bench.dump" >/dev/null
 zstd -dc "$root/r.dump.zst" | docker exec -i -u postgres "$c" sh -c "cat > /tmp/bench.dump"
 opts="-c synchronous_commit=off -c wal_compression=off -c maintenance_work_mem=512MB"
+trace() { [ -z "${BENCH_TRACE:-}" ] || echo "$*" >>"$BENCH_TRACE"; }
 floor_restore() {
+    local t0 t1
+    t0=$(ms)
     dpsql "create database bench_floor owner \"$db\" template template0" >/dev/null
+    t1=$(ms)
     docker exec -u postgres -e PGOPTIONS="$opts" "$c" pg_restore --exit-on-error --jobs "$jobs" -U "$db" -d bench_floor /tmp/bench.dump
+    trace "floor create database $((t1 - t0)) ms, pg_restore $(($(ms) - t1)) ms"
+}
+pgbox_restore() {
+    if [ -n "${BENCH_TRACE:-}" ]; then
+        echo "pgbox restore --into $2" >>"$BENCH_TRACE"
+        PGBOX_TRACE=1 pg docker restore -q --yes "$1" --into "$2" 2>>"$BENCH_TRACE"
+    else
+        pg docker restore -q --yes "$1" --into "$2"
+    fi
 }
 rs_pgbox=() rs_floor=()
 for i in $(seq 1 "$ROUNDS"); do
     dpsql checkpoint >/dev/null
-    rs_pgbox+=("$(time_ms pg docker restore -q --yes "$root/r.dump.zst" --into "bench_pgbox_$i")")
+    rs_pgbox+=("$(time_ms pgbox_restore "$root/r.dump.zst" "bench_pgbox_$i")")
     dpsql "drop database bench_pgbox_$i" >/dev/null
     dpsql checkpoint >/dev/null
     rs_floor+=("$(time_ms floor_restore)")
     dpsql "drop database bench_floor" >/dev/null
 done
 docker exec "$c" rm -f /tmp/bench.dump
-
-st=()
-for _ in $(seq 1 "$STATUS_RUNS"); do st+=("$(time_ms pg docker status)"); done
-st_p=()
-for _ in $(seq 1 "$STATUS_RUNS"); do st_p+=("$(time_ms pg podman status)"); done
 
 row() { # what, pgbox ms list name, baseline ms list name, baseline label
     local -n a=$2 b=$3
@@ -123,6 +138,19 @@ row() { # what, pgbox ms list name, baseline ms list name, baseline label
     awk -v w="$1" -v a="$ma" -v b="$mb" -v l="$4" \
         'BEGIN { printf "| %s | %.2f s | %s: %.2f s | %.2f× |\n", w, a/1000, l, b/1000, a/b }'
 }
+if [ -n "$ONLY_RESTORE" ]; then
+    echo
+    echo "pgbox bench: $(nproc) cores, $(date -u +%Y-%m-%d), pgbench scale $SCALE, medians of $ROUNDS interleaved rounds, restore only"
+    echo
+    row "restore, same dump (Docker, -j $jobs)" rs_pgbox rs_floor "in-container \`pg_restore -j $jobs\`, file inside, fresh database"
+    echo "raw ms: restore pgbox ${rs_pgbox[*]} | floor ${rs_floor[*]}"
+    exit 0
+fi
+st=()
+for _ in $(seq 1 "$STATUS_RUNS"); do st+=("$(time_ms pg docker status)"); done
+st_p=()
+for _ in $(seq 1 "$STATUS_RUNS"); do st_p+=("$(time_ms pg podman status)"); done
+
 echo
 echo "pgbox bench: $(nproc) cores, $(date -u +%Y-%m-%d), pgbench scale $SCALE, medians of $ROUNDS interleaved rounds (status: $STATUS_RUNS runs)"
 echo

@@ -152,6 +152,14 @@ impl Printer {
         }
     }
 
+    /// Timing lines for profiling, shown only when `PGBOX_TRACE` is set (even with
+    /// `-q`, so a benchmark can time a quiet run): `trace: message`.
+    pub fn trace(&self, msg: impl AsRef<str>) {
+        if std::env::var_os("PGBOX_TRACE").is_some_and(|v| !v.is_empty()) {
+            eprintln!("trace: {}", msg.as_ref());
+        }
+    }
+
     pub fn warn(&self, msg: impl AsRef<str>) {
         if !self.quiet {
             eprintln!("{} {}", style("warning:").yellow().bold(), msg.as_ref());

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::Settings;
-use crate::container::psql::{exec_spec as spec, ident, sql};
+use crate::container::psql::{exec_spec as spec, ident, lit, sql};
 use crate::engine::Engine;
 use crate::printer::Printer;
 
@@ -233,9 +233,18 @@ kill -KILL -- "-$p" 2>/dev/null || true"#;
     Ok(())
 }
 
-/// Undo one restore's temporary things: end its processes, drop the scratch
-/// database (FORCE ends any connection still in it), remove the upload folder.
-/// Every step runs even when an earlier one failed; the first error is returned.
+/// The `application_name` of the session that creates a restore's scratch
+/// database, named for the restore's folder (`pgbox-restore-<stamp>-<pid>`).
+pub fn creating_session(dir: &str) -> String {
+    let name = dir.rsplit('/').next().unwrap_or(dir);
+    name.chars().take(63).collect()
+}
+
+/// Undo one restore's temporary things: end its processes, end the session still
+/// creating its scratch database (if any: it would create it after the drop),
+/// drop the scratch database (FORCE ends any connection still in it), remove the
+/// upload folder. Every step runs even when an earlier one failed; the first
+/// error is returned.
 pub async fn remove_restore_leftovers(
     engine: &Engine,
     c: &str,
@@ -250,7 +259,19 @@ pub async fn remove_restore_leftovers(
         }
     }
     if let Some(db) = scratch {
-        let q = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(db));
+        let mut q = String::new();
+        if let Some(dir) = dir {
+            // pg_terminate_backend with a timeout waits for the session to end,
+            // its CREATE DATABASE rolled back.
+            q.push_str(&format!(
+                "select count(pg_terminate_backend(pid, 10000)) from pg_stat_activity where application_name = {} and pid <> pg_backend_pid();\n",
+                lit(&creating_session(dir))
+            ));
+        }
+        q.push_str(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE);\n",
+            ident(db)
+        ));
         if let Err(e) = sql(engine, c, s, "postgres", &q).await {
             first.get_or_insert(e);
         }
@@ -278,36 +299,35 @@ pub async fn clean_restore_leftovers(
     c: &str,
     s: &Settings,
 ) -> anyhow::Result<Vec<String>> {
-    let out = engine
-        .exec_capture(
+    // Both only read: side by side, one round trip's latency instead of two.
+    let list_dirs = spec(
+        &[
+            "bash",
+            "-c",
+            r#"for d in "$0"*; do [ -d "$d" ] && printf '%s\n' "$d"; done; true"#,
+            RESTORE_DIR_PREFIX,
+        ],
+        "0",
+    );
+    let (out, dbs) = tokio::join!(
+        engine.exec_capture(c, &list_dirs),
+        sql(
+            engine,
             c,
-            &spec(
-                &[
-                    "bash",
-                    "-c",
-                    r#"for d in "$0"*; do [ -d "$d" ] && printf '%s\n' "$d"; done; true"#,
-                    RESTORE_DIR_PREFIX,
-                ],
-                "0",
-            ),
+            s,
+            "postgres",
+            "select datname from pg_database where datname like '%\\_pgbox\\_restore\\_%' order by 1",
         )
-        .await?;
-    let dirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    );
+    let dirs: Vec<String> = String::from_utf8_lossy(&out?.stdout)
         .lines()
         .map(String::from)
         .collect();
-    let dbs: Vec<String> = sql(
-        engine,
-        c,
-        s,
-        "postgres",
-        "select datname from pg_database where datname like '%\\_pgbox\\_restore\\_%' order by 1",
-    )
-    .await?
-    .lines()
-    .filter(|n| is_restore_scratch(n))
-    .map(String::from)
-    .collect();
+    let dbs: Vec<String> = dbs?
+        .lines()
+        .filter(|n| is_restore_scratch(n))
+        .map(String::from)
+        .collect();
     let mut named = Vec::new();
     for d in &dirs {
         kill_tracked(engine, c, d).await?;

@@ -106,6 +106,7 @@ pub async fn verify(
                     jobs: super::restore::jobs_default(),
                     no_owner: true,
                     plain: plan,
+                    scan: None,
                 },
                 p,
             )

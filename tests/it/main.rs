@@ -34,6 +34,7 @@ mod pitr_into_new;
 mod pitr_restore;
 mod pitr_safety;
 mod pooler;
+mod restore_perf;
 mod restore_safety;
 mod s3_support;
 mod schedule;

@@ -1,16 +1,25 @@
 //! `pgbox restore`: never leaves you with less than you had.
 //!
-//! The checksum is verified and the format detected from magic bytes before the
-//! database is touched; a plain SQL file is also read through (`backup::plain`) and
-//! refused if it would act outside one database. Under the project lock, what a
-//! killed restore left behind is removed first. The restore itself (scratch
-//! database, checks, atomic swap, cleanup on every exit path) is [`scratch`]; a
+//! The format is detected from magic bytes, and the file is read once on the host
+//! ([`scan`]: its checksum, and a custom archive's rows per table) while the
+//! restore connects, removes what a killed restore left and uploads. No database
+//! but the restore's own scratch one is created before the file checked out, and a
+//! file that does not match its manifest is named as such even when its upload
+//! failed too. A plain SQL file (and a globals backup) is checked first, then read
+//! through (`backup::plain`) and refused if it would act outside one database.
+//! Under the project lock, what a killed restore left behind is removed first.
+//! The restore itself (scratch database, checks, atomic swap, cleanup on every
+//! exit path) is [`scratch`]; a
 //! globals backup (roles) is applied to the server by [`globals`].
 
 mod globals;
+mod phases;
+mod scan;
 mod scratch;
 
 pub use scratch::{restore, test_restore, Request};
+
+use scan::Scan;
 
 use std::time::Instant;
 
@@ -47,31 +56,35 @@ pub struct RestoreOptions {
 /// Restore a backup (see the module doc). Returns false when the user declined.
 pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Result<bool> {
     let started = Instant::now();
+    phases::start();
     let _lock = crate::lock::project(&s.state_dir(), &s.project, "restore")?;
     let path = super::listing::resolve(s, &o.file)?;
     let manifest = Manifest::read(&path);
 
-    // 1. Nothing is touched before the file checks out.
-    match &manifest {
-        Some(m) => {
-            let sum = super::dump::sha256_file(&path, p).await?;
-            if sum != m.sha256 {
-                return Err(Fail::new(format!(
-                    "`{}` does not match its manifest's checksum; refusing to restore it",
-                    path.display()
-                ))
-                .hint("the file was changed or damaged after it was written; pick another backup (`pgbox backup list`)")
-                .into());
-            }
-        }
-        None => p.warn(format!(
+    // 1. The host's reads of the file start now and run beside what follows; no
+    // database but the scratch one is touched before it checked out (module doc).
+    if manifest.is_none() {
+        p.warn(format!(
             "`{}` has no pgbox manifest: its checksum cannot be checked (fine for dumps made by other tools)",
             path.display()
-        )),
+        ));
     }
-    let d = super::detect(&path).map_err(|e| Fail::new(e.to_string()).hint("restore takes pg_dump custom or directory archives and plain SQL, optionally gzip or zstd compressed"))?;
+    let detected = super::detect(&path);
+    let mut scan = Scan::start(
+        &path,
+        detected.as_ref().ok().copied(),
+        manifest.as_ref().map(|m| m.sha256.clone()),
+    );
+    let d = match detected {
+        Ok(d) => d,
+        Err(e) => {
+            scan.verified().await?;
+            return Err(Fail::new(e.to_string()).hint("restore takes pg_dump custom or directory archives and plain SQL, optionally gzip or zstd compressed").into());
+        }
+    };
     if let Some(m) = &manifest {
         if m.kind == "database" && m.format != d.format {
+            scan.verified().await?;
             return Err(Fail::new(format!(
                 "`{}` reads as {:?} but its manifest says {:?}",
                 path.display(),
@@ -82,6 +95,10 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         }
     }
     let globals = manifest.as_ref().is_some_and(|m| m.kind == "globals");
+    if globals || d.format == Format::Plain {
+        // Checked before it is read through or applied, as it always was.
+        phases::time(p, "checksum", scan.verified()).await?;
+    }
     // A plain SQL file is read through before anything is touched (blocking work).
     let plan = if d.format == Format::Plain && !globals {
         let (file, want) = (path.clone(), o.db.clone());
@@ -94,10 +111,44 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         None
     };
 
-    let engine = Engine::connect(o.engine.as_deref()).await?;
-    let c = crate::container::ctl::ready(&engine, s).await?;
+    let (engine, c) = phases::time(p, "connect, ready", async {
+        let engine = Engine::connect(o.engine.as_deref()).await?;
+        let c = crate::container::ctl::ready(&engine, s).await?;
+        anyhow::Ok((engine, c))
+    })
+    .await?;
+    let target = o
+        .into
+        .clone()
+        .or(o.db.clone())
+        .or(manifest.as_ref().map(|m| m.database.clone()))
+        .unwrap_or_else(|| s.database.clone());
     // 2. The project lock is held: what an earlier, killed restore left is stale.
-    let left = load::clean_restore_leftovers(&engine, &c, s).await?;
+    // Removed while the target's size is read (a read only, side by side).
+    let (left, current) = tokio::join!(
+        phases::time(
+            p,
+            "leftovers",
+            load::clean_restore_leftovers(&engine, &c, s),
+        ),
+        phases::time(p, "target size", async {
+            if globals {
+                return Ok(String::new());
+            }
+            psql::sql(
+                &engine,
+                &c,
+                s,
+                "postgres",
+                &format!(
+                    "select pg_database_size(datname) from pg_database where datname = {}",
+                    lit(&target)
+                ),
+            )
+            .await
+        })
+    );
+    let left = left?;
     if !left.is_empty() {
         p.info(format!(
             "removed what an interrupted restore left behind: {}",
@@ -108,23 +159,7 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         return globals::apply(&engine, &c, s, &path, d, o.yes, p).await;
     }
 
-    let target = o
-        .into
-        .clone()
-        .or(o.db.clone())
-        .or(manifest.as_ref().map(|m| m.database.clone()))
-        .unwrap_or_else(|| s.database.clone());
-    let current = psql::sql(
-        &engine,
-        &c,
-        s,
-        "postgres",
-        &format!(
-            "select pg_database_size(datname) from pg_database where datname = {}",
-            lit(&target)
-        ),
-    )
-    .await?;
+    let current = current?;
     let current = match current.as_str() {
         "" => None,
         n => Some(n.parse::<u64>().map_err(|e| {
@@ -142,6 +177,10 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
 
     // 3. The confirmation names what is replaced, how big it is, and the backup's date.
     if let (Some(bytes), None) = (current, &o.into) {
+        if !o.yes {
+            // The question is asked about a file known to be sound.
+            phases::time(p, "checksum", scan.verified()).await?;
+        }
         let when = manifest
             .as_ref()
             .map(|m| m.created_at.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -193,10 +232,15 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
             jobs: o.jobs.unwrap_or_else(jobs_default).max(1),
             no_owner: o.no_owner,
             plain: plan,
+            scan: Some(scan),
         },
         p,
     )
     .await?;
+    p.trace(format!(
+        "restore total                          {:>7.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    ));
     p.done(format!(
         "restored `{}` into `{target}`: {} tables, {} rows{}, {:.1}s",
         path.file_name()

@@ -18,6 +18,8 @@ use std::path::Path;
 use chrono::Utc;
 use rand::distributions::{Alphanumeric, DistString};
 
+use super::phases;
+use super::scan::Scan;
 use crate::backup::load;
 use crate::backup::plain::Plan;
 use crate::backup::transfer;
@@ -51,6 +53,11 @@ pub struct Request<'a> {
     pub no_owner: bool,
     /// The plan of a plain SQL file (see `plain`); required for plain SQL.
     pub plain: Option<Plan>,
+    /// The host's reads of the backup file, still running: nothing is loaded
+    /// into the scratch database before its checksum matched, and its row counts
+    /// (when it could count) spare the container's count. None: the file was
+    /// checked already.
+    pub scan: Option<Scan>,
 }
 
 pub struct Restored {
@@ -70,10 +77,26 @@ pub async fn restore(
     req: Request<'_>,
     p: &Printer,
 ) -> anyhow::Result<Restored> {
+    let mut req = req;
+    let scan = req.scan.take();
     let scratch = Scratch::new(engine, c, s, req.target);
-    let result = restore_guarded(engine, c, s, &req, &scratch.name, &scratch.dir, p).await;
-    // After a swap the scratch name is gone, so this only removes the folder.
-    scratch.guard.undo().await;
+    let result = restore_guarded(engine, c, s, &req, scan, &scratch.name, &scratch.dir, p).await;
+    let swapped = result.is_ok();
+    phases::time(p, "cleanup", async move {
+        if swapped {
+            // Swapped in: pg_restore has ended and the scratch name is gone, so
+            // only the folder is left. The guard stays armed until it is removed.
+            if transfer::remove_remote(engine, c, &scratch.dir)
+                .await
+                .is_ok()
+            {
+                scratch.guard.disarm();
+                return;
+            }
+        }
+        scratch.guard.undo().await;
+    })
+    .await;
     result
 }
 
@@ -93,6 +116,7 @@ pub async fn test_restore(
         c,
         s,
         &req,
+        None,
         &scratch.name,
         &scratch.dir,
         "no database was changed",
@@ -139,19 +163,21 @@ struct Checked {
     got: BTreeMap<String, u64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn restore_guarded(
     engine: &Engine,
     c: &str,
     s: &Settings,
     req: &Request<'_>,
+    scan: Option<Scan>,
     scratch: &str,
     dir: &str,
     p: &Printer,
 ) -> anyhow::Result<Restored> {
     let target = req.target;
     let untouched = format!("database `{target}` is unchanged");
-    let checked = load_checked(engine, c, s, req, scratch, dir, &untouched, p).await?;
-    swap(engine, c, s, req, scratch, checked).await
+    let checked = load_checked(engine, c, s, req, scan, scratch, dir, &untouched, p).await?;
+    swap(engine, c, s, req, scratch, checked, p).await
 }
 
 /// Load the backup into the new database `scratch` and check it: the rows per
@@ -163,31 +189,60 @@ async fn load_checked(
     c: &str,
     s: &Settings,
     req: &Request<'_>,
+    mut scan: Option<Scan>,
     scratch: &str,
     dir: &str,
     untouched: &str,
     p: &Printer,
 ) -> anyhow::Result<Checked> {
-    // The databases before, read while the backup streams in (the guard owns `dir`).
-    let (before, remote) = tokio::join!(
-        psql::databases(engine, c, s),
-        transfer::upload_to(engine, c, req.local, req.detected, dir, p)
+    // While the backup streams in (the guard owns `dir` and the scratch database
+    // from the start): the databases before, the empty scratch database, and the
+    // host's checksum of the file, which must match before anything is loaded. A
+    // database created during the read of `before` may or may not be listed
+    // there; the scratch one is still there when `intact` looks again.
+    let create = create_scratch_sql(s, scratch, dir);
+    let (before, remote, created, verified) = tokio::join!(
+        phases::time(p, "databases before", psql::databases(engine, c, s)),
+        phases::time(
+            p,
+            "upload",
+            transfer::upload_to(engine, c, req.local, req.detected, dir, p)
+        ),
+        phases::time(
+            p,
+            "create scratch",
+            psql::sql(engine, c, s, "postgres", &create)
+        ),
+        phases::time(p, "checksum", async {
+            match &mut scan {
+                Some(scan) => scan.verified().await,
+                None => Ok(()),
+            }
+        })
     );
+    // A file that does not check out is named as such, whatever else failed.
+    verified?;
     let (before, remote) = (before?, remote?);
+    created?;
     p.detail("uploaded and unpacked the backup");
     let plain = req.detected.format == Format::Plain;
     let mut items = 0;
     if !plain {
-        let (n, owners) = transfer::list_items(engine, c, &remote).await?;
+        let (n, owners) =
+            phases::time(p, "list items", transfer::list_items(engine, c, &remote)).await?;
         items = n;
         if !req.no_owner && !owners.is_empty() {
             let list = owners.iter().map(|o| lit(o)).collect::<Vec<_>>().join(",");
-            let present = psql::sql(
-                engine,
-                c,
-                s,
-                "postgres",
-                &format!("select rolname from pg_roles where rolname in ({list})"),
+            let present = phases::time(
+                p,
+                "roles",
+                psql::sql(
+                    engine,
+                    c,
+                    s,
+                    "postgres",
+                    &format!("select rolname from pg_roles where rolname in ({list})"),
+                ),
             )
             .await?;
             let missing: Vec<&str> = owners
@@ -218,18 +273,12 @@ async fn load_checked(
         _ => None,
     };
 
-    psql::sql(
-        engine,
-        c,
-        s,
-        "postgres",
-        &format!(
-            "CREATE DATABASE {} OWNER {} TEMPLATE template0",
-            ident(scratch),
-            ident(&s.user)
-        ),
-    )
-    .await?;
+    // The host counts a custom archive's rows (known once it read the table of
+    // contents, at the start of the file); else the container counts them.
+    let host_counts = match &mut scan {
+        Some(scan) if !plain => scan.countable().await,
+        _ => false,
+    };
     let job = load::RestoreJob {
         remote: &remote,
         detected: req.detected,
@@ -238,22 +287,40 @@ async fn load_checked(
         no_owner: req.no_owner,
         items,
     };
-    let (restored, expected) =
-        tokio::join!(load::restore_tracked(engine, c, s, &job, plan, p), async {
-            match &req.plain {
-                Some(plan) => Ok(plan.tables.clone()),
-                None => transfer::archive_row_counts(engine, c, &remote).await,
+    let (restored, expected) = tokio::join!(
+        phases::time(
+            p,
+            "pg_restore",
+            load::restore_tracked(engine, c, s, &job, plan, p)
+        ),
+        phases::time(p, "backup row counts", async {
+            let on_host = match &mut scan {
+                Some(scan) if host_counts => scan.rows().await,
+                _ => None,
+            };
+            match (&req.plain, on_host) {
+                (Some(plan), _) => Ok(plan.tables.clone()),
+                (None, Some(counted)) => {
+                    p.detail("counted the backup's rows on the host");
+                    Ok(counted)
+                }
+                (None, None) => transfer::archive_row_counts(engine, c, &remote).await,
             }
-        });
+        })
+    );
     // The checks read the scratch database, so they run side by side: whether every
     // database is still there, the restored rows, and ANALYZE (harmless on a scratch
     // database that is dropped if a check fails). Their results are taken in the
     // order they always were: the restore's, the databases', then the rows'.
     let (intact, counted, analyzed) = if restored.is_ok() {
         tokio::join!(
-            intact(engine, c, s, &before),
-            async { Some(load::row_counts(engine, c, s, scratch).await) },
-            async { Some(psql::sql(engine, c, s, scratch, "ANALYZE").await) }
+            phases::time(p, "databases after", intact(engine, c, s, &before)),
+            phases::time(p, "restored row counts", async {
+                Some(load::row_counts(engine, c, s, scratch).await)
+            }),
+            phases::time(p, "analyze", async {
+                Some(psql::sql(engine, c, s, scratch, "ANALYZE").await)
+            })
         )
     } else {
         (intact(engine, c, s, &before).await, None, None)
@@ -297,6 +364,7 @@ async fn swap(
     req: &Request<'_>,
     scratch: &str,
     Checked { expected, got }: Checked,
+    p: &Printer,
 ) -> anyhow::Result<Restored> {
     let target = req.target;
     // The swap: end connections, rename old aside and new into place, atomically.
@@ -319,11 +387,16 @@ async fn swap(
     let swap = swap_sql(target, &renames);
     // Pooled clients wait through the swap; their next server connection is to the
     // restored database, none to the renamed one (see `pooler::admin::Pause`).
-    let paused = crate::pooler::admin::Pause::begin(s, Some(target)).await;
+    let paused = phases::time(
+        p,
+        "pooler pause",
+        crate::pooler::admin::Pause::begin(s, Some(target)),
+    )
+    .await;
     let swapped: anyhow::Result<()> = async {
     let mut tries = 0;
     loop {
-        let out = psql::sql(engine, c, s, "postgres", &swap).await;
+        let out = phases::time(p, "swap", psql::sql(engine, c, s, "postgres", &swap)).await;
         match out.as_deref().map(swap_in_use) {
             Ok(false) => break,
             // Someone connected between the terminate and the rename: try again.
@@ -386,6 +459,19 @@ async fn swap(
         checked,
         old,
     })
+}
+
+/// The scratch database's CREATE, in a session named for the restore's folder
+/// (see [`load::creating_session`]): a cancelled restore ends that session before
+/// it drops the scratch database, so a CREATE still running then cannot finish
+/// after the drop and leave the database behind.
+fn create_scratch_sql(s: &Settings, scratch: &str, dir: &str) -> String {
+    format!(
+        "SET application_name = {};\nCREATE DATABASE {} OWNER {} TEMPLATE template0;\n",
+        lit(&load::creating_session(dir)),
+        ident(scratch),
+        ident(&s.user)
+    )
 }
 
 /// SQLSTATE object_in_use: a database with sessions cannot be renamed.
