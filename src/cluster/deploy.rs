@@ -28,8 +28,9 @@ struct Node {
     environment: Vec<(String, String)>,
 }
 
+/// What both files name the same way.
 #[derive(Serialize)]
-struct Vars<'a> {
+struct Common<'a> {
     header: &'a str,
     project: &'a str,
     env: &'a str,
@@ -40,6 +41,29 @@ struct Vars<'a> {
     database: &'a str,
     synchronous: bool,
     url_hosts: String,
+}
+
+impl<'a> Common<'a> {
+    fn new(s: &'a Settings, header: &'a str, env: &'a str, name: &'a str, image: &'a str) -> Self {
+        Common {
+            header,
+            project: &s.project,
+            env,
+            name,
+            image,
+            pg_major: s.pg_version,
+            user: &s.user,
+            database: &s.database,
+            synchronous: s.synchronous,
+            url_hosts: url_hosts(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Vars<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
     etcd_args: Vec<String>,
     etcd_ip: String,
     subnet: String,
@@ -92,21 +116,11 @@ pub fn compose(
             }
         })
         .collect();
-    let url_hosts = url_hosts(s);
     crate::templates::render(
         Some(&s.project_dir),
         "cluster/compose.yaml.j2",
         Vars {
-            header,
-            project: &s.project,
-            env,
-            name,
-            image,
-            pg_major: s.pg_version,
-            user: &s.user,
-            database: &s.database,
-            synchronous: s.synchronous,
-            url_hosts,
+            common: Common::new(s, header, env, name, image),
             etcd_args: etcd_args(&t.etcd_ip()),
             etcd_ip: t.etcd_ip(),
             subnet: t.subnet(),
@@ -128,16 +142,8 @@ struct KubeNode {
 
 #[derive(Serialize)]
 struct KubeVars<'a> {
-    header: &'a str,
-    project: &'a str,
-    env: &'a str,
-    name: &'a str,
-    image: &'a str,
-    pg_major: u32,
-    user: &'a str,
-    database: &'a str,
-    synchronous: bool,
-    url_hosts: String,
+    #[serde(flatten)]
+    common: Common<'a>,
     bind: &'a str,
     etcd_args: Vec<String>,
     data_mount: &'a str,
@@ -228,16 +234,7 @@ pub fn kube(
         Some(&s.project_dir),
         "cluster/kube.yaml.j2",
         KubeVars {
-            header,
-            project: &s.project,
-            env,
-            name,
-            image,
-            pg_major: s.pg_version,
-            user: &s.user,
-            database: &s.database,
-            synchronous: s.synchronous,
-            url_hosts: url_hosts(s),
+            common: Common::new(s, header, env, name, image),
             bind: &s.bind,
             etcd_args,
             data_mount: DATA_MOUNT,
