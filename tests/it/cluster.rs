@@ -614,11 +614,7 @@ fn cluster_generated_compose_runs_the_same_cluster() {
             "GET",
             "/cluster",
         ]));
-        let body = text(&o.stdout);
-        let json: Value = body
-            .split_once('\n')
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
+        let json = api_json(&o.stdout);
         let members = json["members"].as_array().cloned().unwrap_or_default();
         let running = members
             .iter()
@@ -630,7 +626,8 @@ fn cluster_generated_compose_runs_the_same_cluster() {
         }
         assert!(
             Instant::now() < deadline,
-            "no healthy cluster under compose: {body}"
+            "no healthy cluster under compose: {}",
+            text(&o.stdout)
         );
         std::thread::sleep(Duration::from_secs(1));
     };
@@ -723,4 +720,13 @@ fn cluster_podman_smoke() {
         text(&out.stderr)
     );
     ok(&mut p.cmd(&["down"]));
+}
+
+/// The JSON body of a `pgbox-ctl patroni-api` reply (its first line is the HTTP
+/// status), or null when there is none.
+pub(crate) fn api_json(stdout: &[u8]) -> Value {
+    text(stdout)
+        .split_once('\n')
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null)
 }

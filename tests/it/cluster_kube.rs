@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::cluster::api_json;
 use crate::support::*;
 
 fn podman(args: &[&str]) -> Output {
@@ -251,11 +252,7 @@ fn wait_leader_and_replica(node0: &str, bound: Duration) -> (String, String) {
     let deadline = Instant::now() + bound;
     loop {
         let o = podman(&["exec", node0, "pgbox-ctl", "patroni-api", "GET", "/cluster"]);
-        let body = text(&o.stdout);
-        let json: Value = body
-            .split_once('\n')
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
+        let json = api_json(&o.stdout);
         let members = json["members"].as_array().cloned().unwrap_or_default();
         let name = |m: &Value| m["name"].as_str().unwrap_or_default().to_string();
         let leader = members
@@ -270,7 +267,8 @@ fn wait_leader_and_replica(node0: &str, bound: Duration) -> (String, String) {
         }
         assert!(
             Instant::now() < deadline,
-            "no leader and replica under kube play after {bound:?}: {body}{}",
+            "no leader and replica under kube play after {bound:?}: {}{}",
+            text(&o.stdout),
             text(&o.stderr)
         );
         std::thread::sleep(Duration::from_secs(1));
