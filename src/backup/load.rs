@@ -294,10 +294,14 @@ pub fn is_restore_scratch(name: &str) -> bool {
 /// and upload folders. Removed, and named for the caller to report. Only call this
 /// holding the project lock, so no other restore of the project is running. Never
 /// touches `_pgbox_old_*` databases (a replaced database kept for the user).
+///
+/// `ours` (this restore's folder and scratch database, made meanwhile when the
+/// cleaning runs beside the upload) is never counted as a leftover.
 pub async fn clean_restore_leftovers(
     engine: &Engine,
     c: &str,
     s: &Settings,
+    ours: Option<(&str, &str)>,
 ) -> anyhow::Result<Vec<String>> {
     // Both only read: side by side, one round trip's latency instead of two.
     let list_dirs = spec(
@@ -321,11 +325,13 @@ pub async fn clean_restore_leftovers(
     );
     let dirs: Vec<String> = String::from_utf8_lossy(&out?.stdout)
         .lines()
+        .filter(|d| ours.is_none_or(|(dir, _)| *d != dir))
         .map(String::from)
         .collect();
     let dbs: Vec<String> = dbs?
         .lines()
         .filter(|n| is_restore_scratch(n))
+        .filter(|n| ours.is_none_or(|(_, db)| *n != db))
         .map(String::from)
         .collect();
     let mut named = Vec::new();

@@ -107,6 +107,7 @@ pub async fn verify(
                     no_owner: true,
                     plain: plan,
                     scan: None,
+                    clean_leftovers: false,
                 },
                 p,
             )

@@ -4,7 +4,9 @@
 //! as such and leaves nothing behind, Ctrl-C in the overlapped phase leaves no
 //! scratch database, folder or process, and the rows counted on the host are the
 //! rows the restored tables hold, for names and rows that are easy to miscount.
-//! The restored database is analyzed before `restore` returns.
+//! The restored database is analyzed before `restore` returns. What killed
+//! restores left is removed beside the upload, never this restore's own things,
+//! and Ctrl-C while both run leaves nothing of this restore.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -189,6 +191,10 @@ fn rows_counted_on_the_host_match_odd_names_and_rows() {
         err.contains("counted the backup's rows on the host"),
         "the host counted (no fallback to the container): {err}"
     );
+    assert!(
+        err.contains("read the backup's table of contents on the host"),
+        "the roles it names all exist: no pg_restore --list in the container: {err}"
+    );
     // 25 + 3 + 6 + 500 + 0 rows in 6 tables of COPY data (or 5, when the
     // partitions' rows are copied into their root).
     assert!(
@@ -225,4 +231,66 @@ fn the_restored_database_has_planner_statistics_when_restore_returns() {
         ),
     );
     assert_eq!(stats.trim(), "1", "ANALYZE ran before restore returned");
+}
+
+/// A scratch database and upload folder as a killed restore leaves them.
+fn plant_leftovers(p: &Project) -> (String, String) {
+    let db = format!("{}_pgbox_restore_20200101000000", db_name(p));
+    let dir = "/tmp/pgbox-restore-20200101000000-1".to_string();
+    container_sql(p, &format!("drop database if exists {db}"));
+    container_sql(p, &format!("create database {db}"));
+    in_container(p, &format!("mkdir -p {dir}"));
+    (db, dir)
+}
+
+#[test]
+fn leftovers_are_removed_beside_the_upload_and_ctrl_c_there_leaves_nothing() {
+    let p = Project::new("rpleft");
+    p.init(&[]);
+    p.up();
+    let file = big_backup(&p);
+    p.sql("delete from big where g > 1000");
+    let restore = || {
+        p.cmd(&["restore", &file, "--yes", "--drop-old"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // SIGINT once this restore's scratch database exists: the leftovers are
+    // being removed beside its upload then. Nothing of this restore is left; a
+    // planted leftover is either removed or still there, never half of one.
+    let (db, dir) = plant_leftovers(&p);
+    let child = restore();
+    wait_for("this restore's scratch database", || {
+        scratch_dbs(&p).split(',').any(|n| !n.is_empty() && n != db)
+    });
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    for n in scratch_dbs(&p).split(',').filter(|n| !n.is_empty()) {
+        assert_eq!(n, db, "only the planted scratch database may be left");
+    }
+    for d in restore_dirs(&p).lines() {
+        assert_eq!(d, dir, "only the planted folder may be left");
+    }
+    assert_eq!(restore_procs(&p), "");
+    assert_eq!(p.sql("select count(*) from big"), "1000");
+
+    // A whole restore beside fresh leftovers: it names exactly them, keeps its
+    // own folder and scratch database through the upload, and swaps in.
+    let (db, dir) = plant_leftovers(&p);
+    let out = ok(&mut p.cmd(&["restore", &file, "--yes", "--drop-old"]));
+    let err = text(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("removed what an interrupted restore left behind"))
+        .unwrap_or_else(|| panic!("no leftover line in:\n{err}"));
+    assert!(
+        line.ends_with(&format!("database `{db}`, `{dir}`")),
+        "only the planted leftovers are named: {line}"
+    );
+    assert_eq!(p.sql("select count(*) from big"), "2000000");
+    assert_nothing_left(&p);
 }

@@ -124,40 +124,33 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         .or(manifest.as_ref().map(|m| m.database.clone()))
         .unwrap_or_else(|| s.database.clone());
     // 2. The project lock is held: what an earlier, killed restore left is stale.
-    // Removed while the target's size is read (a read only, side by side).
-    let (left, current) = tokio::join!(
-        phases::time(
+    // A globals backup removes it now; a database restore while it uploads
+    // ([`scratch`]), sparing its latency. The target's size is read now (a read only).
+    if globals {
+        let left = phases::time(
             p,
             "leftovers",
-            load::clean_restore_leftovers(&engine, &c, s),
-        ),
-        phases::time(p, "target size", async {
-            if globals {
-                return Ok(String::new());
-            }
-            psql::sql(
-                &engine,
-                &c,
-                s,
-                "postgres",
-                &format!(
-                    "select pg_database_size(datname) from pg_database where datname = {}",
-                    lit(&target)
-                ),
-            )
-            .await
-        })
-    );
-    let left = left?;
-    if !left.is_empty() {
-        p.info(format!(
-            "removed what an interrupted restore left behind: {}",
-            left.join(", ")
-        ));
-    }
-    if globals {
+            load::clean_restore_leftovers(&engine, &c, s, None),
+        )
+        .await?;
+        report_leftovers(&left, p);
         return globals::apply(&engine, &c, s, &path, d, o.yes, p).await;
     }
+    let current = phases::time(
+        p,
+        "target size",
+        psql::sql(
+            &engine,
+            &c,
+            s,
+            "postgres",
+            &format!(
+                "select pg_database_size(datname) from pg_database where datname = {}",
+                lit(&target)
+            ),
+        ),
+    )
+    .await;
 
     let current = current?;
     let current = match current.as_str() {
@@ -233,6 +226,7 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
             no_owner: o.no_owner,
             plain: plan,
             scan: Some(scan),
+            clean_leftovers: true,
         },
         p,
     )
@@ -261,4 +255,14 @@ pub async fn run(o: &RestoreOptions, s: &Settings, p: &Printer) -> anyhow::Resul
         ));
     }
     Ok(true)
+}
+
+/// Say what an interrupted restore left behind and this one removed.
+pub(crate) fn report_leftovers(left: &[String], p: &Printer) {
+    if !left.is_empty() {
+        p.info(format!(
+            "removed what an interrupted restore left behind: {}",
+            left.join(", ")
+        ));
+    }
 }

@@ -28,6 +28,24 @@ use crate::error::Fail;
 /// Rows per table (`schema.table`, unquoted).
 pub type Counts = BTreeMap<String, u64>;
 
+/// What the archive's table of contents says, read on the host so the restore
+/// needs no `pg_restore --list` and `--schema-only` runs in the container when
+/// the roles it names all exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Toc {
+    /// Its entries (the progress bar's length).
+    pub items: u64,
+    /// Every role it names: the owners of all its entries and the roles of the
+    /// `OWNER TO` and `GRANT` lines in their definitions. A superset of the roles
+    /// the container's `pg_restore --schema-only` names (it prints some of these
+    /// entries, their definitions verbatim and `ALTER .. OWNER TO` their owner), so
+    /// all of them existing means the container's check would pass.
+    pub roles: Vec<String>,
+    /// Whether [`Scan::rows`] will give the rows (the archive's data is not
+    /// compressed by pg_dump).
+    pub countable: bool,
+}
+
 /// The two reads of one backup file, each on its own blocking thread: the
 /// checksum (fast: the compressed bytes) and the rows (the archive decompressed).
 /// Dropping the scan stops both.
@@ -36,9 +54,11 @@ pub struct Scan {
     /// The manifest's checksum, when there is a manifest.
     want: Option<String>,
     hash: Option<JoinHandle<anyhow::Result<String>>>,
-    /// Whether the rows will come: sent once the archive's table of contents
-    /// was read (false, or dropped, when this reader cannot count it).
-    countable: Option<tokio::sync::oneshot::Receiver<bool>>,
+    /// The table of contents: sent once it was read (None, or dropped, when
+    /// this reader does not know the archive).
+    toc: Option<tokio::sync::oneshot::Receiver<Option<Toc>>>,
+    /// What `toc` gave, once awaited.
+    got_toc: Option<Option<Toc>>,
     rows: Option<JoinHandle<anyhow::Result<Option<Counts>>>>,
     stop: Arc<AtomicBool>,
 }
@@ -69,7 +89,8 @@ impl Scan {
             path: path.to_path_buf(),
             want,
             hash,
-            countable: Some(rx),
+            toc: Some(rx),
+            got_toc: None,
             rows,
             stop,
         }
@@ -95,13 +116,19 @@ impl Scan {
         Ok(())
     }
 
+    /// The archive's table of contents (read at the start of the file); None
+    /// when this reader does not know it, which leaves the work to the container.
+    pub async fn toc(&mut self) -> Option<Toc> {
+        if let Some(rx) = self.toc.take() {
+            self.got_toc = Some(rx.await.unwrap_or(None));
+        }
+        self.got_toc.clone().flatten()
+    }
+
     /// Whether [`Scan::rows`] will give the rows (known once the archive's table
     /// of contents was read); false leaves the counting to the container.
     pub async fn countable(&mut self) -> bool {
-        match self.countable.take() {
-            Some(rx) => rx.await.unwrap_or(false),
-            None => false,
-        }
+        self.toc().await.is_some_and(|t| t.countable)
     }
 
     /// The rows per table of the archive's COPY data; None when this reader could
@@ -149,7 +176,7 @@ fn count_file(
     path: &Path,
     compression: Compression,
     stop: &AtomicBool,
-    countable: tokio::sync::oneshot::Sender<bool>,
+    countable: tokio::sync::oneshot::Sender<Option<Toc>>,
 ) -> anyhow::Result<Option<Counts>> {
     let f = Stoppable {
         inner: std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?),
@@ -237,7 +264,7 @@ impl<R: Read> Archive<R> {
 /// of a version this reader does not know, or its data is compressed.
 fn copy_rows(
     r: impl Read,
-    countable: tokio::sync::oneshot::Sender<bool>,
+    toc: tokio::sync::oneshot::Sender<Option<Toc>>,
 ) -> anyhow::Result<Option<Counts>> {
     let mut a = Archive {
         r,
@@ -267,9 +294,6 @@ fn copy_rows(
     } else {
         a.int()? != 0
     };
-    if compressed {
-        return Ok(None);
-    }
     for _ in 0..7 {
         a.int()?; // creation time
     }
@@ -280,6 +304,7 @@ fn copy_rows(
     anyhow::ensure!((0..10_000_000).contains(&entries), "{entries} entries");
     // dump id -> the COPY target of a table's data
     let mut copy_of: BTreeMap<i64, Option<String>> = BTreeMap::new();
+    let mut roles = std::collections::BTreeSet::new();
     for _ in 0..entries {
         let id = a.int()?;
         a.int()?; // had dumper
@@ -288,7 +313,11 @@ fn copy_rows(
         a.str()?; // tag
         let desc = a.str()?.unwrap_or_default();
         a.int()?; // section
-        a.str()?; // definition
+        if let Some(defn) = a.str()? {
+            roles.extend(crate::backup::transfer::roles_in_sql(
+                &String::from_utf8_lossy(&defn),
+            ));
+        }
         a.str()?; // drop statement
         let copy = a.str()?;
         a.str()?; // namespace
@@ -297,7 +326,9 @@ fn copy_rows(
         if a.at_least(16) {
             a.int()?; // relkind
         }
-        a.str()?; // owner
+        if let Some(owner) = a.str()?.filter(|o| !o.is_empty()) {
+            roles.insert(String::from_utf8_lossy(&owner).into_owned());
+        }
         a.str()?; // "with oids"
         while a.str()?.is_some() {} // dependencies
         a.byte()?; // data offset: its state, then the offset
@@ -307,9 +338,16 @@ fn copy_rows(
             .and_then(|c| copy_target(&String::from_utf8_lossy(&c)));
         copy_of.insert(id, target);
     }
-    // Known now: the rows will come (unless the file turns out damaged, when
-    // pg_restore fails too).
-    let _ = countable.send(true);
+    // Known now: the table of contents, and whether the rows will come (unless
+    // the file turns out damaged, when pg_restore fails too).
+    let _ = toc.send(Some(Toc {
+        items: entries as u64,
+        roles: roles.into_iter().collect(),
+        countable: !compressed,
+    }));
+    if compressed {
+        return Ok(None);
+    }
     let mut rows = Counts::new();
     // Data blocks until the end: a type (1: table data, 3: large objects), a dump
     // id, then chunks (a length, the bytes) up to one of length zero.
@@ -485,7 +523,12 @@ mod tests {
             str(&mut v, Some("t x"));
             str(&mut v, Some(desc));
             int(&mut v, 2);
-            str(&mut v, Some(""));
+            let defn = if id == 1 {
+                "CREATE TABLE public.\"t x\" (a text);\nGRANT SELECT ON TABLE public.\"t x\" TO \"Bob\";\n"
+            } else {
+                ""
+            };
+            str(&mut v, Some(defn));
             str(&mut v, Some(""));
             str(&mut v, copy);
             str(&mut v, Some("public"));
@@ -515,6 +558,30 @@ mod tests {
     fn rows_of(archive: &[u8]) -> anyhow::Result<Option<Counts>> {
         let (tx, _rx) = tokio::sync::oneshot::channel();
         copy_rows(archive, tx)
+    }
+
+    #[test]
+    fn the_table_of_contents_names_every_owner_and_granted_role() {
+        for minor in [14, 15, 16] {
+            let (tx, mut rx) = tokio::sync::oneshot::channel();
+            copy_rows(&archive(minor)[..], tx).unwrap();
+            let toc = rx.try_recv().unwrap().unwrap();
+            assert_eq!(
+                toc,
+                Toc {
+                    items: 2,
+                    roles: vec!["Bob".to_string(), "me".to_string()],
+                    countable: true,
+                },
+                "1.{minor}"
+            );
+        }
+        // An archive of a version this reader does not know gives none.
+        let mut v = archive(14);
+        v[6] = 99;
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        copy_rows(&v[..], tx).unwrap();
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

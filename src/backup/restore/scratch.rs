@@ -58,6 +58,9 @@ pub struct Request<'a> {
     /// (when it could count) spare the container's count. None: the file was
     /// checked already.
     pub scan: Option<Scan>,
+    /// Remove what killed restores left (under the project lock only), while the
+    /// backup uploads; this restore's own folder and scratch database are spared.
+    pub clean_leftovers: bool,
 }
 
 pub struct Restored {
@@ -67,6 +70,8 @@ pub struct Restored {
     pub checked: bool,
     /// The previous database, kept renamed aside.
     pub old: Option<String>,
+    /// Whether the upload folder was removed already (beside the checks).
+    pub folder_gone: bool,
 }
 
 /// Restore `req.local` into a scratch database and swap it in (see the module doc).
@@ -81,14 +86,16 @@ pub async fn restore(
     let scan = req.scan.take();
     let scratch = Scratch::new(engine, c, s, req.target);
     let result = restore_guarded(engine, c, s, &req, scan, &scratch.name, &scratch.dir, p).await;
-    let swapped = result.is_ok();
+    let swapped = result.as_ref().ok().map(|r| r.folder_gone);
     phases::time(p, "cleanup", async move {
-        if swapped {
+        if let Some(folder_gone) = swapped {
             // Swapped in: pg_restore has ended and the scratch name is gone, so
-            // only the folder is left. The guard stays armed until it is removed.
-            if transfer::remove_remote(engine, c, &scratch.dir)
-                .await
-                .is_ok()
+            // only the folder is left (unless it went beside the checks). The
+            // guard stays armed until it is removed.
+            if folder_gone
+                || transfer::remove_remote(engine, c, &scratch.dir)
+                    .await
+                    .is_ok()
             {
                 scratch.guard.disarm();
                 return;
@@ -161,6 +168,8 @@ impl Scratch {
 struct Checked {
     expected: BTreeMap<String, u64>,
     got: BTreeMap<String, u64>,
+    /// The upload folder was removed once pg_restore ended.
+    folder_gone: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,13 +205,30 @@ async fn load_checked(
     p: &Printer,
 ) -> anyhow::Result<Checked> {
     // While the backup streams in (the guard owns `dir` and the scratch database
-    // from the start): the databases before, the empty scratch database, and the
-    // host's checksum of the file, which must match before anything is loaded. A
-    // database created during the read of `before` may or may not be listed
+    // from the start): what killed restores left is removed (never ours); the
+    // databases before are read (restore scratch databases left out, so a
+    // leftover dropped meanwhile is not missed later); the roles there are; the
+    // empty scratch database is made;
+    // and the host's checksum of the file must match before anything is loaded.
+    // A database created during the read of `before` may or may not be listed
     // there; the scratch one is still there when `intact` looks again.
     let create = create_scratch_sql(s, scratch, dir);
-    let (before, remote, created, verified) = tokio::join!(
+    let plain = req.detected.format == Format::Plain;
+    let need_roles = !plain && !req.no_owner;
+    let (left, before, roles, remote, created, verified) = tokio::join!(
+        phases::time(p, "leftovers", async {
+            if !req.clean_leftovers {
+                return Ok(Vec::new());
+            }
+            load::clean_restore_leftovers(engine, c, s, Some((dir, scratch))).await
+        }),
         phases::time(p, "databases before", psql::databases(engine, c, s)),
+        phases::time(p, "roles", async {
+            if !need_roles {
+                return Ok(String::new());
+            }
+            psql::sql(engine, c, s, "postgres", "select rolname from pg_roles").await
+        }),
         phases::time(
             p,
             "upload",
@@ -222,29 +248,41 @@ async fn load_checked(
     );
     // A file that does not check out is named as such, whatever else failed.
     verified?;
-    let (before, remote) = (before?, remote?);
+    super::report_leftovers(&left?, p);
+    // Restore scratch databases are not the user's: a leftover one dropped
+    // meanwhile (or this restore's own) is no database that went missing.
+    let before: Vec<(u32, String)> = before?
+        .into_iter()
+        .filter(|(_, n)| !load::is_restore_scratch(n))
+        .collect();
+    let remote = remote?;
     created?;
     p.detail("uploaded and unpacked the backup");
-    let plain = req.detected.format == Format::Plain;
     let mut items = 0;
-    if !plain {
+    // The host read the archive's table of contents: when every role it names
+    // exists (a superset of those the restore needs, see `scan::Toc`), the
+    // container need not list it. Otherwise, or when the host could not read
+    // it, the container's pg_restore lists the items and the roles exactly.
+    let toc = match &mut scan {
+        Some(scan) if !plain => phases::time(p, "table of contents", scan.toc()).await,
+        _ => None,
+    };
+    let roles = roles?;
+    let host_listed = toc.filter(|t| {
+        !need_roles
+            || t.roles
+                .iter()
+                .all(|r| roles.lines().any(|l| l == r.as_str()))
+    });
+    if let Some(t) = &host_listed {
+        items = t.items;
+        p.detail("read the backup's table of contents on the host");
+    } else if !plain {
         let (n, owners) =
             phases::time(p, "list items", transfer::list_items(engine, c, &remote)).await?;
         items = n;
-        if !req.no_owner && !owners.is_empty() {
-            let list = owners.iter().map(|o| lit(o)).collect::<Vec<_>>().join(",");
-            let present = phases::time(
-                p,
-                "roles",
-                psql::sql(
-                    engine,
-                    c,
-                    s,
-                    "postgres",
-                    &format!("select rolname from pg_roles where rolname in ({list})"),
-                ),
-            )
-            .await?;
+        if need_roles && !owners.is_empty() {
+            let present = &roles;
             let missing: Vec<&str> = owners
                 .iter()
                 .filter(|o| !present.lines().any(|l| l == o.as_str()))
@@ -312,7 +350,9 @@ async fn load_checked(
     // database is still there, the restored rows, and ANALYZE (harmless on a scratch
     // database that is dropped if a check fails). Their results are taken in the
     // order they always were: the restore's, the databases', then the rows'.
-    let (intact, counted, analyzed) = if restored.is_ok() {
+    // The upload folder is no longer needed once pg_restore ended (its processes
+    // with it): it goes meanwhile; the guard removes it again if this fails.
+    let (intact, counted, analyzed, folder_gone) = if restored.is_ok() {
         tokio::join!(
             phases::time(p, "databases after", intact(engine, c, s, &before)),
             phases::time(p, "restored row counts", async {
@@ -320,10 +360,13 @@ async fn load_checked(
             }),
             phases::time(p, "analyze", async {
                 Some(psql::sql(engine, c, s, scratch, "ANALYZE").await)
+            }),
+            phases::time(p, "remove folder", async {
+                transfer::remove_remote(engine, c, dir).await.is_ok()
             })
         )
     } else {
-        (intact(engine, c, s, &before).await, None, None)
+        (intact(engine, c, s, &before).await, None, None, false)
     };
     let unchanged = |what: String| -> anyhow::Error {
         match &intact {
@@ -354,7 +397,11 @@ async fn load_checked(
         .expect("analyzed after a restore that succeeded")
         .map_err(|e| unchanged(format!("ANALYZE of the restored database failed: {e:#}")))?;
     p.detail(format!("restored into `{scratch}` and checked it"));
-    Ok(Checked { expected, got })
+    Ok(Checked {
+        expected,
+        got,
+        folder_gone,
+    })
 }
 
 async fn swap(
@@ -363,7 +410,11 @@ async fn swap(
     s: &Settings,
     req: &Request<'_>,
     scratch: &str,
-    Checked { expected, got }: Checked,
+    Checked {
+        expected,
+        got,
+        folder_gone,
+    }: Checked,
     p: &Printer,
 ) -> anyhow::Result<Restored> {
     let target = req.target;
@@ -458,6 +509,7 @@ async fn swap(
         rows,
         checked,
         old,
+        folder_gone,
     })
 }
 
