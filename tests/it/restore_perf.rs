@@ -8,18 +8,11 @@
 //! restores left is removed beside the upload, never this restore's own things,
 //! and Ctrl-C while both run leaves nothing of this restore.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::restore_safety::{db_name, in_container, restore_dirs, restore_procs, signal};
 use crate::support::*;
-
-fn db_name(p: &Project) -> String {
-    p.name.replace('-', "_")
-}
-
-fn in_container(p: &Project, script: &str) -> String {
-    docker(&["exec", &p.container(), "bash", "-c", script])
-}
 
 /// Through docker exec, not `pgbox psql`: no second pgbox while one holds the lock.
 fn container_sql(p: &Project, sql: &str) -> String {
@@ -43,22 +36,6 @@ fn all_dbs(p: &Project) -> String {
         p,
         "select string_agg(datname, ',' order by datname) from pg_database",
     )
-}
-
-fn restore_dirs(p: &Project) -> String {
-    in_container(p, "ls -d /tmp/pgbox-restore-* 2>/dev/null; true")
-        .trim()
-        .to_string()
-}
-
-/// pg_restore or psql processes still running in the container.
-fn restore_procs(p: &Project) -> String {
-    in_container(
-        p,
-        r#"for f in /proc/[0-9]*/cmdline; do c=$(tr '\0' '\n' < "$f" 2>/dev/null | head -1); case "$c" in pg_restore | psql) echo "$c" ;; esac; done; true"#,
-    )
-    .trim()
-    .to_string()
 }
 
 fn assert_nothing_left(p: &Project) {
@@ -102,14 +79,6 @@ fn a_damaged_backup_is_named_as_such_while_it_uploads_and_leaves_nothing() {
         assert_eq!(all_dbs(&p), dbs, "{args:?}: no database made or changed");
         assert_eq!(p.sql("select count(*) from big"), "10");
     }
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
 }
 
 /// Poll `f` until it returns true (60 s at most).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn db_name(p: &Project) -> String {
+pub(crate) fn db_name(p: &Project) -> String {
     p.name.replace('-', "_")
 }
 
@@ -152,7 +152,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn in_container(p: &Project, script: &str) -> String {
+pub(crate) fn in_container(p: &Project, script: &str) -> String {
     docker(&["exec", &p.container(), "bash", "-c", script])
 }
 
@@ -169,14 +169,14 @@ fn scratch_dbs(p: &Project) -> String {
     .to_string()
 }
 
-fn restore_dirs(p: &Project) -> String {
+pub(crate) fn restore_dirs(p: &Project) -> String {
     in_container(p, "ls -d /tmp/pgbox-restore-* 2>/dev/null; true")
         .trim()
         .to_string()
 }
 
 /// pg_restore or psql processes still running in the container.
-fn restore_procs(p: &Project) -> String {
+pub(crate) fn restore_procs(p: &Project) -> String {
     in_container(
         p,
         r#"for f in /proc/[0-9]*/cmdline; do c=$(tr '\0' '\n' < "$f" 2>/dev/null | head -1); case "$c" in pg_restore | psql) echo "$c" ;; esac; done; true"#,
@@ -185,7 +185,7 @@ fn restore_procs(p: &Project) -> String {
     .to_string()
 }
 
-fn signal(child: &std::process::Child, sig: &str) {
+pub(crate) fn signal(child: &std::process::Child, sig: &str) {
     let st = Command::new("kill")
         .args([sig, &child.id().to_string()])
         .status()
