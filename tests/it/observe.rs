@@ -46,7 +46,7 @@ fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// GET `url` with curl; the body on a 200.
-fn get(url: &str) -> Option<String> {
+pub(crate) fn get(url: &str) -> Option<String> {
     let out = Command::new("curl")
         .args(["-fsS", "--max-time", "5", url])
         .output()

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::observe::get;
 use crate::support::*;
 
 /// `src/observe/` and `src/pooler/` connect through the shared `src/pgclient/`:
@@ -118,15 +119,6 @@ impl Drop for Bg {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// GET `url` with curl; the body on a 200.
-fn get(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "5", url])
-        .output()
-        .ok()?;
-    out.status.success().then(|| text(&out.stdout))
 }
 
 /// On rootful Podman (its Docker-compatible API): `stats --json` has the
