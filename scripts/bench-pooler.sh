@@ -121,6 +121,9 @@ run() {
 
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
+# The mean client, server and pooler CPU per transaction of some `run` rows.
+means() { printf '%s\n' "$@" | awk '{c += $2; s += $3; p += $4} END {print c / NR, s / NR, p / NR}'; }
+
 # Alternate the two paths ROUNDS times as USER and print one block.
 pair() {
     local user=$1 label=$2 i pooled=() direct=()
@@ -128,35 +131,25 @@ pair() {
         pooled+=("$(run "$server-pooler" 6432 "$user")")
         direct+=("$(run "$server" 5432 "$user")")
     done
-    local pt dt
+    local pt dt pc ps pp dc ds dp
     pt=$(printf '%s\n' "${pooled[@]}" | cut -d' ' -f1 | median)
     dt=$(printf '%s\n' "${direct[@]}" | cut -d' ' -f1 | median)
+    read -r pc ps pp <<<"$(means "${pooled[@]}")"
+    read -r dc ds dp <<<"$(means "${direct[@]}")"
     echo "$label"
-    printf '  %-20s %9s  %9s %9s %9s   (median TPS; mean CPU per transaction)\n' "" "tps" "client" "server" "pooler"
-    summary pooled "$pt" "${pooled[@]}"
-    summary direct "$dt" "${direct[@]}"
-    awk -v a="$pt" -v b="$dt" 'BEGIN { printf "  ratio pooled/direct  %.2fx (target >= 3x)\n", a / b }'
-    local sp sd
-    sp=$(printf '%s\n' "${pooled[@]}" | awk '{s += $3 + $4} END {print s / NR}')
-    sd=$(printf '%s\n' "${direct[@]}" | awk '{s += $3 + $4} END {print s / NR}')
-    awk -v a="$sd" -v b="$sp" 'BEGIN {
-        if (b > 0) printf "  server side (server + pooler) CPU per transaction: direct %.3f ms, pooled %.3f ms: %.1fx less\n", a, b, a / b }'
     # With every core busy, TPS is cores / total CPU per transaction, the client's
-    # included: the ratio no pooler can pass while the client shares the cores.
-    local tp td
-    tp=$(printf '%s\n' "${pooled[@]}" | awk '{s += $2 + $3 + $4} END {print s / NR}')
-    td=$(printf '%s\n' "${direct[@]}" | awk '{s += $2 + $3 + $4} END {print s / NR}')
-    awk -v a="$td" -v b="$tp" 'BEGIN {
-        if (b > 0) printf "  all CPU per transaction, client included: direct %.3f ms, pooled %.3f ms: a %.1fx ceiling for the ratio on shared cores\n", a, b, a / b }'
-}
-
-# One line of a block: the median TPS and the mean CPU per transaction of the rows.
-summary() {
-    local which=$1 med=$2
-    shift 2
-    printf '%s\n' "$@" | awk -v w="$which" -v med="$med" '
-        { c += $2; s += $3; p += $4 }
-        END { printf "  %-20s %9.0f  %6.3f ms %6.3f ms %6.3f ms\n", w, med, c / NR, s / NR, p / NR }'
+    # included: the last line is the ratio no pooler can pass while the client
+    # shares the cores.
+    awk -v pt="$pt" -v dt="$dt" -v pc="$pc" -v ps="$ps" -v pp="$pp" -v dc="$dc" -v ds="$ds" -v dp="$dp" 'BEGIN {
+        printf "  %-20s %9s  %9s %9s %9s   (median TPS; mean CPU per transaction)\n", "", "tps", "client", "server", "pooler"
+        printf "  %-20s %9.0f  %6.3f ms %6.3f ms %6.3f ms\n", "pooled", pt, pc, ps, pp
+        printf "  %-20s %9.0f  %6.3f ms %6.3f ms %6.3f ms\n", "direct", dt, dc, ds, dp
+        printf "  ratio pooled/direct  %.2fx (target >= 3x)\n", pt / dt
+        if (ps + pp > 0) {
+            printf "  server side (server + pooler) CPU per transaction: direct %.3f ms, pooled %.3f ms: %.1fx less\n", ds + dp, ps + pp, (ds + dp) / (ps + pp)
+            printf "  all CPU per transaction, client included: direct %.3f ms, pooled %.3f ms: a %.1fx ceiling for the ratio on shared cores\n", dc + ds + dp, pc + ps + pp, (dc + ds + dp) / (pc + ps + pp)
+        }
+    }'
 }
 
 echo "pgbench -C -S -c $clients -j 2 -T $seconds (scale $scale), SCRAM, no TLS, $rounds rounds each, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
