@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::wal;
 use crate::cancel::Guard;
@@ -378,22 +377,11 @@ fn move_in(staging: &Path, dest: &Path) -> std::io::Result<()> {
 
 /// Size and sha256 of a file, fsynced first.
 fn hash_file(path: &Path) -> anyhow::Result<(u64, String)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)
+    let f = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("cannot open `{}`: {e}", path.display()))?;
     f.sync_all().ok();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((n, wal::hex(&h.finalize())))
+    let sum = crate::digest::sum_reader(f)?;
+    Ok((sum.bytes, sum.sha256))
 }
 
 #[cfg(test)]

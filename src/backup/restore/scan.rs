@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::backup::{Compression, Detected, Format};
@@ -156,20 +155,11 @@ impl<R: Read> Read for Stoppable<'_, R> {
 }
 
 fn sha256(path: &Path, stop: &AtomicBool) -> anyhow::Result<String> {
-    let mut f = Stoppable {
+    let f = Stoppable {
         inner: std::fs::File::open(path)?,
         stop,
     };
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::digest::sum_reader(f)?.sha256)
 }
 
 fn count_file(
